@@ -1,0 +1,61 @@
+import type { PrefixGroup } from "../prompt/groups.js";
+import type { PromptTokenizer } from "../prompt/tokens.js";
+
+/** How the model file produces the yes/no decision (DESIGN.md section 2, GGUF flavours). */
+export type ModelFlavor = "causal" | "rank";
+
+/** The Qwen3 hyper-parameters an engine found in the model (used for FLOP accounting). */
+export interface ModelShape {
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+}
+
+/** What an engine is and can do; nothing else about the engine leaks above the interface. */
+export interface EngineInfo {
+  /** e.g. "llama.cpp via node-llama-cpp 3.21.1 (cpu)". */
+  backend: string;
+  /** Display name of the model (file name or URI). */
+  model: string;
+  flavor: ModelFlavor;
+  /** Longest sequence the model was trained for (GGUF context_length). */
+  trainContext: number;
+  /** Longest sequence this engine instance accepts (its per-sequence context). */
+  maxSequenceLength: number;
+  /** Pairs evaluated in parallel. */
+  sequences: number;
+  shape: ModelShape | undefined;
+  yesTokenId: number;
+  noTokenId: number;
+}
+
+export interface ScoreRequestOptions {
+  /** Stops work on pairs not yet started; the promise rejects with a `cancelled` error. */
+  signal?: AbortSignal | undefined;
+  /** Called after each pair with the number of pairs finished so far. */
+  onProgress?: ((done: number) => void) | undefined;
+}
+
+/** Token accounting of one `score` call. */
+export interface ScoreStats {
+  /** Tokens the model actually evaluated (prefix reuse makes this smaller). */
+  evaluatedTokens: number;
+  /** Tokens of all pairs as if each were evaluated whole. */
+  pairTokens: number;
+}
+
+/**
+ * The narrow waist between qwen-rerank and a model runtime. In-process engines receive token
+ * sequences built by prompt/, grouped by shared prefix; they return the raw log-odds
+ * z = logit(yes) - logit(no) of every pair, flattened in group order. Everything else
+ * (temperature, selection, calibration) happens above, engine-independently.
+ */
+export interface Engine {
+  readonly info: EngineInfo;
+  readonly tokenizer: PromptTokenizer;
+  score(groups: readonly PrefixGroup[], options?: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,28 @@
+import { existsSync, statSync } from "node:fs";
+import { resolveModelFile } from "node-llama-cpp";
+import { RerankError } from "../../errors/errors.js";
+
+const isUri = (s: string): boolean => /^(hf:|huggingface:|https?:\/\/)/i.test(s);
+
+/**
+ * Turns what the user gave (a path or an `hf:` URI) into a local GGUF path. URIs go through
+ * node-llama-cpp's own resolver, which reuses a cached download and fetches otherwise; when
+ * the network is unreachable the user gets a clear error naming the URI and the remedy.
+ */
+export async function resolveModelSource(source: string, modelsDirectory?: string): Promise<string> {
+  if (!isUri(source)) {
+    if (!existsSync(source)) throw new RerankError("model_not_found", `model file not found: ${source}`);
+    if (!statSync(source).isFile()) throw new RerankError("model_not_found", `model path is not a file: ${source}`);
+    return source;
+  }
+  try {
+    return await resolveModelFile(source, { directory: modelsDirectory, cli: false, download: "auto" });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new RerankError(
+      "model_not_found",
+      `cannot resolve ${source}: ${reason}. If this machine is offline, download the GGUF elsewhere and pass its path with --model.`,
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,32 @@
+/** KV cache element types llama.cpp accepts for this model family. */
+export type KvCacheType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
+
+/** Options of the in-process llama.cpp engine. Every field has a working default. */
+export interface LlamaEngineOptions {
+  /** A GGUF file path, or an `hf:<user>/<repo>/<file>.gguf` URI resolved by node-llama-cpp (downloaded once when online). Required. */
+  model: string;
+  /** Where `hf:` models are cached. Default: node-llama-cpp's models directory (~/.node-llama-cpp/models). */
+  modelsDirectory?: string | undefined;
+  /** Longest pair (PREFIX+BODY+SUFFIX tokens) the engine holds per sequence. Default 8192, capped at the model's context. */
+  contextSize?: number | undefined;
+  /** Pairs evaluated in parallel, as sequences of one llama.cpp context. Default 1 on CPU, 8 on a GPU. Rank-head files use 1. */
+  sequences?: number | undefined;
+  /** Tokens per llama.cpp batch (prompt processing chunk). Default 512. */
+  batchSize?: number | undefined;
+  /** CPU threads. Default: every math core llama.cpp detects. */
+  threads?: number | undefined;
+  /** Flash attention. Default: off on CPU (the CPU kernel rounds through F16), on with a GPU. */
+  flashAttention?: boolean | undefined;
+  /** KV cache element type. Default "f16"; "f32" makes scores match a float64 reference to ~1e-5. */
+  kvCacheType?: KvCacheType | undefined;
+  /** "auto" uses a GPU when one is present; false forces the CPU. Default "auto". */
+  gpu?: "auto" | false | "cuda" | "vulkan" | "metal" | undefined;
+  /** Layers offloaded to the GPU: "auto", "max" or a count. Default "auto". */
+  gpuLayers?: "auto" | "max" | number | undefined;
+  /** Memory-map the model file instead of reading it into RAM. Default true. */
+  mmap?: boolean | undefined;
+  /** Evaluate the shared token prefix of pairs once per sequence (exact). Default true. */
+  prefixReuse?: boolean | undefined;
+  /** llama.cpp log level. Default "warn". */
+  logLevel?: "error" | "warn" | "info" | "debug" | undefined;
+}

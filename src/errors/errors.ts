@@ -1,0 +1,33 @@
+/** Machine-readable error codes; each maps to one HTTP status and one CLI exit code (see status.ts). */
+export type ErrorCode =
+  | "invalid_request"
+  | "invalid_option"
+  | "payload_too_large"
+  | "model_not_found"
+  | "model_unsupported"
+  | "engine_unavailable"
+  | "engine_failure"
+  | "overloaded"
+  | "cancelled";
+
+/** The one error type of qwen-rerank: everything a user can see carries a code and a plain message. */
+export class RerankError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "RerankError";
+  }
+}
+
+/** Bad input from the caller (a field, an option, a file). */
+export class ValidationError extends RerankError {
+  constructor(message: string, readonly field?: string) {
+    super("invalid_request", field ? `${field}: ${message}` : message);
+    this.name = "ValidationError";
+  }
+}
+
+export const isRerankError = (e: unknown): e is RerankError => e instanceof RerankError;

@@ -1,0 +1,143 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { QWEN3_RERANK_TEMPLATE } from "../prompt/template.js";
+import { GgmlType } from "../gguf/types.js";
+import type { GgufValue, TensorSpec } from "../gguf/writer.js";
+import { writeGguf } from "../gguf/writer.js";
+import { hashSeed, uniformStream } from "./rng.js";
+import type { Qwen3Shape, ShapeName } from "./shapes.js";
+import { SHAPES, VOCAB_ROWS } from "./shapes.js";
+import { loadQwen3Vocab, tokenId } from "./vocab.js";
+
+/** Plain causal LM (full LM head) or llama.cpp's rank head (`cls.output` with the yes/no rows). */
+export type ModelFlavor = "causal" | "rank";
+export type WeightType = "f32" | "f16" | "q8_0";
+
+export interface MakeModelOptions {
+  shape: ShapeName;
+  /** Default "causal". */
+  flavor?: ModelFlavor;
+  /** Default "f32" for tiny, "q8_0" otherwise. */
+  type?: WeightType;
+  /** Default 1. */
+  seed?: number;
+  out: string;
+}
+
+const ggmlTypeOf = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0 } as const;
+const fileTypeOf = { f32: 0, f16: 1, q8_0: 7 } as const;
+
+/**
+ * Writes a GGUF with the real Qwen3 architecture and tokenizer and seeded random weights.
+ * Deterministic: every row of every tensor has its own stream seeded from (seed, name, row), so
+ * the same options give the same bytes. Scales are chosen so that the yes/no log-odds spread
+ * over several units (scores that differ from pair to pair), not to resemble trained weights.
+ */
+export function makeTestModel(options: MakeModelOptions): void {
+  const shape: Qwen3Shape = SHAPES[options.shape];
+  const flavor = options.flavor ?? "causal";
+  const type = options.type ?? (options.shape === "tiny" ? "f32" : "q8_0");
+  const seed = options.seed ?? 1;
+  const matType = ggmlTypeOf[type];
+  const vocab = loadQwen3Vocab();
+  const yes = tokenId(vocab, "yes");
+  const no = tokenId(vocab, "no");
+  const h = shape.hidden;
+
+  const uniform = (name: string, scale: number, offset = 0) => (rowIndex: number, row: Float32Array) => {
+    const next = uniformStream(hashSeed(seed, `${name}#${rowIndex}`));
+    // uniform in [-a, a] has standard deviation a / sqrt(3)
+    const a = scale * Math.sqrt(3);
+    for (let i = 0; i < row.length; i++) row[i] = offset + (2 * next() - 1) * a;
+  };
+  const matrix = (name: string, inDim: number, outDim: number, scale = 1 / Math.sqrt(inDim)): TensorSpec => ({
+    name,
+    dims: [inDim, outDim],
+    type: matType,
+    fillRow: uniform(name, scale),
+  });
+  const norm = (name: string, size: number): TensorSpec => ({ name, dims: [size], type: GgmlType.F32, fillRow: uniform(name, 0.05, 1) });
+
+  const headScale = 2 / Math.sqrt(h);
+  const embd = matrix("token_embd.weight", h, VOCAB_ROWS, headScale);
+  const lmHeadName = shape.tiedEmbeddings ? "token_embd.weight" : "output.weight";
+  const lmHeadRow = uniform(lmHeadName, headScale);
+
+  const tensors: TensorSpec[] = [embd, norm("output_norm.weight", h)];
+  // The llama.cpp converter drops an untied lm_head from rank-head files (only cls.output remains).
+  if (!shape.tiedEmbeddings && flavor === "causal") tensors.push(matrix("output.weight", h, VOCAB_ROWS, headScale));
+  if (flavor === "rank") {
+    tensors.push({
+      name: "cls.output.weight",
+      dims: [h, 2],
+      type: matType,
+      fillRow: (r, row) => lmHeadRow(r === 0 ? yes : no, row),
+    });
+  }
+  const qDim = shape.heads * shape.headDim;
+  const kvDim = shape.kvHeads * shape.headDim;
+  for (let l = 0; l < shape.layers; l++) {
+    const p = `blk.${l}.`;
+    tensors.push(
+      norm(`${p}attn_norm.weight`, h),
+      matrix(`${p}attn_q.weight`, h, qDim),
+      matrix(`${p}attn_k.weight`, h, kvDim),
+      matrix(`${p}attn_v.weight`, h, kvDim),
+      matrix(`${p}attn_output.weight`, qDim, h),
+      norm(`${p}attn_q_norm.weight`, shape.headDim),
+      norm(`${p}attn_k_norm.weight`, shape.headDim),
+      norm(`${p}ffn_norm.weight`, h),
+      matrix(`${p}ffn_gate.weight`, h, shape.ffn),
+      matrix(`${p}ffn_up.weight`, h, shape.ffn),
+      matrix(`${p}ffn_down.weight`, shape.ffn, h),
+    );
+  }
+
+  const a = "qwen3";
+  const meta: Array<[string, GgufValue]> = [
+    ["general.architecture", { type: "string", value: a }],
+    ["general.type", { type: "string", value: "model" }],
+    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed})` }],
+    ["general.file_type", { type: "u32", value: fileTypeOf[type] }],
+    ["general.quantization_version", { type: "u32", value: 2 }],
+    [`${a}.block_count`, { type: "u32", value: shape.layers }],
+    [`${a}.context_length`, { type: "u32", value: shape.contextLength }],
+    [`${a}.embedding_length`, { type: "u32", value: h }],
+    [`${a}.feed_forward_length`, { type: "u32", value: shape.ffn }],
+    [`${a}.attention.head_count`, { type: "u32", value: shape.heads }],
+    [`${a}.attention.head_count_kv`, { type: "u32", value: shape.kvHeads }],
+    [`${a}.attention.key_length`, { type: "u32", value: shape.headDim }],
+    [`${a}.attention.value_length`, { type: "u32", value: shape.headDim }],
+    [`${a}.rope.freq_base`, { type: "f32", value: 1e6 }],
+    [`${a}.attention.layer_norm_rms_epsilon`, { type: "f32", value: 1e-6 }],
+  ];
+  if (flavor === "rank") {
+    meta.push(
+      [`${a}.pooling_type`, { type: "u32", value: 4 }],
+      [`${a}.classifier.output_labels`, { type: "string[]", value: ["yes", "no"] }],
+    );
+  }
+  meta.push(
+    ["tokenizer.ggml.model", { type: "string", value: "gpt2" }],
+    ["tokenizer.ggml.pre", { type: "string", value: "qwen2" }],
+    ["tokenizer.ggml.tokens", { type: "string[]", value: vocab.tokens }],
+    ["tokenizer.ggml.token_type", { type: "i32[]", value: vocab.tokenTypes }],
+    ["tokenizer.ggml.merges", { type: "string[]", value: vocab.merges }],
+    ["tokenizer.ggml.eos_token_id", { type: "u32", value: 151645 }],
+    ["tokenizer.ggml.padding_token_id", { type: "u32", value: 151643 }],
+    ["tokenizer.ggml.bos_token_id", { type: "u32", value: 151643 }],
+    ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
+  );
+  if (vocab.chatTemplate !== undefined) meta.push(["tokenizer.chat_template", { type: "string", value: vocab.chatTemplate }]);
+  if (flavor === "rank") {
+    meta.push(
+      ["tokenizer.chat_templates", { type: "string[]", value: ["rerank"] }],
+      ["tokenizer.chat_template.rerank", { type: "string", value: QWEN3_RERANK_TEMPLATE }],
+    );
+  }
+  mkdirSync(dirname(options.out), { recursive: true });
+  writeGguf(options.out, meta, tensors);
+}
+
+/** True when the file exists (the generator is deterministic, so an existing file is the same bytes). */
+export const modelExists = (path: string): boolean => existsSync(path);
