@@ -1,0 +1,111 @@
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { createReranker } from "../reranker.js";
+import type { RerankerOptions } from "../reranker.js";
+import { flopsPerToken } from "../testmodel/shapes.js";
+import type { WorkloadSpec } from "./workload.js";
+import { buildWorkload } from "./workload.js";
+
+/** What one engine measured on the workload (one process per phase, so peak RSS is its own). */
+export interface PhaseResult {
+  engine: string;
+  model: string;
+  pairs: number;
+  seconds: number;
+  pairsPerSecond: number;
+  /** Tokens the model evaluated per second. */
+  evaluatedTokensPerSecond: number;
+  /** Tokens of all pairs (as if each were evaluated whole) per second. */
+  effectiveTokensPerSecond: number;
+  /** Model FLOPs of the evaluated tokens per second (from the model shape), or null when unknown. */
+  gflops: number | null;
+  peakRssMB: number;
+  threads: number;
+  sequences: number;
+  /** P(yes) per document, in input order (to compare engines). */
+  scores: number[];
+}
+
+const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
+
+/** qwen-rerank itself: exact prompt, prefix reuse, parallel sequences. */
+export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omit<RerankerOptions, "model">): Promise<PhaseResult> {
+  const reranker = await createReranker({ ...engine, model: modelPath, logLevel: "error" });
+  try {
+    const countTokens = (t: string) => reranker.countTokens(t);
+    const work = buildWorkload(spec, countTokens);
+    await reranker.rerank(work.query, ["warm-up"]);
+    const pairs = work.documents.map((document) => ({ query: work.query, document }));
+    const started = performance.now();
+    const evaluation = await reranker.evaluate(pairs);
+    const seconds = (performance.now() - started) / 1000;
+    const { stats } = evaluation;
+    const shape = reranker.info.shape;
+    let flops: number | null = null;
+    if (shape) {
+      // Attention cost depends on position: the evaluated tokens of a pair sit at the end of it.
+      const perPair = stats.pairTokens / pairs.length;
+      const evaluatedPerPair = stats.evaluatedTokens / pairs.length;
+      flops = 0;
+      for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
+    }
+    return {
+      engine: `qwen-rerank (${reranker.info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
+      model: reranker.info.model,
+      pairs: pairs.length,
+      seconds,
+      pairsPerSecond: pairs.length / seconds,
+      evaluatedTokensPerSecond: stats.evaluatedTokens / seconds,
+      effectiveTokensPerSecond: stats.pairTokens / seconds,
+      gflops: flops === null ? null : flops / seconds / 1e9,
+      peakRssMB: peakRssMB(),
+      threads: engine.threads ?? 0,
+      sequences: reranker.info.sequences,
+      scores: Array.from(evaluation.logits, (z) => 1 / (1 + Math.exp(-z))),
+    };
+  } finally {
+    await reranker.dispose();
+  }
+}
+
+/** node-llama-cpp's own LlamaRankingContext.rankAll on a rank-head GGUF, with the same threads. */
+export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { threads: number; contextSize: number; batchSize: number }): Promise<PhaseResult> {
+  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false });
+  const model = await llama.loadModel({ modelPath });
+  try {
+    const ranking = await model.createRankingContext({ contextSize: o.contextSize, batchSize: o.batchSize, threads: o.threads });
+    const work = buildWorkload(spec, (t) => model.tokenize(t, false).length);
+    await ranking.rank(work.query, "warm-up");
+    const started = performance.now();
+    const scores = await ranking.rankAll(work.query, work.documents);
+    const seconds = (performance.now() - started) / 1000;
+    const tokens = work.documents.reduce((sum, d) => sum + ranking.calculateInputLength(work.query, d), 0);
+    const shape = model.fileInfo.metadata as unknown as { qwen3?: { block_count: number; embedding_length: number; attention: { head_count: number; head_count_kv: number; key_length: number }; feed_forward_length: number } };
+    const q = shape.qwen3;
+    let flops: number | null = null;
+    if (q) {
+      const s = { layers: q.block_count, hidden: q.embedding_length, heads: q.attention.head_count, kvHeads: q.attention.head_count_kv, headDim: q.attention.key_length, ffn: q.feed_forward_length };
+      flops = 0;
+      for (const d of work.documents) {
+        const n = ranking.calculateInputLength(work.query, d);
+        for (let p = 0; p < n; p++) flops += flopsPerToken(s, p);
+      }
+    }
+    await ranking.dispose();
+    return {
+      engine: "node-llama-cpp LlamaRankingContext.rankAll (rank head)",
+      model: modelPath.split("/").pop() ?? modelPath,
+      pairs: work.documents.length,
+      seconds,
+      pairsPerSecond: work.documents.length / seconds,
+      evaluatedTokensPerSecond: tokens / seconds,
+      effectiveTokensPerSecond: tokens / seconds,
+      gflops: flops === null ? null : flops / seconds / 1e9,
+      peakRssMB: peakRssMB(),
+      threads: o.threads,
+      sequences: 1,
+      scores,
+    };
+  } finally {
+    await model.dispose();
+  }
+}

@@ -1,0 +1,42 @@
+import { uniformStream } from "../testmodel/rng.js";
+
+/** The standard benchmark workload: one query and `count` documents of about `tokens` tokens. */
+export interface WorkloadSpec {
+  /** Default 32. */
+  count: number;
+  /** Tokens per document (at least; whole words). Default 256. */
+  tokens: number;
+  /** Default 7. */
+  seed: number;
+}
+
+export interface Workload {
+  query: string;
+  documents: string[];
+}
+
+const WORDS = (
+  "the of and to in is for that on with as by it this from at are be or an was which search query document model " +
+  "result retrieval relevant passage answer system data information index ranking score language network learning " +
+  "city river history science energy market policy health school water music travel capital country population " +
+  "research method evidence report analysis quality design process support service product price customer review"
+).split(" ");
+
+/**
+ * Deterministic English-like documents, sized with the model's own tokenizer so that every
+ * engine in a benchmark run sees the same text and the same token counts.
+ */
+export function buildWorkload(spec: WorkloadSpec, countTokens: (text: string) => number): Workload {
+  const next = uniformStream(spec.seed);
+  const documents: string[] = [];
+  for (let d = 0; d < spec.count; d++) {
+    const words: string[] = [];
+    // Grow in steps, then word by word, to avoid tokenizing a long text hundreds of times.
+    while (countTokens(words.join(" ")) < spec.tokens) {
+      const step = Math.max(1, Math.floor((spec.tokens - countTokens(words.join(" "))) / 2));
+      for (let i = 0; i < step; i++) words.push(WORDS[Math.floor(next() * WORDS.length)] ?? "the");
+    }
+    documents.push(`${words.join(" ")}.`);
+  }
+  return { query: "What is the most relevant passage about the history of the capital city and its river?", documents };
+}

@@ -1,0 +1,142 @@
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { readGgufFileInfo } from "node-llama-cpp";
+import { Option } from "commander";
+import { RerankError, ValidationError } from "../errors/errors.js";
+import type { PhaseResult } from "../bench/phases.js";
+import { runBaseline, runOurs } from "../bench/phases.js";
+import type { WorkloadSpec } from "../bench/workload.js";
+import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
+import { makeTestModel, modelExists } from "../testmodel/generate.js";
+import type { ShapeName } from "../testmodel/shapes.js";
+import { SHAPES } from "../testmodel/shapes.js";
+import { addEngineFlags, engineOptionsFrom, intArg } from "./engine-flags.js";
+
+interface BenchFlags {
+  model?: string;
+  baselineModel?: string;
+  shape: ShapeName;
+  flavor: ModelFlavor;
+  type: WeightType;
+  seed: number;
+  docs: number;
+  docTokens: number;
+  baseline: boolean;
+  json?: boolean;
+  phase?: "ours" | "baseline";
+  cacheDir: string;
+  threads?: number;
+  batchSize?: number;
+}
+
+async function isRankHead(path: string): Promise<boolean> {
+  const info = await readGgufFileInfo(path, { readTensorInfo: false });
+  return (info.metadata as unknown as { qwen3?: { pooling_type?: number } }).qwen3?.pooling_type === 4;
+}
+
+function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor, type: WeightType, seed: number): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `qwen3-reranker-${shape}-${flavor}-${type}-seed${seed}.gguf`);
+  if (!modelExists(path)) {
+    process.stderr.write(`generating ${path} ...\n`);
+    makeTestModel({ shape, flavor, type, seed, out: path });
+  }
+  return path;
+}
+
+/** Runs one phase in a fresh process of this same CLI, so each engine's peak RSS is its own. */
+function runPhase(phase: "ours" | "baseline", args: string[]): Promise<PhaseResult> {
+  return new Promise((resolve, reject) => {
+    const script = process.argv[1] ?? "";
+    const child = spawn(process.execPath, [...process.execArgv, script, "bench", "--phase", phase, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new RerankError("engine_failure", `benchmark phase "${phase}" exited with code ${code}`));
+      try {
+        resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as PhaseResult);
+      } catch {
+        reject(new RerankError("engine_failure", `benchmark phase "${phase}" printed no result`));
+      }
+    });
+  });
+}
+
+const fmt = (n: number | null, digits = 1): string => (n === null ? "n/a" : n.toFixed(digits));
+
+function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
+  const base = results.find((r) => r.engine.startsWith("node-llama-cpp"));
+  process.stdout.write(`workload: 1 query x ${spec.count} documents of ~${spec.tokens} tokens, default instruction\n`);
+  process.stdout.write(`model: ${results[0]?.model ?? "?"}\n\n`);
+  const header = ["engine", "threads", "seqs", "pairs/s", "eval tok/s", "eff tok/s", "GFLOP/s", "peak RSS MB", "vs baseline"];
+  const rows = results.map((r) => [
+    r.engine,
+    String(r.threads),
+    String(r.sequences),
+    fmt(r.pairsPerSecond, 2),
+    fmt(r.evaluatedTokensPerSecond),
+    fmt(r.effectiveTokensPerSecond),
+    fmt(r.gflops),
+    fmt(r.peakRssMB, 0),
+    base ? `${(r.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x` : "n/a",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  process.stdout.write(`${line(header)}\n${rows.map(line).join("\n")}\n`);
+  const ours = results.find((r) => !r.engine.startsWith("node-llama-cpp"));
+  if (base && ours) {
+    const diff = Math.max(...ours.scores.map((s, i) => Math.abs(s - (base.scores[i] ?? s))));
+    process.stdout.write(`\nmax |P(yes) difference| between engines: ${diff.toFixed(4)} (the baseline's template path adds tokens; ours is the official prompt)\n`);
+  }
+}
+
+export function registerBench(program: Command): void {
+  const cmd = program
+    .command("bench")
+    .description("benchmark scoring throughput against node-llama-cpp's own LlamaRankingContext, side by side in one run")
+    .option("-m, --model <file>", "GGUF to benchmark (default: a generated model of --shape/--flavor/--type)")
+    .option("--baseline-model <file>", "rank-head GGUF for the baseline (default: --model when it is rank-head, else the generated rank twin)")
+    .addOption(new Option("--shape <shape>", "shape of the generated model").choices(Object.keys(SHAPES)).default("0.6b"))
+    .addOption(new Option("--flavor <flavor>", "head of the generated model").choices(["causal", "rank"]).default("rank"))
+    .addOption(new Option("--type <type>", "weights of the generated model").choices(["f32", "f16", "q8_0"]).default("q8_0"))
+    .option("--seed <n>", "seed of the generated model", intArg(0), 1)
+    .option("--docs <n>", "documents in the workload", intArg(1, 100000), 32)
+    .option("--doc-tokens <n>", "tokens per document", intArg(1, 30000), 256)
+    .option("--no-baseline", "skip the node-llama-cpp baseline")
+    .option("--json", "print the results as JSON")
+    .option("--cache-dir <dir>", "where generated models go", ".cache/models")
+    .addOption(new Option("--phase <phase>").choices(["ours", "baseline"]).hideHelp());
+  addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
+    const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7 };
+    const engine = engineOptionsFrom(flags);
+    const threads = engine.threads ?? availableParallelism();
+    // Room for the template and the query on top of the document.
+    const contextSize = flags.docTokens + 256;
+    if (flags.phase) {
+      const model = flags.phase === "ours" ? flags.model : flags.baselineModel;
+      if (!model) throw new ValidationError("internal: phase without a model");
+      const result =
+        flags.phase === "ours"
+          ? await runOurs(model, spec, { ...engine, threads, maxLength: contextSize, logLevel: "error" })
+          : await runBaseline(model, spec, { threads, contextSize, batchSize: engine.batchSize ?? 512 });
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return;
+    }
+    const model = flags.model ?? generatedModel(flags.cacheDir, flags.shape, flags.flavor, flags.type, flags.seed);
+    let baselineModel = flags.baselineModel;
+    if (flags.baseline && !baselineModel) {
+      if (!flags.model) baselineModel = flags.flavor === "rank" ? model : generatedModel(flags.cacheDir, flags.shape, "rank", flags.type, flags.seed);
+      else if (await isRankHead(flags.model)) baselineModel = flags.model;
+      else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
+    }
+    const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a) => a !== "--json");
+    const results: PhaseResult[] = [await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)])];
+    if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
+    if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results }, null, 2)}\n`);
+    else printTable(results, spec);
+  });
+}

@@ -1,0 +1,30 @@
+import type { Command } from "commander";
+import { Option } from "commander";
+import { parameterCount, SHAPES } from "../testmodel/shapes.js";
+import type { ShapeName } from "../testmodel/shapes.js";
+import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
+import { makeTestModel, modelExists } from "../testmodel/generate.js";
+import { intArg } from "./engine-flags.js";
+
+export function registerDev(program: Command): void {
+  const dev = program.command("dev").description("developer tools").showHelpAfterError("(run with --help for usage)");
+  dev
+    .command("make-model")
+    .description("write a GGUF with the real Qwen3 architecture and tokenizer and seeded random weights (for tests and benchmarks)")
+    .addOption(new Option("--shape <shape>", "model shape").choices(Object.keys(SHAPES)).default("tiny"))
+    .addOption(new Option("--flavor <flavor>", "causal LM head or llama.cpp rank head").choices(["causal", "rank"]).default("causal"))
+    .addOption(new Option("--type <type>", "weight type (default: f32 for tiny, q8_0 otherwise)").choices(["f32", "f16", "q8_0"]))
+    .option("--seed <n>", "random seed", intArg(0, 2 ** 32 - 1), 1)
+    .requiredOption("-o, --out <file>", "output GGUF path")
+    .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
+    .action((flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean }) => {
+      if (flags.ifMissing && modelExists(flags.out)) {
+        process.stderr.write(`${flags.out} exists; kept\n`);
+        return;
+      }
+      const started = Date.now();
+      makeTestModel({ shape: flags.shape, flavor: flags.flavor, type: flags.type, seed: flags.seed, out: flags.out });
+      const params = (parameterCount(SHAPES[flags.shape]) / 1e6).toFixed(1);
+      process.stderr.write(`wrote ${flags.out} (${flags.shape} shape, ${params}M parameters, ${flags.flavor}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    });
+}

@@ -1,0 +1,70 @@
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import type { RerankerOptions } from "../reranker.js";
+import type { KvCacheType } from "../engines/llama/options.js";
+
+export const intArg =
+  (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return n;
+  };
+
+export const positiveNumberArg = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a number > 0");
+  return n;
+};
+
+/** The engine options every model-backed command shares (names match the library options). */
+export function addEngineFlags(cmd: Command): Command {
+  return cmd
+    .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
+    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU)", intArg(1, 256))
+    .option("--batch-size <n>", "tokens per llama.cpp batch (default: 512)", intArg(1, 65536))
+    .option("--flash-attention", "enable flash attention (default: on with a GPU)")
+    .option("--no-flash-attention", "disable flash attention")
+    .addOption(new Option("--kv-cache-type <type>", "KV cache element type (default: f16)").choices(["f32", "f16", "bf16", "q8_0", "q4_0"]))
+    .addOption(new Option("--gpu <kind>", "auto, cpu, cuda, vulkan or metal (default: auto)").choices(["auto", "cpu", "cuda", "vulkan", "metal"]))
+    .option("--gpu-layers <n>", "layers offloaded to the GPU: auto, max or a count (default: auto)")
+    .option("--no-mmap", "read the model into memory instead of memory-mapping it")
+    .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
+    .option("--models-dir <dir>", "cache directory for hf: models")
+    .addOption(new Option("--log-level <level>", "llama.cpp log level (default: error)").choices(["error", "warn", "info", "debug"]));
+}
+
+interface EngineFlagValues {
+  threads?: number;
+  sequences?: number;
+  batchSize?: number;
+  flashAttention?: boolean;
+  kvCacheType?: KvCacheType;
+  gpu?: string;
+  gpuLayers?: string;
+  mmap?: boolean;
+  prefixReuse?: boolean;
+  modelsDir?: string;
+  logLevel?: RerankerOptions["logLevel"];
+}
+
+export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions, "model"> {
+  let gpuLayers: RerankerOptions["gpuLayers"];
+  if (flags.gpuLayers !== undefined) {
+    if (flags.gpuLayers === "auto" || flags.gpuLayers === "max") gpuLayers = flags.gpuLayers;
+    else gpuLayers = intArg(0, 10000)(flags.gpuLayers);
+  }
+  return {
+    threads: flags.threads,
+    sequences: flags.sequences,
+    batchSize: flags.batchSize,
+    flashAttention: flags.flashAttention,
+    kvCacheType: flags.kvCacheType,
+    gpu: flags.gpu === undefined ? undefined : flags.gpu === "cpu" ? false : (flags.gpu as RerankerOptions["gpu"]),
+    gpuLayers,
+    mmap: flags.mmap,
+    prefixReuse: flags.prefixReuse,
+    modelsDirectory: flags.modelsDir,
+    logLevel: flags.logLevel ?? "error",
+  };
+}

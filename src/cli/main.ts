@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { isRerankError } from "../errors/errors.js";
+import { exitCodeOf } from "../errors/status.js";
+import { registerBench } from "./bench.js";
+import { registerDev } from "./dev.js";
+import { registerScore } from "./score.js";
+
+const program = new Command("qwen-rerank")
+  .description("Run and tune Qwen3-Reranker models: exact scores, CLI, benchmarks")
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+registerScore(program);
+registerBench(program);
+registerDev(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // help and version end with code 0; usage errors are the user's to fix: exit 2.
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (isRerankError(error)) {
+    process.stderr.write(`qwen-rerank: ${error.message}\n`);
+    process.exitCode = exitCodeOf[error.code];
+  } else {
+    process.stderr.write(`qwen-rerank: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,12 @@
+export { createReranker, Reranker } from "./reranker.js";
+export type { RerankerOptions, RerankCallOptions, RerankResult, ScoredPair, Evaluation } from "./reranker.js";
+export type { Engine, EngineInfo, ModelFlavor, ModelShape, ScoreStats } from "./engines/engine.js";
+export { LlamaEngine } from "./engines/llama/llama-engine.js";
+export type { LlamaEngineOptions, KvCacheType } from "./engines/llama/options.js";
+export { RerankError, ValidationError } from "./errors/errors.js";
+export type { ErrorCode } from "./errors/errors.js";
+export { PromptBuilder } from "./prompt/tokens.js";
+export { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PREFIX, SUFFIX, formatBody } from "./prompt/template.js";
+export { scoreFromLogit } from "./scoring/temperature.js";
+export { makeTestModel } from "./testmodel/generate.js";
+export type { MakeModelOptions } from "./testmodel/generate.js";

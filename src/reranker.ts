@@ -1,0 +1,171 @@
+import { callOptionsSchema, documentsSchema, parseOrThrow, querySchema } from "./config/options.js";
+import type { CallOptions } from "./config/options.js";
+import type { Engine, EngineInfo, ScoreStats } from "./engines/engine.js";
+import { LlamaEngine } from "./engines/llama/llama-engine.js";
+import type { LlamaEngineOptions } from "./engines/llama/options.js";
+import { RerankError, ValidationError } from "./errors/errors.js";
+import { groupByPrefix } from "./prompt/groups.js";
+import type { PairText } from "./prompt/tokens.js";
+import { PromptBuilder } from "./prompt/tokens.js";
+import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
+import { rankByLogit, takeTopN } from "./scoring/selection.js";
+import { scoreFromLogit } from "./scoring/temperature.js";
+
+/** Options of createReranker: the engine's plus the defaults every call starts from. */
+export interface RerankerOptions extends LlamaEngineOptions {
+  /** Default max_length of every call (and the engine's per-sequence context). Default 8192. */
+  maxLength?: number | undefined;
+  /** Default instruction. Default: the official web-search instruction. */
+  instruction?: string | undefined;
+  /** Default temperature. Default 1 (official scores). */
+  temperature?: number | undefined;
+}
+
+/** Per-call options: the knobs plus cancellation and progress. */
+export interface RerankCallOptions extends CallOptions {
+  signal?: AbortSignal | undefined;
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+export interface RerankResult {
+  /** Position of the document in the input. */
+  index: number;
+  /** sigmoid(logit / temperature), in [0, 1]. */
+  score: number;
+  /** Raw log-odds z = logit(yes) - logit(no). */
+  logit: number;
+  /** True when the document was cut to fit max_length. */
+  truncated: boolean;
+  document?: string;
+}
+
+export interface ScoredPair {
+  score: number;
+  logit: number;
+  truncated: boolean;
+}
+
+/** The raw outcome of scoring pairs, for callers that report tokens and timing. */
+export interface Evaluation {
+  logits: Float64Array;
+  truncated: boolean[];
+  stats: ScoreStats;
+}
+
+export class Reranker {
+  private readonly prompt: PromptBuilder;
+  private readonly defaults: { instruction: string; temperature: number; maxLength: number };
+
+  constructor(
+    private readonly engine: Engine,
+    defaults: { instruction?: string | undefined; temperature?: number | undefined; maxLength?: number | undefined } = {},
+  ) {
+    this.prompt = new PromptBuilder(engine.tokenizer);
+    const d = parseOrThrow(callOptionsSchema, {
+      instruction: defaults.instruction,
+      temperature: defaults.temperature,
+      maxLength: defaults.maxLength,
+    });
+    this.defaults = {
+      instruction: d.instruction ?? DEFAULT_INSTRUCTION,
+      temperature: d.temperature ?? 1,
+      maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
+    };
+  }
+
+  /** Tokens of a text in the model's vocabulary (plain text, no special tokens). */
+  countTokens(text: string): number {
+    return this.engine.tokenizer.tokenize(text, false).length;
+  }
+
+  get info(): EngineInfo {
+    return this.engine.info;
+  }
+
+  /** Scores every document against the query and returns them best first (top_n applied). */
+  async rerank(query: string, documents: readonly string[], options: RerankCallOptions = {}): Promise<RerankResult[]> {
+    parseOrThrow(querySchema, query, "query");
+    parseOrThrow(documentsSchema, documents, "documents");
+    const o = this.resolve(options);
+    const evaluation = await this.evaluate(
+      documents.map((document) => ({ instruction: o.instruction, query, document })),
+      options,
+    );
+    const results = Array.from(evaluation.logits, (logit, index) => {
+      const r: RerankResult = { index, score: scoreFromLogit(logit, o.temperature), logit, truncated: evaluation.truncated[index] ?? false };
+      if (options.returnDocuments) r.document = documents[index];
+      return r;
+    });
+    return takeTopN(rankByLogit(results), options.topN);
+  }
+
+  /** Scores (query, document) pairs in input order. */
+  async score(pairs: ReadonlyArray<{ query: string; document: string }>, options: RerankCallOptions = {}): Promise<ScoredPair[]> {
+    if (!Array.isArray(pairs)) throw new ValidationError("must be an array of {query, document}", "pairs");
+    pairs.forEach((p, i) => {
+      parseOrThrow(querySchema, p?.query, `pairs.${i}.query`);
+      parseOrThrow(documentsSchema, [p?.document], `pairs.${i}.document`);
+    });
+    const o = this.resolve(options);
+    const evaluation = await this.evaluate(
+      pairs.map((p) => ({ instruction: o.instruction, query: p.query, document: p.document })),
+      options,
+    );
+    return Array.from(evaluation.logits, (logit, i) => ({ logit, score: scoreFromLogit(logit, o.temperature), truncated: evaluation.truncated[i] ?? false }));
+  }
+
+  /**
+   * Builds the prompts, groups pairs that share instruction and query so the engine can reuse
+   * their common token prefix, and returns raw log-odds in input order.
+   */
+  async evaluate(pairs: readonly PairText[], options: RerankCallOptions = {}): Promise<Evaluation> {
+    const maxLength = this.resolve(options).maxLength;
+    const built = pairs.map((p) => this.prompt.build({ ...p, instruction: p.instruction ?? this.defaults.instruction }, maxLength));
+    const keys = pairs.map((p) => JSON.stringify([p.instruction ?? this.defaults.instruction, p.query]));
+    const { groups, indices } = groupByPrefix(built.map((b) => b.tokens), keys);
+    const total = pairs.length;
+    const { logits: grouped, stats } = await this.engine.score(groups, {
+      signal: options.signal,
+      onProgress: options.onProgress ? (done) => options.onProgress?.(done, total) : undefined,
+    });
+    const logits = new Float64Array(total);
+    let k = 0;
+    for (const idx of indices) for (const i of idx) logits[i] = grouped[k++] ?? Number.NaN;
+    return { logits, truncated: built.map((b) => b.truncated), stats };
+  }
+
+  private resolve(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {
+    const { signal: _s, onProgress: _p, ...knobs } = options;
+    const o = parseOrThrow(callOptionsSchema, knobs);
+    const maxLength = o.maxLength ?? this.defaults.maxLength;
+    if (maxLength > this.engine.info.maxSequenceLength) {
+      throw new ValidationError(
+        `${maxLength} exceeds the engine's context of ${this.engine.info.maxSequenceLength} tokens (raise maxLength when creating the reranker)`,
+        "maxLength",
+      );
+    }
+    if (maxLength < this.prompt.minMaxLength) throw new ValidationError(`must be at least ${this.prompt.minMaxLength} (the template alone)`, "maxLength");
+    return { instruction: o.instruction ?? this.defaults.instruction, temperature: o.temperature ?? this.defaults.temperature, maxLength };
+  }
+
+  dispose(): Promise<void> {
+    return this.engine.dispose();
+  }
+}
+
+/** Opens the model and returns a ready reranker. The caller owns it and must `dispose()` it. */
+export async function createReranker(options: RerankerOptions): Promise<Reranker> {
+  if (!options || typeof options.model !== "string" || options.model.length === 0) {
+    throw new ValidationError("a GGUF path or hf: URI is required", "model");
+  }
+  const { maxLength, instruction, temperature, ...engineOptions } = options;
+  // Validate defaults before paying for a model load.
+  parseOrThrow(callOptionsSchema, { instruction, temperature, maxLength });
+  const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? maxLength ?? DEFAULT_MAX_LENGTH });
+  try {
+    return new Reranker(engine, { instruction, temperature, maxLength });
+  } catch (error) {
+    await engine.dispose();
+    throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));
+  }
+}

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { rankByLogit, takeTopN } from "./selection.js";
+import { scoreFromLogit } from "./temperature.js";
+
+test("score is sigmoid(z / T) and stable for large |z|", () => {
+  assert.equal(scoreFromLogit(0), 0.5);
+  assert.ok(Math.abs(scoreFromLogit(2) - 1 / (1 + Math.exp(-2))) < 1e-15);
+  assert.ok(Math.abs(scoreFromLogit(2, 4) - 1 / (1 + Math.exp(-0.5))) < 1e-15);
+  assert.equal(scoreFromLogit(-1000), 0);
+  assert.equal(scoreFromLogit(1000), 1);
+});
+
+test("temperature never changes the order", () => {
+  const zs = Array.from({ length: 200 }, (_, i) => Math.sin(i * 7.31) * 12);
+  for (const t of [0.05, 0.3, 1, 2.5, 40]) {
+    const byScore = zs.map((z, i) => ({ i, s: scoreFromLogit(z, t) }));
+    for (let a = 0; a < zs.length; a++) {
+      for (let b = 0; b < zs.length; b++) {
+        if ((zs[a] ?? 0) > (zs[b] ?? 0)) assert.ok((byScore[a]?.s ?? 0) >= (byScore[b]?.s ?? 0));
+      }
+    }
+  }
+});
+
+test("ranking is by logit, ties keep input order; top-n cuts", () => {
+  const ranked = rankByLogit([
+    { index: 0, logit: 1 },
+    { index: 1, logit: 3 },
+    { index: 2, logit: 1 },
+    { index: 3, logit: -2 },
+  ]);
+  assert.deepEqual(ranked.map((r) => r.index), [1, 0, 2, 3]);
+  assert.deepEqual(takeTopN(ranked, 2).map((r) => r.index), [1, 0]);
+  assert.equal(takeTopN(ranked, undefined).length, 4);
+});

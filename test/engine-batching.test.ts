@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
+import { groupByPrefix } from "../src/prompt/groups.js";
+import { PromptBuilder } from "../src/prompt/tokens.js";
+import { exactEngine, testModel } from "./fixtures/models.js";
+import { DOCUMENTS } from "./fixtures/pairs.js";
+
+// Variable-length documents: the parallel-sequence bug in REFERENCE.md swapped scores between
+// documents of different lengths. 48 documents from 1 to ~150 tokens, two queries.
+const docs = Array.from({ length: 48 }, (_, i) => `${DOCUMENTS[i % DOCUMENTS.length] ?? ""} ${"river city ".repeat((i * 7) % 60)}`.trim());
+const queries = ["What is the capital of China?", "longest river"];
+
+async function scoreWith(options: { sequences: number; batchSize: number; prefixReuse: boolean }, model: string): Promise<Float64Array> {
+  const engine = await LlamaEngine.open({ model, contextSize: 256, ...exactEngine, ...options });
+  try {
+    const prompt = new PromptBuilder(engine.tokenizer);
+    const pairs = queries.flatMap((query) => docs.map((document) => ({ query, document })));
+    const built = pairs.map((p) => prompt.build(p, 256).tokens);
+    const { groups, indices } = groupByPrefix(built, pairs.map((p) => p.query));
+    const { logits, stats } = await engine.score(groups);
+    if (options.prefixReuse) assert.ok(stats.evaluatedTokens < stats.pairTokens, "prefix reuse evaluates fewer tokens");
+    else assert.equal(stats.evaluatedTokens, stats.pairTokens);
+    const out = new Float64Array(pairs.length);
+    indices.flat().forEach((i, k) => (out[i] = logits[k] ?? Number.NaN));
+    return out;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+describe("batch invariance (causal flavour, F32)", () => {
+  let single: Float64Array;
+  const model = testModel("causal");
+  before(async () => {
+    single = await scoreWith({ sequences: 1, batchSize: 512, prefixReuse: false }, model);
+  });
+
+  const settings = [
+    { sequences: 8, batchSize: 512, prefixReuse: true },
+    { sequences: 8, batchSize: 512, prefixReuse: false },
+    { sequences: 12, batchSize: 64, prefixReuse: true },
+    { sequences: 3, batchSize: 37, prefixReuse: false },
+    { sequences: 1, batchSize: 16, prefixReuse: true },
+  ];
+  for (const s of settings) {
+    test(`sequences ${s.sequences}, batch ${s.batchSize}, prefix reuse ${s.prefixReuse}: every score equals its single-sequence score`, async () => {
+      const got = await scoreWith(s, model);
+      got.forEach((z, i) => assert.ok(Math.abs(z - (single[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${single[i]}`));
+    });
+  }
+});
+
+describe("batch invariance (rank flavour)", () => {
+  test("prefix reuse and batch size do not change rank-head scores", async () => {
+    const model = testModel("rank");
+    const a = await scoreWith({ sequences: 1, batchSize: 512, prefixReuse: false }, model);
+    const b = await scoreWith({ sequences: 4, batchSize: 48, prefixReuse: true }, model);
+    a.forEach((z, i) => assert.ok(Math.abs(z - (b[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${b[i]}`));
+  });
+});
+
+describe("engine errors", () => {
+  let engine: LlamaEngine;
+  before(async () => {
+    engine = await LlamaEngine.open({ model: testModel("causal"), contextSize: 64, ...exactEngine });
+  });
+  after(() => engine.dispose());
+
+  test("a pair longer than the context is refused with a clear error, and the engine keeps working", async () => {
+    const tooLong = engine.info.maxSequenceLength + 1;
+    await assert.rejects(engine.score([{ prefix: [], tails: [Array.from({ length: tooLong }, () => 279)] }]), /exceeds the engine's context/);
+    const { logits } = await engine.score([{ prefix: [], tails: [[151644, 872, 198]] }]);
+    assert.ok(Number.isFinite(logits[0]));
+  });
+
+  test("an aborted signal cancels before work starts", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(engine.score([{ prefix: [], tails: [[279]] }], { signal: controller.signal }), /cancelled/);
+  });
+
+  test("a missing model file is a model_not_found error", async () => {
+    await assert.rejects(LlamaEngine.open({ model: "/nonexistent/model.gguf" }), (e: Error & { code?: string }) => e.code === "model_not_found");
+  });
+});
