@@ -11,7 +11,7 @@ import { DOCUMENTS } from "./fixtures/pairs.js";
 const docs = Array.from({ length: 48 }, (_, i) => `${DOCUMENTS[i % DOCUMENTS.length] ?? ""} ${"river city ".repeat((i * 7) % 60)}`.trim());
 const queries = ["What is the capital of China?", "longest river"];
 
-async function scoreWith(options: { sequences: number; batchSize: number; prefixReuse: boolean }, model: string): Promise<Float64Array> {
+async function scoreWith(options: { sequences: number; batchSize: number; prefixReuse: boolean; rankHead?: "rank-pooling" }, model: string): Promise<Float64Array> {
   const engine = await LlamaEngine.open({ model, contextSize: 256, ...exactEngine, ...options });
   try {
     const prompt = new PromptBuilder(engine.tokenizer);
@@ -52,11 +52,15 @@ describe("batch invariance (causal flavour, F32)", () => {
 });
 
 describe("batch invariance (rank flavour)", () => {
-  test("prefix reuse and batch size do not change rank-head scores", async () => {
+  test("rank pooling with and without prefix reuse equals the LM-head path with 8 sequences", async () => {
     const model = testModel("rank");
-    const a = await scoreWith({ sequences: 1, batchSize: 512, prefixReuse: false }, model);
-    const b = await scoreWith({ sequences: 4, batchSize: 48, prefixReuse: true }, model);
-    a.forEach((z, i) => assert.ok(Math.abs(z - (b[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${b[i]}`));
+    const pooled = await scoreWith({ sequences: 1, batchSize: 512, prefixReuse: false, rankHead: "rank-pooling" }, model);
+    const pooledReuse = await scoreWith({ sequences: 1, batchSize: 48, prefixReuse: true, rankHead: "rank-pooling" }, model);
+    const logits = await scoreWith({ sequences: 8, batchSize: 512, prefixReuse: true }, model);
+    pooled.forEach((z, i) => {
+      assert.ok(Math.abs(z - (pooledReuse[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${pooledReuse[i]}`);
+      assert.ok(Math.abs(z - (logits[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${logits[i]}`);
+    });
   });
 });
 

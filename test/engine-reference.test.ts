@@ -10,12 +10,18 @@ import { DOCUMENTS, LONG_DOCUMENT, QUERY_EN, QUERY_ZH } from "./fixtures/pairs.j
 
 const MAX_LENGTH = 160;
 
-for (const flavor of ["causal", "rank"] as ModelFlavor[]) {
-  describe(`${flavor} flavour against the float64 reference forward pass`, () => {
+const variants: Array<{ flavor: ModelFlavor; rankHead?: "rank-pooling"; path: "lm-head" | "rank-pooling" }> = [
+  { flavor: "causal", path: "lm-head" },
+  { flavor: "rank", path: "lm-head" },
+  { flavor: "rank", rankHead: "rank-pooling", path: "rank-pooling" },
+];
+
+for (const { flavor, rankHead, path } of variants) {
+  describe(`${flavor} flavour through ${path} against the float64 reference forward pass`, () => {
     let engine: LlamaEngine;
     let reference: ReferenceQwen3;
     before(async () => {
-      engine = await LlamaEngine.open({ model: testModel(flavor), contextSize: MAX_LENGTH, sequences: 3, ...exactEngine });
+      engine = await LlamaEngine.open({ model: testModel(flavor), contextSize: MAX_LENGTH, sequences: 3, rankHead, ...exactEngine });
       reference = new ReferenceQwen3(testModel(flavor));
     });
     after(async () => {
@@ -25,6 +31,8 @@ for (const flavor of ["causal", "rank"] as ModelFlavor[]) {
 
     test("detects the flavour and the yes/no ids", () => {
       assert.equal(engine.info.flavor, flavor);
+      assert.equal(engine.info.scoringPath, path);
+      assert.equal(engine.info.sequences, path === "rank-pooling" ? 1 : 3);
       assert.equal(engine.info.yesTokenId, 9693);
       assert.equal(engine.info.noTokenId, 2152);
     });

@@ -21,6 +21,8 @@ export interface EngineInfo {
   /** Display name of the model (file name or URI). */
   model: string;
   flavor: ModelFlavor;
+  /** Where z comes from: the yes/no rows of the LM head at the last position, or llama.cpp's rank pooling. */
+  scoringPath: "lm-head" | "rank-pooling";
   /** Longest sequence the model was trained for (GGUF context_length). */
   trainContext: number;
   /** Longest sequence this engine instance accepts (its per-sequence context). */

@@ -8,6 +8,7 @@ import { commonPrefixLength } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { Engine, EngineInfo, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import { lmHeadMatchesRankHead } from "./head-check.js";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
 import type { KvCacheType, LlamaEngineOptions } from "./options.js";
@@ -88,8 +89,10 @@ export class LlamaEngine implements Engine {
       const no = singleToken(model, "no");
       const onGpu = llama.gpu !== false;
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext);
-      const requested = facts.flavor === "rank" ? 1 : Math.max(1, Math.floor(options.sequences ?? (onGpu ? 8 : 1)));
-      const { context, sequences } = await LlamaEngine.createContext(model, facts.flavor, {
+      const scoringPath =
+        facts.flavor === "causal" || (options.rankHead !== "rank-pooling" && lmHeadMatchesRankHead(path, model.fileInfo, yes, no)) ? "lm-head" : "rank-pooling";
+      const requested = scoringPath === "rank-pooling" ? 1 : Math.max(1, Math.floor(options.sequences ?? (onGpu ? 8 : 1)));
+      const { context, sequences } = await LlamaEngine.createContext(model, scoringPath, {
         contextSize,
         sequences: requested,
         batchSize: options.batchSize ?? 512,
@@ -103,6 +106,7 @@ export class LlamaEngine implements Engine {
         backend: `llama.cpp via node-llama-cpp (${llama.gpu === false ? "cpu" : llama.gpu})`,
         model: basename(path),
         flavor: facts.flavor,
+        scoringPath,
         trainContext: facts.trainContext,
         maxSequenceLength: context.contextSize,
         sequences,
@@ -120,7 +124,7 @@ export class LlamaEngine implements Engine {
   /** Creates the context; on failure (usually memory) retries once with half the sequences and batch. */
   private static async createContext(
     model: LlamaModel,
-    flavor: "causal" | "rank",
+    scoringPath: EngineInfo["scoringPath"],
     o: { contextSize: number; sequences: number; batchSize: number; threads: number; flashAttention: boolean; kvCacheType: KvCacheType },
   ): Promise<{ context: LlamaContext; sequences: number }> {
     const attempt = (sequences: number, batchSize: number) =>
@@ -132,7 +136,7 @@ export class LlamaEngine implements Engine {
         flashAttention: o.flashAttention,
         experimentalKvCacheKeyType: kvTypeName[o.kvCacheType] as never,
         experimentalKvCacheValueType: kvTypeName[o.kvCacheType] as never,
-        ...(flavor === "rank" ? ({ _embeddings: true, _ranking: true } as object) : {}),
+        ...(scoringPath === "rank-pooling" ? ({ _embeddings: true, _ranking: true } as object) : {}),
       });
     try {
       return { context: await attempt(o.sequences, o.batchSize), sequences: o.sequences };
@@ -231,7 +235,7 @@ export class LlamaEngine implements Engine {
     const input = [...prefix.slice(keep), ...tail];
     stats.evaluatedTokens += input.length;
     stats.pairTokens += prefix.length + tail.length;
-    const z = this.info.flavor === "rank" ? await this.evaluateRank(slot, input) : await this.evaluateCausal(slot, input);
+    const z = this.info.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, input) : await this.evaluateCausal(slot, input);
     slot.tokens.push(...input);
     if (!Number.isFinite(z)) throw new RerankError("engine_failure", `the model produced a non-finite score (${z})`);
     return z;

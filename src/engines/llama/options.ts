@@ -27,6 +27,12 @@ export interface LlamaEngineOptions {
   mmap?: boolean | undefined;
   /** Evaluate the shared token prefix of pairs once per sequence (exact). Default true. */
   prefixReuse?: boolean | undefined;
+  /**
+   * How rank-head files are scored. "auto": through the LM-head logits when its yes/no rows are
+   * byte-identical to `cls.output` (tied models: faster, parallel sequences), else through
+   * llama.cpp's rank pooling. "rank-pooling" forces the latter. Default "auto".
+   */
+  rankHead?: "auto" | "rank-pooling" | undefined;
   /** llama.cpp log level. Default "warn". */
   logLevel?: "error" | "warn" | "info" | "debug" | undefined;
 }
