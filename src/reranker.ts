@@ -1,4 +1,4 @@
-import { callOptionsSchema, documentsSchema, parseOrThrow, querySchema } from "./config/options.js";
+import { callOptionsSchema, documentsSchema, pairsSchema, parseOrThrow, querySchema } from "./config/options.js";
 import type { CallOptions } from "./config/options.js";
 import type { Engine, EngineInfo, ScoreStats } from "./engines/engine.js";
 import { LlamaEngine } from "./engines/llama/llama-engine.js";
@@ -101,11 +101,7 @@ export class Reranker {
 
   /** Scores (query, document) pairs in input order. */
   async score(pairs: ReadonlyArray<{ query: string; document: string }>, options: RerankCallOptions = {}): Promise<ScoredPair[]> {
-    if (!Array.isArray(pairs)) throw new ValidationError("must be an array of {query, document}", "pairs");
-    pairs.forEach((p, i) => {
-      parseOrThrow(querySchema, p?.query, `pairs.${i}.query`);
-      parseOrThrow(documentsSchema, [p?.document], `pairs.${i}.document`);
-    });
+    parseOrThrow(pairsSchema, pairs, "pairs");
     const o = this.resolve(options);
     const evaluation = await this.evaluate(
       pairs.map((p) => ({ instruction: o.instruction, query: p.query, document: p.document })),
@@ -135,7 +131,7 @@ export class Reranker {
   }
 
   private resolve(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {
-    const { signal: _s, onProgress: _p, ...knobs } = options;
+    const { signal: _signal, onProgress: _onProgress, ...knobs } = options;
     const o = parseOrThrow(callOptionsSchema, knobs);
     const maxLength = o.maxLength ?? this.defaults.maxLength;
     if (maxLength > this.engine.info.maxSequenceLength) {

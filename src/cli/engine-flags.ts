@@ -23,14 +23,15 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU)", intArg(1, 256))
     .option("--batch-size <n>", "tokens per llama.cpp batch (default: 512)", intArg(1, 65536))
-    .option("--flash-attention", "enable flash attention (default: on with a GPU)")
-    .option("--no-flash-attention", "disable flash attention")
+    .option("--flash-attention", "enable flash attention (default: on)")
+    .option("--no-flash-attention", "disable flash attention (exact F32 numerics with --kv-cache-type f32)")
     .addOption(new Option("--kv-cache-type <type>", "KV cache element type (default: f16)").choices(["f32", "f16", "bf16", "q8_0", "q4_0"]))
     .addOption(new Option("--gpu <kind>", "auto, cpu, cuda, vulkan or metal (default: auto)").choices(["auto", "cpu", "cuda", "vulkan", "metal"]))
     .option("--gpu-layers <n>", "layers offloaded to the GPU: auto, max or a count (default: auto)")
     .option("--no-mmap", "read the model into memory instead of memory-mapping it")
     .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
     .option("--models-dir <dir>", "cache directory for hf: models")
+    .option("--offline", "never download: hf: URIs must already be in the models directory")
     .addOption(new Option("--log-level <level>", "llama.cpp log level (default: error)").choices(["error", "warn", "info", "debug"]));
 }
 
@@ -45,6 +46,7 @@ interface EngineFlagValues {
   mmap?: boolean;
   prefixReuse?: boolean;
   modelsDir?: string;
+  offline?: boolean;
   logLevel?: RerankerOptions["logLevel"];
 }
 
@@ -65,6 +67,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     mmap: flags.mmap,
     prefixReuse: flags.prefixReuse,
     modelsDirectory: flags.modelsDir,
+    allowDownload: flags.offline ? false : undefined,
     logLevel: flags.logLevel ?? "error",
   };
 }

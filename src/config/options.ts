@@ -33,3 +33,6 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
 
 export const querySchema = z.string().refine((s) => s.trim().length > 0, "must be a non-empty string");
 export const documentsSchema = z.array(z.string({ error: "must be a string" }));
+export const pairsSchema = z.array(z.object({ query: querySchema, document: z.string({ error: "must be a string" }) }), {
+  error: "must be an array of {query, document}",
+});

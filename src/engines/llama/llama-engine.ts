@@ -66,11 +66,11 @@ export class LlamaEngine implements Engine {
     private readonly slots: Slot[],
     private readonly prefixReuse: boolean,
   ) {
-    this.tokenizer = { tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial) as number[] };
+    this.tokenizer = { tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial) };
   }
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
-    const path = await resolveModelSource(options.model, options.modelsDirectory);
+    const path = await resolveModelSource(options.model, options.modelsDirectory, options.allowDownload ?? true);
     let llama: Llama;
     try {
       llama = await sharedLlama(options.gpu, options.logLevel ?? "warn");
@@ -97,7 +97,7 @@ export class LlamaEngine implements Engine {
         sequences: requested,
         batchSize: options.batchSize ?? 512,
         threads: options.threads ?? (llama.cpuMathCores || availableParallelism()),
-        flashAttention: options.flashAttention ?? onGpu,
+        flashAttention: options.flashAttention ?? true,
         kvCacheType: options.kvCacheType ?? "f16",
       });
       if (sequences > 1) serializeSampling(context);

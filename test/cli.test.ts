@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { createReranker } from "../src/reranker.js";
+import { repoRoot, testModel } from "./fixtures/models.js";
+
+const work = mkdtempSync(join(tmpdir(), "qr-cli-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+function cli(args: string[], timeout = 300_000) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), ...args], { encoding: "utf8", timeout, cwd: repoRoot });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const model = testModel("causal");
+const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu"];
+
+test("score prints a ranked table and JSON equal to the library's scores", async () => {
+  const docs = ["The capital of China is Beijing.", "Gravity attracts bodies.", "北京是首都。"];
+  const args = ["score", "--model", model, "--query", "What is the capital of China?", ...docs.flatMap((d) => ["--doc", d]), ...exact, "--max-length", "256"];
+  const table = cli(args);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /rank\s+index\s+score\s+logit\s+document/);
+  const json = cli([...args, "--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const out = JSON.parse(json.stdout) as { results: Array<{ index: number; score: number; logit: number }> };
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  try {
+    const lib = await reranker.rerank("What is the capital of China?", docs);
+    assert.deepEqual(out.results.map((r) => r.index), lib.map((r) => r.index));
+    out.results.forEach((r, i) => assert.ok(Math.abs(r.score - (lib[i]?.score ?? 0)) < 1e-6));
+  } finally {
+    await reranker.dispose();
+  }
+});
+
+test("score --input reads JSONL, one result line per query; --top-n and --temperature apply", () => {
+  const input = join(work, "in.jsonl");
+  writeFileSync(input, `${JSON.stringify({ query: "capital", documents: ["a", "b", "c"] })}\n\n${JSON.stringify({ query: "river", documents: ["Yangtze"] })}\n`);
+  const r = cli(["score", "--model", model, "--input", input, "--json", "--top-n", "2", "--temperature", "0.5", ...exact]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { query: string; results: Array<{ score: number; logit: number }> });
+  assert.deepEqual(lines.map((l) => l.query), ["capital", "river"]);
+  assert.equal(lines[0]?.results.length, 2);
+  const first = lines[0]?.results[0];
+  assert.ok(first && Math.abs(first.score - 1 / (1 + Math.exp(-first.logit / 0.5))) < 1e-9);
+});
+
+test("bad input exits with code 2 and a message, never a stack trace", () => {
+  const badJsonl = join(work, "bad.jsonl");
+  writeFileSync(badJsonl, `${JSON.stringify({ query: "q", documents: ["a"] })}\n{"query": "q", "documents": [1]}\n`);
+  const notJson = join(work, "notjson.jsonl");
+  writeFileSync(notJson, "{nope\n");
+  const cases: Array<[string[], RegExp]> = [
+    [["score", "--model", model, "--query", "q"], /needs at least one --doc/],
+    [["score", "--model", model, "--doc", "d"], /needs at least one --doc|--query/],
+    [["score", "--model", model], /give --query/],
+    [["score", "--model", "/no/file.gguf", "--query", "q", "--doc", "d"], /model file not found/],
+    [["score", "--model", model, "--query", "q", "--doc", "d", "--temperature", "0"], /temperature/],
+    [["score", "--model", model, "--query", "q", "--doc", "d", "--top-n", "x"], /top-n/],
+    [["score", "--model", model, "--query", "", "--doc", "d"], /query/],
+    [["score", "--model", model, "--input", badJsonl], /bad\.jsonl:2/],
+    [["score", "--model", model, "--input", notJson], /notjson\.jsonl:1: not valid JSON/],
+    [["score", "--model", model, "--query", "q", "--doc", "d", "--max-length", "10"], /maxLength/],
+    [["score", "--model", model, "--bogus"], /unknown option/],
+    [["dev", "make-model", "--shape", "huge", "--out", join(work, "x.gguf")], /shape/],
+  ];
+  for (const [args, message] of cases) {
+    const r = cli(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(" "));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
+test("dev make-model writes a loadable model and --if-missing keeps it", () => {
+  const out = join(work, "m.gguf");
+  const first = cli(["dev", "make-model", "--shape", "tiny", "--flavor", "rank", "--type", "q8_0", "--out", out]);
+  assert.equal(first.code, 0, first.stderr);
+  const again = cli(["dev", "make-model", "--shape", "tiny", "--out", out, "--if-missing"]);
+  assert.equal(again.code, 0);
+  assert.match(again.stderr, /exists; kept/);
+  const scored = cli(["score", "--model", out, "--query", "q", "--doc", "d", "--json"]);
+  assert.equal(scored.code, 0, scored.stderr);
+});
+
+test("bench runs both engines side by side and reports the ratio (tiny model, smoke test)", () => {
+  const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--docs", "4", "--doc-tokens", "24", "--json", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: Array<{ engine: string; pairsPerSecond: number; peakRssMB: number; scores: number[] }> };
+  assert.equal(out.results.length, 2);
+  assert.match(out.results[1]?.engine ?? "", /LlamaRankingContext/);
+  for (const res of out.results) {
+    assert.ok(res.pairsPerSecond > 0 && res.peakRssMB > 0);
+    assert.equal(res.scores.length, 4);
+  }
+});

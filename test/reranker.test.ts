@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { Reranker } from "../src/reranker.js";
+import { createReranker } from "../src/reranker.js";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RerankError, ValidationError } from "../src/errors/errors.js";
+import { exactEngine, testModel } from "./fixtures/models.js";
+import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
+
+let reranker: Reranker;
+before(async () => {
+  reranker = await createReranker({ model: testModel("causal"), maxLength: 256, sequences: 4, ...exactEngine });
+});
+after(() => reranker.dispose());
+
+test("rerank returns every document once, sorted by score, with score = sigmoid(logit)", async () => {
+  const results = await reranker.rerank(QUERY_EN, DOCUMENTS);
+  assert.equal(results.length, DOCUMENTS.length);
+  assert.deepEqual([...results.map((r) => r.index)].sort((a, b) => a - b), DOCUMENTS.map((_, i) => i));
+  for (let i = 1; i < results.length; i++) assert.ok((results[i - 1]?.score ?? 0) >= (results[i]?.score ?? 0));
+  for (const r of results) assert.ok(Math.abs(r.score - 1 / (1 + Math.exp(-r.logit))) < 1e-12);
+  assert.equal(results[0]?.document, undefined);
+});
+
+test("rerank scores equal score() on the same pairs, whatever the document order", async () => {
+  const ranked = await reranker.rerank(QUERY_EN, DOCUMENTS, { returnDocuments: true });
+  const pairs = await reranker.score([...DOCUMENTS].reverse().map((document) => ({ query: QUERY_EN, document })));
+  for (const r of ranked) {
+    assert.equal(r.document, DOCUMENTS[r.index]);
+    const s = pairs[DOCUMENTS.length - 1 - r.index];
+    assert.ok(Math.abs((s?.logit ?? 0) - r.logit) < 1e-4);
+  }
+});
+
+test("temperature changes scores but never the order; top_n cuts", async () => {
+  const base = await reranker.rerank(QUERY_EN, DOCUMENTS);
+  const sharp = await reranker.rerank(QUERY_EN, DOCUMENTS, { temperature: 0.25 });
+  const flat = await reranker.rerank(QUERY_EN, DOCUMENTS, { temperature: 4, topN: 3 });
+  assert.deepEqual(sharp.map((r) => r.index), base.map((r) => r.index));
+  assert.deepEqual(flat.map((r) => r.index), base.slice(0, 3).map((r) => r.index));
+  const top = base[0];
+  assert.ok(top && Math.abs((sharp[0]?.score ?? 0) - 1 / (1 + Math.exp(-top.logit / 0.25))) < 1e-6);
+});
+
+test("the instruction is part of the prompt: another instruction, other scores", async () => {
+  const a = await reranker.score([{ query: QUERY_EN, document: DOCUMENTS[0] ?? "" }]);
+  const b = await reranker.score([{ query: QUERY_EN, document: DOCUMENTS[0] ?? "" }], { instruction: "Judge whether the passage is written in English" });
+  assert.notEqual(a[0]?.logit, b[0]?.logit);
+});
+
+test("max_length truncates long documents and flags them", async () => {
+  const long = "Beijing river history. ".repeat(200);
+  const [r] = await reranker.rerank(QUERY_EN, [long], { maxLength: 100 });
+  assert.equal(r?.truncated, true);
+  const [short] = await reranker.rerank(QUERY_EN, ["short"], { maxLength: 100 });
+  assert.equal(short?.truncated, false);
+});
+
+test("bad input is a ValidationError naming the field", async () => {
+  const cases: Array<[() => Promise<unknown>, RegExp]> = [
+    [() => reranker.rerank("", ["a"]), /^query/],
+    [() => reranker.rerank("   ", ["a"]), /^query/],
+    [() => reranker.rerank(42 as unknown as string, ["a"]), /^query/],
+    [() => reranker.rerank("q", "a" as unknown as string[]), /^documents/],
+    [() => reranker.rerank("q", ["a", 3 as unknown as string]), /^documents\.1/],
+    [() => reranker.rerank("q", ["a"], { temperature: 0 }), /^temperature/],
+    [() => reranker.rerank("q", ["a"], { temperature: -2 }), /^temperature/],
+    [() => reranker.rerank("q", ["a"], { topN: 0 }), /^topN/],
+    [() => reranker.rerank("q", ["a"], { maxLength: 10 }), /^maxLength/],
+    [() => reranker.rerank("q", ["a"], { maxLength: 5000 }), /^maxLength.*context/],
+    [() => reranker.score([{ query: "q" } as unknown as { query: string; document: string }]), /^pairs\.0\.document/],
+  ];
+  for (const [call, message] of cases) {
+    await assert.rejects(call, (e: unknown) => e instanceof ValidationError && message.test(e.message), String(message));
+  }
+  assert.deepEqual(await reranker.rerank("q", []), []);
+});
+
+test("createReranker validates before loading and reports a missing model", async () => {
+  await assert.rejects(createReranker({ model: "" }), /model/);
+  await assert.rejects(createReranker({ model: testModel("causal"), temperature: 0 }), /temperature/);
+  await assert.rejects(createReranker({ model: "/no/such/file.gguf" }), /model file not found/);
+});
+
+test("hf: URIs resolve through node-llama-cpp's resolver from the models directory (offline)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "qr-hf-"));
+  try {
+    const uri = "hf:qwen-rerank/test-models/qwen3-reranker-tiny.gguf";
+    await assert.rejects(createReranker({ model: uri, modelsDirectory: dir, allowDownload: false }), (e: unknown) => {
+      return e instanceof RerankError && e.code === "model_not_found" && /hf_qwen-rerank_test-models_qwen3-reranker-tiny\.gguf/.test(e.message) && /Downloads are off/.test(e.message);
+    });
+    copyFileSync(testModel("causal"), join(dir, "hf_qwen-rerank_test-models_qwen3-reranker-tiny.gguf"));
+    const cached = await createReranker({ model: uri, modelsDirectory: dir, allowDownload: false, ...exactEngine, maxLength: 256 });
+    try {
+      const [a] = await cached.score([{ query: QUERY_EN, document: DOCUMENTS[0] ?? "" }]);
+      const [b] = await reranker.score([{ query: QUERY_EN, document: DOCUMENTS[0] ?? "" }]);
+      assert.ok(Math.abs((a?.logit ?? 0) - (b?.logit ?? 1)) < 1e-4);
+    } finally {
+      await cached.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
