@@ -98,3 +98,11 @@ test("bench runs both engines side by side and reports the ratio (tiny model, sm
     assert.equal(res.scores.length, 4);
   }
 });
+
+test("the README's code example runs against the built package", () => {
+  const r = spawnSync(process.execPath, [join(repoRoot, "examples/rerank.mjs"), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.length, 3);
+  for (const line of lines) assert.match(line, /^\d\.\d{4} {2}\S/);
+});

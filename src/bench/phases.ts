@@ -1,4 +1,5 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { readModelFacts } from "../engines/llama/metadata.js";
 import { createReranker } from "../reranker.js";
 import type { RerankerOptions } from "../reranker.js";
 import { flopsPerToken } from "../testmodel/shapes.js";
@@ -72,22 +73,21 @@ export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { th
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false });
   const model = await llama.loadModel({ modelPath });
   try {
-    const ranking = await model.createRankingContext({ contextSize: o.contextSize, batchSize: o.batchSize, threads: o.threads });
+    // threads 0 leaves node-llama-cpp's own default in place.
+    const ranking = await model.createRankingContext({ contextSize: o.contextSize, batchSize: o.batchSize, ...(o.threads > 0 ? { threads: o.threads } : {}) });
     const work = buildWorkload(spec, (t) => model.tokenize(t, false).length);
     await ranking.rank(work.query, "warm-up");
     const started = performance.now();
     const scores = await ranking.rankAll(work.query, work.documents);
     const seconds = (performance.now() - started) / 1000;
     const tokens = work.documents.reduce((sum, d) => sum + ranking.calculateInputLength(work.query, d), 0);
-    const shape = model.fileInfo.metadata as unknown as { qwen3?: { block_count: number; embedding_length: number; attention: { head_count: number; head_count_kv: number; key_length: number }; feed_forward_length: number } };
-    const q = shape.qwen3;
+    const { shape } = readModelFacts(model.fileInfo, model.trainContextSize);
     let flops: number | null = null;
-    if (q) {
-      const s = { layers: q.block_count, hidden: q.embedding_length, heads: q.attention.head_count, kvHeads: q.attention.head_count_kv, headDim: q.attention.key_length, ffn: q.feed_forward_length };
+    if (shape) {
       flops = 0;
       for (const d of work.documents) {
         const n = ranking.calculateInputLength(work.query, d);
-        for (let p = 0; p < n; p++) flops += flopsPerToken(s, p);
+        for (let p = 0; p < n; p++) flops += flopsPerToken(shape, p);
       }
     }
     await ranking.dispose();
@@ -101,7 +101,7 @@ export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { th
       effectiveTokensPerSecond: tokens / seconds,
       gflops: flops === null ? null : flops / seconds / 1e9,
       peakRssMB: peakRssMB(),
-      threads: o.threads,
+      threads: o.threads > 0 ? o.threads : 6,
       sequences: 1,
       scores,
     };

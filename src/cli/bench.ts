@@ -25,6 +25,7 @@ interface BenchFlags {
   docs: number;
   docTokens: number;
   baseline: boolean;
+  baselineThreads?: number;
   json?: boolean;
   phase?: "ours" | "baseline";
   cacheDir: string;
@@ -107,6 +108,7 @@ export function registerBench(program: Command): void {
     .option("--docs <n>", "documents in the workload", intArg(1, 100000), 32)
     .option("--doc-tokens <n>", "tokens per document", intArg(1, 30000), 256)
     .option("--no-baseline", "skip the node-llama-cpp baseline")
+    .option("--baseline-threads <n>", "threads for the baseline (default: the same as ours; 0 = node-llama-cpp's own default, 6)", intArg(0, 1024))
     .option("--json", "print the results as JSON")
     .option("--cache-dir <dir>", "where generated models go", ".cache/models")
     .addOption(new Option("--phase <phase>").choices(["ours", "baseline"]).hideHelp());
@@ -122,7 +124,7 @@ export function registerBench(program: Command): void {
       const result =
         flags.phase === "ours"
           ? await runOurs(model, spec, { ...engine, threads, maxLength: contextSize, logLevel: "error" })
-          : await runBaseline(model, spec, { threads, contextSize, batchSize: engine.batchSize ?? 512 });
+          : await runBaseline(model, spec, { threads: flags.baselineThreads ?? threads, contextSize, batchSize: engine.batchSize ?? 512 });
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
     }

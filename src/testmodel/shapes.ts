@@ -1,11 +1,7 @@
+import type { ModelShape } from "../engines/engine.js";
+
 /** Hyper-parameters of a Qwen3 model (the fields llama.cpp's qwen3 loader reads). */
-export interface Qwen3Shape {
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  ffn: number;
+export interface Qwen3Shape extends ModelShape {
   tiedEmbeddings: boolean;
   contextLength: number;
 }
@@ -36,7 +32,7 @@ export function parameterCount(s: Qwen3Shape): number {
  * matrix products of every layer, attention over `position` earlier tokens, and one head row pair.
  * The LM head is excluded: the engines compute it for the last position only.
  */
-export function flopsPerToken(s: Pick<Qwen3Shape, "layers" | "hidden" | "heads" | "kvHeads" | "headDim" | "ffn">, position: number): number {
+export function flopsPerToken(s: ModelShape, position: number): number {
   const proj = s.hidden * s.heads * s.headDim * 2 + s.hidden * s.kvHeads * s.headDim * 2;
   const mlp = 3 * s.hidden * s.ffn;
   const attention = 2 * s.heads * s.headDim * position;
