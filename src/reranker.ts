@@ -39,6 +39,13 @@ export interface RerankResult {
   document?: string;
 }
 
+/** One pair's tokens, ready for any batch; `key` groups pairs that share instruction and query. */
+export interface PreparedPair {
+  tokens: number[];
+  truncated: boolean;
+  key: string;
+}
+
 export interface ScoredPair {
   score: number;
   logit: number;
@@ -71,6 +78,11 @@ export class Reranker {
       temperature: d.temperature ?? 1,
       maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
     };
+  }
+
+  /** Tokens of PREFIX plus SUFFIX: what every pair costs besides its BODY. */
+  get templateTokens(): number {
+    return this.prompt.prefix.length + this.prompt.suffix.length;
   }
 
   /** Tokens of a text in the model's vocabulary (plain text, no special tokens). */
@@ -115,11 +127,26 @@ export class Reranker {
    * their common token prefix, and returns raw log-odds in input order.
    */
   async evaluate(pairs: readonly PairText[], options: RerankCallOptions = {}): Promise<Evaluation> {
-    const maxLength = this.resolve(options).maxLength;
-    const built = pairs.map((p) => this.prompt.build({ ...p, instruction: p.instruction ?? this.defaults.instruction }, maxLength));
-    const keys = pairs.map((p) => JSON.stringify([p.instruction ?? this.defaults.instruction, p.query]));
-    const { groups, indices } = groupByPrefix(built.map((b) => b.tokens), keys);
-    const total = pairs.length;
+    const prepared = this.prepare(pairs, this.resolve(options).maxLength);
+    return this.evaluatePrepared(prepared, options);
+  }
+
+  /** Tokenizes pairs (official template and truncation); the result can be scored in any batch. */
+  prepare(pairs: readonly PairText[], maxLength: number): PreparedPair[] {
+    return pairs.map((p) => {
+      const instruction = p.instruction ?? this.defaults.instruction;
+      const built = this.prompt.build({ ...p, instruction }, maxLength);
+      return { tokens: built.tokens, truncated: built.truncated, key: JSON.stringify([instruction, p.query]) };
+    });
+  }
+
+  /** Scores prepared pairs (from one or many requests) in one engine call, results in input order. */
+  async evaluatePrepared(prepared: readonly PreparedPair[], options: Pick<RerankCallOptions, "signal" | "onProgress"> = {}): Promise<Evaluation> {
+    const { groups, indices } = groupByPrefix(
+      prepared.map((p) => p.tokens),
+      prepared.map((p) => p.key),
+    );
+    const total = prepared.length;
     const { logits: grouped, stats } = await this.engine.score(groups, {
       signal: options.signal,
       onProgress: options.onProgress ? (done) => options.onProgress?.(done, total) : undefined,
@@ -127,7 +154,12 @@ export class Reranker {
     const logits = new Float64Array(total);
     let k = 0;
     for (const idx of indices) for (const i of idx) logits[i] = grouped[k++] ?? Number.NaN;
-    return { logits, truncated: built.map((b) => b.truncated), stats };
+    return { logits, truncated: prepared.map((p) => p.truncated), stats };
+  }
+
+  /** Resolves per-call knobs against the reranker's defaults (validated). */
+  resolveOptions(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {
+    return this.resolve(options);
   }
 
   private resolve(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {

@@ -88,3 +88,25 @@ describe("engine errors", () => {
     await assert.rejects(LlamaEngine.open({ model: "/nonexistent/model.gguf" }), (e: Error & { code?: string }) => e.code === "model_not_found");
   });
 });
+
+describe("context edge", () => {
+  test("a pair of exactly max_length tokens scores like in a larger context, and the next pairs stay correct", async () => {
+    const model = testModel("causal");
+    const small = await LlamaEngine.open({ model, contextSize: 256, ...exactEngine, sequences: 2 });
+    const large = await LlamaEngine.open({ model, contextSize: 1024, ...exactEngine });
+    try {
+      assert.ok(small.info.maxSequenceLength >= 256);
+      const prompt = new PromptBuilder(small.tokenizer);
+      const full = prompt.build({ query: "q", document: "river ".repeat(500) }, small.info.maxSequenceLength);
+      const short = prompt.build({ query: "q", document: "river city" }, small.info.maxSequenceLength);
+      assert.equal(full.tokens.length, small.info.maxSequenceLength);
+      const groups = [{ prefix: [], tails: [full.tokens, short.tokens, full.tokens, short.tokens] }];
+      const a = await small.score(groups);
+      const b = await large.score(groups);
+      a.logits.forEach((z, i) => assert.ok(Math.abs(z - (b.logits[i] ?? Number.NaN)) < 1e-4, `pair ${i}: ${z} vs ${b.logits[i]}`));
+    } finally {
+      await small.dispose();
+      await large.dispose();
+    }
+  });
+});

@@ -35,7 +35,7 @@ export function addEngineFlags(cmd: Command): Command {
     .addOption(new Option("--log-level <level>", "llama.cpp log level (default: error)").choices(["error", "warn", "info", "debug"]));
 }
 
-interface EngineFlagValues {
+export interface EngineFlagValues {
   threads?: number;
   sequences?: number;
   batchSize?: number;

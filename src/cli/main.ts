@@ -5,12 +5,14 @@ import { exitCodeOf } from "../errors/status.js";
 import { registerBench } from "./bench.js";
 import { registerDev } from "./dev.js";
 import { registerScore } from "./score.js";
+import { registerServe } from "./serve.js";
 
 const program = new Command("qwen-rerank")
   .description("Run and tune Qwen3-Reranker models: exact scores, CLI, benchmarks")
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 registerScore(program);
+registerServe(program);
 registerBench(program);
 registerDev(program);
 

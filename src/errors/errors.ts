@@ -8,6 +8,7 @@ export type ErrorCode =
   | "engine_unavailable"
   | "engine_failure"
   | "overloaded"
+  | "timeout"
   | "cancelled";
 
 /** The one error type of qwen-rerank: everything a user can see carries a code and a plain message. */
@@ -27,6 +28,14 @@ export class ValidationError extends RerankError {
   constructor(message: string, readonly field?: string) {
     super("invalid_request", field ? `${field}: ${message}` : message);
     this.name = "ValidationError";
+  }
+}
+
+/** The queue is full: retry after `retryAfterSeconds`. */
+export class OverloadedError extends RerankError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super("overloaded", message);
+    this.name = "OverloadedError";
   }
 }
 

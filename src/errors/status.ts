@@ -10,6 +10,7 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   engine_unavailable: 503,
   engine_failure: 500,
   overloaded: 429,
+  timeout: 504,
   cancelled: 499,
 };
 
@@ -23,5 +24,6 @@ export const exitCodeOf: Record<ErrorCode, number> = {
   engine_unavailable: 3,
   engine_failure: 1,
   overloaded: 3,
+  timeout: 3,
   cancelled: 130,
 };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { rankByLogit, takeTopN } from "./selection.js";
+import { applyThreshold, rankByLogit, takeTopN, takeTopP } from "./selection.js";
 import { scoreFromLogit } from "./temperature.js";
 
 test("score is sigmoid(z / T) and stable for large |z|", () => {
@@ -33,4 +33,25 @@ test("ranking is by logit, ties keep input order; top-n cuts", () => {
   assert.deepEqual(ranked.map((r) => r.index), [1, 0, 2, 3]);
   assert.deepEqual(takeTopN(ranked, 2).map((r) => r.index), [1, 0]);
   assert.equal(takeTopN(ranked, undefined).length, 4);
+});
+
+test("top_p keeps the best documents until their softmax weight reaches p, at least one", () => {
+  const ranked = rankByLogit([
+    { index: 0, logit: 2 },
+    { index: 1, logit: 1 },
+    { index: 2, logit: 0 },
+  ]);
+  const w = [Math.exp(2), Math.exp(1), 1].map((x) => x / (Math.exp(2) + Math.exp(1) + 1));
+  assert.equal(takeTopP(ranked, 0.1).length, 1);
+  assert.equal(takeTopP(ranked, (w[0] ?? 0) + 1e-9).length, 2);
+  assert.equal(takeTopP(ranked, (w[0] ?? 0) + (w[1] ?? 0) + 1e-9).length, 3);
+  assert.equal(takeTopP(ranked, 1).length, 3);
+  // a higher temperature flattens the weights: more documents are needed to reach p
+  assert.ok(takeTopP(ranked, 0.8, 10).length >= takeTopP(ranked, 0.8, 0.5).length);
+  assert.deepEqual(takeTopP([], 0.5), []);
+});
+
+test("threshold drops results below the score", () => {
+  assert.deepEqual(applyThreshold([{ score: 0.9 }, { score: 0.5 }, { score: 0.2 }], 0.5), [{ score: 0.9 }, { score: 0.5 }]);
+  assert.equal(applyThreshold([{ score: 0.1 }], undefined).length, 1);
 });

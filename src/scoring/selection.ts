@@ -15,3 +15,28 @@ export function rankByLogit<T extends Ranked>(items: readonly T[]): T[] {
 export function takeTopN<T>(ranked: readonly T[], topN: number | undefined): T[] {
   return topN === undefined ? [...ranked] : ranked.slice(0, topN);
 }
+
+/**
+ * Nucleus selection over the documents of one request (DESIGN.md section 3): weights
+ * w_i = softmax(z_i / T) over the documents, keep the best until their cumulative weight reaches
+ * topP; always at least one. Expects a list ranked best first.
+ */
+export function takeTopP<T extends Ranked>(ranked: readonly T[], topP: number | undefined, temperature = 1): T[] {
+  if (topP === undefined || topP >= 1 || ranked.length === 0) return [...ranked];
+  const max = ranked[0]?.logit ?? 0;
+  const weights = ranked.map((r) => Math.exp((r.logit - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let cumulative = 0;
+  const kept: T[] = [];
+  for (let i = 0; i < ranked.length; i++) {
+    kept.push(ranked[i] as T);
+    cumulative += (weights[i] ?? 0) / total;
+    if (cumulative >= topP) break;
+  }
+  return kept;
+}
+
+/** Drops results whose (calibrated) score is below the threshold. */
+export function applyThreshold<T extends { score: number }>(ranked: readonly T[], threshold: number | undefined): T[] {
+  return threshold === undefined ? [...ranked] : ranked.filter((r) => r.score >= threshold);
+}

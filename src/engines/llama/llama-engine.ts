@@ -88,7 +88,7 @@ export class LlamaEngine implements Engine {
       const yes = singleToken(model, "yes");
       const no = singleToken(model, "no");
       const onGpu = llama.gpu !== false;
-      const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext);
+      const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const scoringPath =
         facts.flavor === "causal" || (options.rankHead !== "rank-pooling" && lmHeadMatchesRankHead(path, model.fileInfo, yes, no)) ? "lm-head" : "rank-pooling";
       const requested = scoringPath === "rank-pooling" ? 1 : Math.max(1, Math.floor(options.sequences ?? (onGpu ? 8 : 1)));
@@ -108,7 +108,7 @@ export class LlamaEngine implements Engine {
         flavor: facts.flavor,
         scoringPath,
         trainContext: facts.trainContext,
-        maxSequenceLength: context.contextSize,
+        maxSequenceLength: context.contextSize - 1,
         sequences,
         shape: facts.shape,
         yesTokenId: yes,
@@ -129,7 +129,9 @@ export class LlamaEngine implements Engine {
   ): Promise<{ context: LlamaContext; sequences: number }> {
     const attempt = (sequences: number, batchSize: number) =>
       model.createContext({
-        contextSize: o.contextSize,
+        // node-llama-cpp keeps one cell free and shifts the context (erasing its beginning) when a
+        // sequence would fill it: one extra cell lets a pair of exactly contextSize tokens fit.
+        contextSize: o.contextSize + 1,
         sequences,
         batchSize,
         threads: o.threads,
@@ -237,6 +239,11 @@ export class LlamaEngine implements Engine {
     stats.pairTokens += prefix.length + tail.length;
     const z = this.info.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, input) : await this.evaluateCausal(slot, input);
     slot.tokens.push(...input);
+    if (slot.sequence.nextTokenIndex !== slot.tokens.length) {
+      // Never score on a sequence whose contents we no longer know (e.g. a context shift).
+      await this.clear(slot);
+      throw new RerankError("engine_failure", "the llama.cpp sequence lost track of its tokens; the pair was not scored");
+    }
     if (!Number.isFinite(z)) throw new RerankError("engine_failure", `the model produced a non-finite score (${z})`);
     return z;
   }

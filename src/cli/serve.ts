@@ -1,0 +1,95 @@
+import type { Command } from "commander";
+import { startServer } from "../server/serve.js";
+import { applyConfigFile, applyEnvironment } from "./config-file.js";
+import type { EngineFlagValues } from "./engine-flags.js";
+import { addEngineFlags, engineOptionsFrom, intArg, positiveNumberArg } from "./engine-flags.js";
+
+interface ServeFlags {
+  model?: string;
+  host: string;
+  port: number;
+  config?: string;
+  apiKey?: string;
+  corsOrigin?: string[];
+  maxDocuments: number;
+  maxDocumentChars: number;
+  maxBodyBytes: number;
+  maxBatchPairs: number;
+  maxBatchTokens: number;
+  maxQueuePairs: number;
+  requestTimeout: number;
+  maxLength?: number;
+  instruction?: string;
+  temperature?: number;
+  modelName?: string;
+  quiet?: boolean;
+}
+
+export function registerServe(program: Command): void {
+  const cmd = program
+    .command("serve")
+    .description("serve Cohere / Jina / vLLM / TEI compatible rerank APIs over HTTP, with Prometheus metrics")
+    .option("-m, --model <file>", "GGUF file or hf: URI (required, here or in --config)")
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .option("--port <port>", "port to listen on (0: any free port)", intArg(0, 65535), 8080)
+    .option("-c, --config <file>", "YAML or JSON file with any of these options in camelCase (e.g. maxDocuments: 500)")
+    .option("--api-key <key>", "require Authorization: Bearer <key> (all endpoints but /health)")
+    .option("--cors-origin <origin>", "allow CORS from this origin (repeat; * for any; default: CORS off)", (v: string, prev: string[] = []) => [...prev, v])
+    .option("--max-documents <n>", "documents per request", intArg(1), 1000)
+    .option("--max-document-chars <n>", "characters per document or query", intArg(1), 100_000)
+    .option("--max-body-bytes <n>", "request body size limit", intArg(1024), 10 * 1024 * 1024)
+    .option("--max-batch-pairs <n>", "pairs per engine batch (across requests)", intArg(1), 64)
+    .option("--max-batch-tokens <n>", "tokens per engine batch", intArg(1), 32768)
+    .option("--max-queue-pairs <n>", "pairs waiting before requests get 429", intArg(1), 10000)
+    .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
+    .option("--max-length <n>", "default max tokens per pair, also the engine context (default: 8192)", intArg(1, 32768))
+    .option("--instruction <text>", "default instruction")
+    .option("--temperature <t>", "default temperature", positiveNumberArg)
+    .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
+    .option("--quiet", "no per-request log lines");
+  addEngineFlags(cmd);
+  cmd.action(async () => {
+    // Precedence: command line, then QWEN_RERANK_* environment variables, then the config file.
+    applyEnvironment(cmd);
+    const config = cmd.getOptionValue("config") as string | undefined;
+    if (config) applyConfigFile(cmd, config);
+    const f = cmd.opts<ServeFlags & EngineFlagValues>();
+    if (!f.model) {
+      cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
+      return;
+    }
+    const running = await startServer({
+      reranker: { model: f.model, maxLength: f.maxLength, instruction: f.instruction, temperature: f.temperature, ...engineOptionsFrom(f) },
+      server: {
+        apiKey: f.apiKey,
+        corsOrigins: f.corsOrigin,
+        maxDocuments: f.maxDocuments,
+        maxDocumentChars: f.maxDocumentChars,
+        maxBodyBytes: f.maxBodyBytes,
+        modelName: f.modelName,
+        log: f.quiet ? undefined : (line) => process.stdout.write(`${JSON.stringify(line)}\n`),
+      },
+      scheduler: { maxBatchPairs: f.maxBatchPairs, maxBatchTokens: f.maxBatchTokens, maxQueuePairs: f.maxQueuePairs },
+      host: f.host,
+      port: f.port,
+      requestTimeoutMs: f.requestTimeout,
+    });
+    process.stderr.write(`qwen-rerank: listening on ${running.url} (loading ${f.model})\n`);
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`qwen-rerank: ${signal}: finishing in-flight requests\n`);
+      void running.close().then(() => process.exit(0));
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    try {
+      await running.ready;
+    } catch (error) {
+      await running.close().catch(() => undefined);
+      throw error;
+    }
+    process.stderr.write(`qwen-rerank: ready at ${running.url} (POST /v1/rerank, /v2/rerank, /rerank, /score; GET /health, /metrics)\n`);
+  });
+}

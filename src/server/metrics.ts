@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { EngineInfo } from "../engines/engine.js";
+import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
+
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** The server's Prometheus metrics, in a registry of its own (several servers can share a process). */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({ name: "qwen_rerank_requests_total", help: "HTTP requests by endpoint and status", labelNames: ["endpoint", "status"], registers: [this.registry] });
+  readonly requestSeconds = new Histogram({ name: "qwen_rerank_request_duration_seconds", help: "Request latency", labelNames: ["endpoint"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly queueSeconds = new Histogram({ name: "qwen_rerank_queue_duration_seconds", help: "Time a request waited for its first batch", buckets: latencyBuckets, registers: [this.registry] });
+  readonly inferenceSeconds = new Histogram({ name: "qwen_rerank_inference_duration_seconds", help: "Time from a request's first batch to its last pair", buckets: latencyBuckets, registers: [this.registry] });
+  readonly batchPairs = new Histogram({ name: "qwen_rerank_batch_pairs", help: "Pairs per engine batch", buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
+  readonly batchTokens = new Histogram({ name: "qwen_rerank_batch_tokens", help: "Tokens per engine batch (pairs evaluated whole)", buckets: [64, 256, 1024, 4096, 16384, 65536], registers: [this.registry] });
+  readonly batchRequests = new Histogram({ name: "qwen_rerank_batch_requests", help: "Requests merged into one engine batch", buckets: [1, 2, 4, 8, 16, 32], registers: [this.registry] });
+  readonly evaluatedTokens = new Counter({ name: "qwen_rerank_evaluated_tokens_total", help: "Tokens the model evaluated (after prefix reuse)", registers: [this.registry] });
+  readonly pairTokens = new Counter({ name: "qwen_rerank_pair_tokens_total", help: "Tokens of all scored pairs", registers: [this.registry] });
+  readonly engineErrors = new Counter({ name: "qwen_rerank_engine_errors_total", help: "Engine batches that failed", registers: [this.registry] });
+  readonly scores = new Histogram({ name: "qwen_rerank_score", help: "Distribution of returned scores", buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1], registers: [this.registry] });
+  readonly engineInfo = new Gauge({ name: "qwen_rerank_engine_info", help: "The loaded engine (value 1)", labelNames: ["backend", "model", "flavor", "scoring_path", "sequences", "max_length"], registers: [this.registry] });
+
+  /** `state` is read at scrape time (the scheduler may not exist yet while the model loads). */
+  constructor(state: () => SchedulerState | undefined) {
+    collectDefaultMetrics({ register: this.registry, prefix: "qwen_rerank_process_" });
+    new Gauge({
+      name: "qwen_rerank_queue_pairs",
+      help: "Pairs waiting in the scheduler",
+      registers: [this.registry],
+      collect() {
+        this.set(state()?.queuedPairs ?? 0);
+      },
+    });
+    new Gauge({
+      name: "qwen_rerank_active_requests",
+      help: "Requests in the scheduler (waiting or running)",
+      registers: [this.registry],
+      collect() {
+        this.set(state()?.activeRequests ?? 0);
+      },
+    });
+  }
+
+  /** Records one engine batch of the scheduler. */
+  observeBatch(b: BatchInfo): void {
+    this.batchPairs.observe(b.pairs);
+    this.batchTokens.observe(b.tokens);
+    this.batchRequests.observe(b.requests);
+    this.evaluatedTokens.inc(b.evaluatedTokens);
+    this.pairTokens.inc(b.tokens);
+    if (b.error) this.engineErrors.inc();
+  }
+
+  setEngine(info: EngineInfo, maxLength: number): void {
+    this.engineInfo.set(
+      { backend: info.backend, model: info.model, flavor: info.flavor, scoring_path: info.scoringPath, sequences: String(info.sequences), max_length: String(maxLength) },
+      1,
+    );
+  }
+}

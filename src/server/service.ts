@@ -1,0 +1,92 @@
+import { RerankError, ValidationError } from "../errors/errors.js";
+import { formatBody } from "../prompt/template.js";
+import type { Reranker } from "../reranker.js";
+import type { Scheduler } from "../scheduler/scheduler.js";
+import { applyThreshold, rankByLogit, takeTopN, takeTopP } from "../scoring/selection.js";
+import { scoreFromLogit } from "../scoring/temperature.js";
+
+/** The knobs every dialect accepts (our extension fields included), already validated. */
+export interface Knobs {
+  instruction?: string | undefined;
+  temperature?: number | undefined;
+  topN?: number | undefined;
+  topP?: number | undefined;
+  threshold?: number | undefined;
+  maxLength?: number | undefined;
+  /** Cut each document to about this many tokens (Cohere v2 max_tokens_per_doc). */
+  maxTokensPerDoc?: number | undefined;
+  /** Refuse (413) instead of truncating when a pair does not fit (TEI truncate=false). */
+  refuseTruncation?: boolean | undefined;
+}
+
+export interface ServiceResult {
+  index: number;
+  score: number;
+  logit: number;
+  truncated: boolean;
+}
+
+export interface ServiceOutcome<R> {
+  results: R[];
+  pairs: number;
+  tokens: number;
+  queueMs: number;
+  inferenceMs: number;
+}
+
+/**
+ * The dialect-independent core of the server: prompt building through the reranker, scoring
+ * through the scheduler, then temperature and selection. Adapters only reshape JSON.
+ */
+export class RerankService {
+  constructor(
+    readonly reranker: Reranker,
+    readonly scheduler: Scheduler,
+    private readonly timeoutMs: number | undefined,
+  ) {}
+
+  private maxLengthFor(query: string, knobs: Knobs, instruction: string, maxLength: number): number {
+    if (knobs.maxTokensPerDoc === undefined) return maxLength;
+    // BODY without the document, plus the allowed document tokens (official truncation does the cut).
+    const overhead = this.reranker.countTokens(formatBody(instruction, query, "")) + this.reranker.templateTokens;
+    return Math.min(maxLength, overhead + knobs.maxTokensPerDoc);
+  }
+
+  private async run(queries: readonly string[], documents: readonly string[], knobs: Knobs, signal: AbortSignal | undefined) {
+    const o = this.reranker.resolveOptions({ instruction: knobs.instruction, temperature: knobs.temperature, maxLength: knobs.maxLength });
+    const maxLength = this.maxLengthFor(queries[0] ?? "", knobs, o.instruction, o.maxLength);
+    const prepared = this.reranker.prepare(
+      documents.map((document, i) => ({ instruction: o.instruction, query: queries[queries.length === 1 ? 0 : i] ?? "", document })),
+      maxLength,
+    );
+    if (knobs.refuseTruncation) {
+      const i = prepared.findIndex((p) => p.truncated);
+      if (i >= 0) throw new RerankError("payload_too_large", `input ${i} is longer than max_length ${maxLength} tokens and truncation is off`);
+    }
+    const job = await this.scheduler.submit(prepared, { signal, timeoutMs: this.timeoutMs });
+    const tokens = prepared.reduce((n, p) => n + p.tokens.length, 0);
+    const results: ServiceResult[] = Array.from(job.logits, (logit, index) => ({
+      index,
+      logit,
+      score: scoreFromLogit(logit, o.temperature),
+      truncated: job.truncated[index] ?? false,
+    }));
+    return { results, temperature: o.temperature, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
+  }
+
+  /** One query against many documents: best first, then top_p, threshold and top_n. */
+  async rerank(query: string, documents: readonly string[], knobs: Knobs, signal?: AbortSignal): Promise<ServiceOutcome<ServiceResult>> {
+    const r = await this.run([query], documents, knobs, signal);
+    const ranked = rankByLogit(r.results);
+    const selected = takeTopN(applyThreshold(takeTopP(ranked, knobs.topP, r.temperature), knobs.threshold), knobs.topN);
+    return { ...r, results: selected };
+  }
+
+  /** Pairs in input order: one query for all documents, or one query per document. */
+  async score(queries: readonly string[], documents: readonly string[], knobs: Knobs, signal?: AbortSignal): Promise<ServiceOutcome<ServiceResult>> {
+    if (queries.length !== 1 && queries.length !== documents.length) {
+      throw new ValidationError(`got ${queries.length} queries for ${documents.length} documents: give one query, or one per document`, "queries");
+    }
+    return this.run(queries, documents, knobs, signal);
+  }
+}
