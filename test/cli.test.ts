@@ -88,11 +88,14 @@ test("dev make-model writes a loadable model and --if-missing keeps it", () => {
 });
 
 test("bench runs both engines side by side and reports the ratio (tiny model, smoke test)", () => {
-  const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--docs", "4", "--doc-tokens", "24", "--json", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--docs", "4", "--doc-tokens", "24", "--server", "--json", "--cache-dir", join(repoRoot, ".cache", "models")]);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { results: Array<{ engine: string; pairsPerSecond: number; peakRssMB: number; scores: number[] }> };
-  assert.equal(out.results.length, 2);
-  assert.match(out.results[1]?.engine ?? "", /LlamaRankingContext/);
+  assert.equal(out.results.length, 3);
+  assert.match(out.results[1]?.engine ?? "", /serve/);
+  assert.match(out.results[2]?.engine ?? "", /LlamaRankingContext/);
+  // library and server score the same pairs the same way
+  out.results[0]?.scores.forEach((s, i) => assert.ok(Math.abs(s - (out.results[1]?.scores[i] ?? -1)) < 1e-3));
   for (const res of out.results) {
     assert.ok(res.pairsPerSecond > 0 && res.peakRssMB > 0);
     assert.equal(res.scores.length, 4);

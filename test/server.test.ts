@@ -365,3 +365,29 @@ test("qwen-rerank serve: a bad config file is a clear error with file, line and 
   assert.equal(r.status, 2);
   assert.match(r.stderr, /bad\.yaml:2: unknown option "maxDocumnets"/);
 });
+
+test("CORS is off by default and answers preflights for configured origins", async () => {
+  const start = async (corsOrigins?: string[]) => {
+    const app = createApp({ service: () => undefined, metrics: new ServerMetrics(() => undefined), options: { corsOrigins } });
+    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
+    await new Promise((r) => server.once("listening", r));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+  };
+  const preflight = (url: string) =>
+    fetch(`${url}/v1/rerank`, { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "POST" } });
+  const off = await start();
+  try {
+    assert.equal((await preflight(off.url)).headers.get("access-control-allow-origin"), null);
+    // no model yet: the API answers 503 and /health says loading
+    assert.equal((await post(`${off.url}/v1/rerank`, { query: "q", documents: ["a"] })).status, 503);
+    assert.equal((await fetch(`${off.url}/health`)).status, 503);
+  } finally {
+    await off.close();
+  }
+  const on = await start(["https://app.example.com"]);
+  try {
+    assert.equal((await preflight(on.url)).headers.get("access-control-allow-origin"), "https://app.example.com");
+  } finally {
+    await on.close();
+  }
+});

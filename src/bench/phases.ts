@@ -1,6 +1,7 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { readModelFacts } from "../engines/llama/metadata.js";
 import { createReranker } from "../reranker.js";
+import { startServer } from "../server/serve.js";
 import type { RerankerOptions } from "../reranker.js";
 import { flopsPerToken } from "../testmodel/shapes.js";
 import type { WorkloadSpec } from "./workload.js";
@@ -65,6 +66,51 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
     };
   } finally {
     await reranker.dispose();
+  }
+}
+
+/**
+ * The same engine behind `qwen-rerank serve`: the workload goes through HTTP (loopback), the
+ * scheduler and the Cohere v1 adapter, so the ratio to `runOurs` is the server's overhead.
+ */
+export async function runServer(modelPath: string, spec: WorkloadSpec, engine: Omit<RerankerOptions, "model">): Promise<PhaseResult> {
+  const server = await startServer({ reranker: { ...engine, model: modelPath, logLevel: "error" }, port: 0, server: { maxDocuments: 1_000_000 } });
+  try {
+    await server.ready;
+    const service = server.service();
+    if (!service) throw new Error("the server did not load the model");
+    const work = buildWorkload(spec, (t) => service.reranker.countTokens(t));
+    const post = async (documents: string[]) => {
+      const res = await fetch(`${server.url}/v1/rerank`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: work.query, documents }) });
+      if (!res.ok) throw new Error(`server answered ${res.status}: ${await res.text()}`);
+      return (await res.json()) as { results: Array<{ index: number; relevance_score: number }>; usage: { total_tokens: number } };
+    };
+    const evaluated = async () => Number(/^qwen_rerank_evaluated_tokens_total (\S+)/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    await post(["warm-up"]);
+    const evaluatedBefore = await evaluated();
+    const started = performance.now();
+    const body = await post(work.documents);
+    const seconds = (performance.now() - started) / 1000;
+    const evaluatedTokens = (await evaluated()) - evaluatedBefore;
+    const scores = new Array<number>(work.documents.length).fill(Number.NaN);
+    for (const r of body.results) scores[r.index] = r.relevance_score;
+    const info = service.reranker.info;
+    return {
+      engine: `qwen-rerank serve (HTTP /v1/rerank, ${info.flavor} head)`,
+      model: info.model,
+      pairs: work.documents.length,
+      seconds,
+      pairsPerSecond: work.documents.length / seconds,
+      evaluatedTokensPerSecond: evaluatedTokens / seconds,
+      effectiveTokensPerSecond: body.usage.total_tokens / seconds,
+      gflops: null,
+      peakRssMB: peakRssMB(),
+      threads: engine.threads ?? 0,
+      sequences: info.sequences,
+      scores,
+    };
+  } finally {
+    await server.close();
   }
 }
 

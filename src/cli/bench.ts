@@ -7,7 +7,7 @@ import { readGgufFileInfo } from "node-llama-cpp";
 import { Option } from "commander";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import type { PhaseResult } from "../bench/phases.js";
-import { runBaseline, runOurs } from "../bench/phases.js";
+import { runBaseline, runOurs, runServer } from "../bench/phases.js";
 import type { WorkloadSpec } from "../bench/workload.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import { makeTestModel, modelExists } from "../testmodel/generate.js";
@@ -27,7 +27,8 @@ interface BenchFlags {
   baseline: boolean;
   baselineThreads?: number;
   json?: boolean;
-  phase?: "ours" | "baseline";
+  phase?: "ours" | "baseline" | "server";
+  server?: boolean;
   cacheDir: string;
   threads?: number;
   batchSize?: number;
@@ -49,7 +50,7 @@ function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor, type
 }
 
 /** Runs one phase in a fresh process of this same CLI, so each engine's peak RSS is its own. */
-function runPhase(phase: "ours" | "baseline", args: string[]): Promise<PhaseResult> {
+function runPhase(phase: "ours" | "baseline" | "server", args: string[]): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const script = process.argv[1] ?? "";
     const child = spawn(process.execPath, [...process.execArgv, script, "bench", "--phase", phase, ...args], { stdio: ["ignore", "pipe", "inherit"] });
@@ -88,7 +89,11 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
   process.stdout.write(`${line(header)}\n${rows.map(line).join("\n")}\n`);
-  const ours = results.find((r) => !r.engine.startsWith("node-llama-cpp"));
+  const ours = results.find((r) => r.engine.startsWith("qwen-rerank ("));
+  const server = results.find((r) => r.engine.startsWith("qwen-rerank serve"));
+  if (ours && server) {
+    process.stdout.write(`\nserver / library pairs/s: ${(server.pairsPerSecond / ours.pairsPerSecond).toFixed(3)} (HTTP, scheduler and JSON overhead)\n`);
+  }
   if (base && ours) {
     const diff = Math.max(...ours.scores.map((s, i) => Math.abs(s - (base.scores[i] ?? s))));
     process.stdout.write(`\nmax |P(yes) difference| between engines: ${diff.toFixed(4)} (the baseline's template path adds tokens; ours is the official prompt)\n`);
@@ -111,7 +116,8 @@ export function registerBench(program: Command): void {
     .option("--baseline-threads <n>", "threads for the baseline (default: the same as ours; 0 = node-llama-cpp's own default, 6)", intArg(0, 1024))
     .option("--json", "print the results as JSON")
     .option("--cache-dir <dir>", "where generated models go", ".cache/models")
-    .addOption(new Option("--phase <phase>").choices(["ours", "baseline"]).hideHelp());
+    .option("--server", "also run the workload through `qwen-rerank serve` over loopback HTTP (server overhead)")
+    .addOption(new Option("--phase <phase>").choices(["ours", "baseline", "server"]).hideHelp());
   addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
     const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7 };
     const engine = engineOptionsFrom(flags);
@@ -119,12 +125,15 @@ export function registerBench(program: Command): void {
     // Room for the template and the query on top of the document.
     const contextSize = flags.docTokens + 256;
     if (flags.phase) {
-      const model = flags.phase === "ours" ? flags.model : flags.baselineModel;
+      const model = flags.phase === "baseline" ? flags.baselineModel : flags.model;
       if (!model) throw new ValidationError("internal: phase without a model");
+      const ours = { ...engine, threads, maxLength: contextSize, logLevel: "error" as const };
       const result =
         flags.phase === "ours"
-          ? await runOurs(model, spec, { ...engine, threads, maxLength: contextSize, logLevel: "error" })
-          : await runBaseline(model, spec, { threads: flags.baselineThreads ?? threads, contextSize, batchSize: engine.batchSize ?? 512 });
+          ? await runOurs(model, spec, ours)
+          : flags.phase === "server"
+            ? await runServer(model, spec, ours)
+            : await runBaseline(model, spec, { threads: flags.baselineThreads ?? threads, contextSize, batchSize: engine.batchSize ?? 512 });
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
     }
@@ -135,8 +144,9 @@ export function registerBench(program: Command): void {
       else if (await isRankHead(flags.model)) baselineModel = flags.model;
       else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
     }
-    const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a) => a !== "--json");
+    const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a) => a !== "--json" && a !== "--server");
     const results: PhaseResult[] = [await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)])];
+    if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
     if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results }, null, 2)}\n`);
     else printTable(results, spec);

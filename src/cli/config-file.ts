@@ -9,10 +9,11 @@ const envName = (option: Option): string => `QWEN_RERANK_${option.attributeName(
 function coerce(option: Option, raw: unknown): unknown {
   const takesValue = option.required || option.optional;
   if (!takesValue) {
-    if (typeof raw === "boolean") return option.negate ? !raw : raw;
+    // The value is the attribute's: `mmap: false` means --no-mmap, whichever flag form matched.
+    if (typeof raw === "boolean") return raw;
     const s = String(raw).toLowerCase();
-    if (["1", "true", "yes", "on"].includes(s)) return !option.negate;
-    if (["0", "false", "no", "off"].includes(s)) return option.negate;
+    if (["1", "true", "yes", "on"].includes(s)) return true;
+    if (["0", "false", "no", "off"].includes(s)) return false;
     throw new Error("expected true or false");
   }
   const values = Array.isArray(raw) ? raw.map(String) : [String(raw)];

@@ -29,6 +29,8 @@ export interface StartServerOptions {
 
 export interface RunningServer {
   url: string;
+  /** The service once the model is loaded (for tools that drive the server in-process). */
+  service(): RerankService | undefined;
   /** Resolves when the model is loaded; rejects if loading failed. */
   ready: Promise<void>;
   /** Stops accepting, finishes in-flight requests (bounded), disposes the engine. */
@@ -87,5 +89,5 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     })();
     return closing;
   };
-  return { url: `http://${host}:${address.port}`, ready, close };
+  return { url: `http://${host}:${address.port}`, service: () => service, ready, close };
 }

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Command } from "commander";
+import { ValidationError } from "../errors/errors.js";
+import { applyConfigFile, applyEnvironment } from "./config-file.js";
+import { registerServe } from "./serve.js";
+
+function serveCommand(args: string[] = []): Command {
+  const program = new Command().exitOverride();
+  registerServe(program);
+  const cmd = program.commands.find((c) => c.name() === "serve");
+  if (!cmd) throw new Error("no serve command");
+  cmd.exitOverride();
+  // Parse without running the action.
+  cmd.parseOptions(args);
+  return cmd;
+}
+
+test("the example server config parses into the serve options", () => {
+  const cmd = serveCommand();
+  applyConfigFile(cmd, fileURLToPath(new URL("../../examples/server.yaml", import.meta.url)));
+  const o = cmd.opts();
+  assert.equal(o.model, "models/demo-tiny.gguf");
+  assert.equal(o.maxLength, 4096);
+  assert.equal(o.maxBatchPairs, 64);
+  assert.equal(o.flashAttention, true);
+  assert.equal(o.kvCacheType, "f16");
+});
+
+test("precedence: command line, then environment, then config file", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qr-cfg-"));
+  const file = join(dir, "c.json");
+  writeFileSync(file, JSON.stringify({ port: 9000, maxDocuments: 7, threads: 3, mmap: false }));
+  const cmd = serveCommand(["--port", "9100"]);
+  applyEnvironment(cmd, { QWEN_RERANK_MAX_DOCUMENTS: "50", QWEN_RERANK_FLASH_ATTENTION: "false" });
+  applyConfigFile(cmd, file);
+  const o = cmd.opts();
+  assert.equal(o.port, 9100);
+  assert.equal(o.maxDocuments, 50);
+  assert.equal(o.threads, 3);
+  assert.equal(o.flashAttention, false);
+  assert.equal(o.mmap, false);
+});
+
+test("config and environment errors name the file, line and key", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qr-cfg-"));
+  const cases: Array<[string, RegExp]> = [
+    ["port: 80\nthreads: lots\n", /:2: threads: expected an integer/],
+    ["kvCacheType: f64\n", /:1: kvCacheType: expected one of/],
+    ["flashAttention: maybe\n", /:1: flashAttention: expected true or false/],
+    ["[1, 2]\n", /must be a mapping/],
+    ["port: [\n", /:\d+: /],
+  ];
+  for (const [text, message] of cases) {
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, text);
+    assert.throws(() => applyConfigFile(serveCommand(), file), (e: unknown) => e instanceof ValidationError && message.test(e.message), text);
+  }
+  assert.throws(() => applyEnvironment(serveCommand(), { QWEN_RERANK_PORT: "http" }), /QWEN_RERANK_PORT: expected an integer/);
+});
