@@ -8,7 +8,9 @@ import { groupByPrefix } from "./prompt/groups.js";
 import type { PairText } from "./prompt/tokens.js";
 import { PromptBuilder } from "./prompt/tokens.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
-import { rankByLogit, takeTopN } from "./scoring/selection.js";
+import { rankByLogit, select } from "./scoring/selection.js";
+import type { Preset } from "./prompt/presets.js";
+import { PresetRegistry } from "./prompt/presets.js";
 import { scoreFromLogit } from "./scoring/temperature.js";
 
 /** Options of createReranker: the engine's plus the defaults every call starts from. */
@@ -19,6 +21,18 @@ export interface RerankerOptions extends LlamaEngineOptions {
   instruction?: string | undefined;
   /** Default temperature. Default 1 (official scores). */
   temperature?: number | undefined;
+  /** Preset every call starts from (its instruction and knobs). Default: none. */
+  preset?: string | undefined;
+  /** Extra presets (a built-in of the same name is replaced). Default: none. */
+  presets?: Preset[] | undefined;
+}
+
+/** The knobs of one call after presets and defaults are applied. */
+export interface ResolvedKnobs {
+  instruction: string;
+  temperature: number;
+  topP: number | undefined;
+  maxLength: number;
 }
 
 /** Per-call options: the knobs plus cancellation and progress. */
@@ -61,19 +75,23 @@ export interface Evaluation {
 
 export class Reranker {
   private readonly prompt: PromptBuilder;
-  private readonly defaults: { instruction: string; temperature: number; maxLength: number };
+  private readonly defaults: { instruction: string; temperature: number; maxLength: number; preset: Preset | undefined };
+  /** Built-in and custom presets. */
+  readonly presets: PresetRegistry;
 
   constructor(
     private readonly engine: Engine,
-    defaults: { instruction?: string | undefined; temperature?: number | undefined; maxLength?: number | undefined } = {},
+    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets"> = {},
   ) {
     this.prompt = new PromptBuilder(engine.tokenizer);
+    this.presets = new PresetRegistry(defaults.presets);
     const d = parseOrThrow(callOptionsSchema, {
       instruction: defaults.instruction,
       temperature: defaults.temperature,
       maxLength: defaults.maxLength,
     });
     this.defaults = {
+      preset: defaults.preset !== undefined ? this.presets.get(defaults.preset) : undefined,
       instruction: d.instruction ?? DEFAULT_INSTRUCTION,
       temperature: d.temperature ?? 1,
       maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
@@ -94,7 +112,7 @@ export class Reranker {
     return this.engine.info;
   }
 
-  /** Scores every document against the query and returns them best first (top_n applied). */
+  /** Scores every document against the query and returns them best first (top_p, threshold, top_n applied). */
   async rerank(query: string, documents: readonly string[], options: RerankCallOptions = {}): Promise<RerankResult[]> {
     parseOrThrow(querySchema, query, "query");
     parseOrThrow(documentsSchema, documents, "documents");
@@ -108,7 +126,7 @@ export class Reranker {
       if (options.returnDocuments) r.document = documents[index];
       return r;
     });
-    return takeTopN(rankByLogit(results), options.topN);
+    return select(rankByLogit(results), { topP: o.topP, threshold: options.threshold, topN: options.topN, temperature: o.temperature });
   }
 
   /** Scores (query, document) pairs in input order. */
@@ -157,14 +175,16 @@ export class Reranker {
     return { logits, truncated: prepared.map((p) => p.truncated), stats };
   }
 
-  /** Resolves per-call knobs against the reranker's defaults (validated). */
-  resolveOptions(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {
+  /** Resolves per-call knobs against the preset and the reranker's defaults (validated). */
+  resolveOptions(options: RerankCallOptions): ResolvedKnobs {
     return this.resolve(options);
   }
 
-  private resolve(options: RerankCallOptions): { instruction: string; temperature: number; maxLength: number } {
+  private resolve(options: RerankCallOptions): ResolvedKnobs {
     const { signal: _signal, onProgress: _onProgress, ...knobs } = options;
     const o = parseOrThrow(callOptionsSchema, knobs);
+    // Explicit knobs win over the preset's, which win over the reranker's defaults.
+    const preset = o.preset !== undefined ? this.presets.get(o.preset) : this.defaults.preset;
     const maxLength = o.maxLength ?? this.defaults.maxLength;
     if (maxLength > this.engine.info.maxSequenceLength) {
       throw new ValidationError(
@@ -173,7 +193,12 @@ export class Reranker {
       );
     }
     if (maxLength < this.prompt.minMaxLength) throw new ValidationError(`must be at least ${this.prompt.minMaxLength} (the template alone)`, "maxLength");
-    return { instruction: o.instruction ?? this.defaults.instruction, temperature: o.temperature ?? this.defaults.temperature, maxLength };
+    return {
+      instruction: o.instruction ?? preset?.instruction ?? this.defaults.instruction,
+      temperature: o.temperature ?? preset?.temperature ?? this.defaults.temperature,
+      topP: o.topP ?? preset?.topP,
+      maxLength,
+    };
   }
 
   dispose(): Promise<void> {
@@ -186,12 +211,13 @@ export async function createReranker(options: RerankerOptions): Promise<Reranker
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { maxLength, instruction, temperature, ...engineOptions } = options;
+  const { maxLength, instruction, temperature, preset, presets, ...engineOptions } = options;
   // Validate defaults before paying for a model load.
   parseOrThrow(callOptionsSchema, { instruction, temperature, maxLength });
+  if (preset !== undefined) new PresetRegistry(presets).get(preset);
   const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? maxLength ?? DEFAULT_MAX_LENGTH });
   try {
-    return new Reranker(engine, { instruction, temperature, maxLength });
+    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets });
   } catch (error) {
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));

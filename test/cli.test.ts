@@ -109,3 +109,27 @@ test("the README's code example runs against the built package", () => {
   assert.equal(lines.length, 3);
   for (const line of lines) assert.match(line, /^\d\.\d{4} {2}\S/);
 });
+
+test("presets lists the scenarios; score --preset uses the preset's instruction and knobs", async () => {
+  const list = cli(["presets", "--json"]);
+  assert.equal(list.code, 0, list.stderr);
+  const presets = JSON.parse(list.stdout) as Array<{ name: string; instruction: string; temperature?: number }>;
+  const ecommerce = presets.find((p) => p.name === "ecommerce");
+  assert.ok(ecommerce && presets.some((p) => p.name === "academic") && presets.some((p) => p.name === "multilingual"));
+  const r = cli(["score", "--model", model, "--query", "usb-c charger 65W", "--doc", "65W GaN USB-C charger", "--doc", "HDMI cable", "--preset", "ecommerce", "--top-p", "1", "--json", ...exact, "--max-length", "256"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: Array<{ score: number; logit: number }> };
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  try {
+    const lib = await reranker.rerank("usb-c charger 65W", ["65W GaN USB-C charger", "HDMI cable"], { instruction: ecommerce.instruction });
+    out.results.forEach((x, i) => {
+      assert.ok(Math.abs(x.logit - (lib[i]?.logit ?? 0)) < 1e-4);
+      assert.ok(Math.abs(x.score - 1 / (1 + Math.exp(-x.logit / (ecommerce.temperature ?? 1)))) < 1e-9);
+    });
+  } finally {
+    await reranker.dispose();
+  }
+  const bad = cli(["score", "--model", model, "--query", "q", "--doc", "d", "--preset", "nope"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /unknown preset/);
+});

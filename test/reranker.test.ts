@@ -104,3 +104,25 @@ test("hf: URIs resolve through node-llama-cpp's resolver from the models directo
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("presets set the instruction and knobs; explicit knobs win", async () => {
+  const preset = reranker.presets.get("ecommerce");
+  const viaPreset = await reranker.rerank(QUERY_EN, DOCUMENTS, { preset: "ecommerce" });
+  const explicit = await reranker.rerank(QUERY_EN, DOCUMENTS, { instruction: preset.instruction, temperature: preset.temperature, topP: preset.topP });
+  assert.deepEqual(viaPreset, explicit);
+  const hotter = await reranker.rerank(QUERY_EN, DOCUMENTS, { preset: "ecommerce", temperature: 2, topP: 1 });
+  assert.equal(hotter.length, DOCUMENTS.length);
+  const top = hotter[0];
+  assert.ok(top && Math.abs(top.score - 1 / (1 + Math.exp(-top.logit / 2))) < 1e-12);
+  await assert.rejects(reranker.rerank(QUERY_EN, DOCUMENTS, { preset: "nope" }), /unknown preset/);
+});
+
+test("top_p and threshold select in the library as documented", async () => {
+  const all = await reranker.rerank(QUERY_EN, DOCUMENTS);
+  const nucleus = await reranker.rerank(QUERY_EN, DOCUMENTS, { topP: 1e-6 });
+  assert.deepEqual(nucleus.map((r) => r.index), [all[0]?.index]);
+  const cut = all[4]?.score ?? 0;
+  const kept = await reranker.rerank(QUERY_EN, DOCUMENTS, { threshold: cut });
+  assert.deepEqual(kept.map((r) => r.index), all.filter((r) => r.score >= cut).map((r) => r.index));
+  await assert.rejects(reranker.rerank(QUERY_EN, DOCUMENTS, { topP: 0 }), /^ValidationError: topP/);
+});

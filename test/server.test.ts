@@ -146,6 +146,11 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     assert.ok(thr.results.every((r) => r.relevance_score >= cut) && thr.results.length >= 4);
     const other = (await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 1), instruction: "Judge whether the passage is in English", return_logits: true })).json as typeof base;
     assert.notEqual(other.results[0]?.logit, base.results.find((r) => r.index === 0)?.logit);
+    const viaPreset = (await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2), preset: "legal", return_logits: true })).json as typeof base;
+    const legal = library.presets.get("legal").instruction;
+    const direct = (await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2), instruction: legal, return_logits: true })).json as typeof base;
+    assert.deepEqual(viaPreset.results, direct.results);
+    assert.equal((await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["a"], preset: "nope" })).status, 400);
     const shortCtx = await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["river ".repeat(200)], max_length: 80 });
     assert.equal(shortCtx.status, 200);
   });

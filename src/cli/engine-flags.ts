@@ -17,6 +17,15 @@ export const positiveNumberArg = (value: string): number => {
   return n;
 };
 
+/** A number in [0, 1] (or (0, 1] when zero is not allowed). */
+export const unitArg =
+  (allowZero: boolean) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n > 1 || n < 0 || (!allowZero && n === 0)) throw new InvalidArgumentError(allowZero ? "expected a number in [0, 1]" : "expected a number in (0, 1]");
+    return n;
+  };
+
 /** The engine options every model-backed command shares (names match the library options). */
 export function addEngineFlags(cmd: Command): Command {
   return cmd

@@ -4,6 +4,7 @@ import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { registerBench } from "./bench.js";
 import { registerDev } from "./dev.js";
+import { registerPresets } from "./presets.js";
 import { registerScore } from "./score.js";
 import { registerServe } from "./serve.js";
 
@@ -13,6 +14,7 @@ const program = new Command("qwen-rerank")
   .exitOverride();
 registerScore(program);
 registerServe(program);
+registerPresets(program);
 registerBench(program);
 registerDev(program);
 

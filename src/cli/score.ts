@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
-import { addEngineFlags, engineOptionsFrom, intArg, positiveNumberArg } from "./engine-flags.js";
+import { addEngineFlags, engineOptionsFrom, intArg, positiveNumberArg, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
 interface ScoreFlags {
@@ -13,7 +13,10 @@ interface ScoreFlags {
   doc?: string[];
   input?: string;
   instruction?: string;
+  preset?: string;
   temperature?: number;
+  topP?: number;
+  threshold?: number;
   topN?: number;
   maxLength?: number;
   json?: boolean;
@@ -70,6 +73,7 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
     maxLength: flags.maxLength,
     instruction: flags.instruction,
     temperature: flags.temperature,
+    preset: flags.preset,
     ...engineOptionsFrom(engineFlags),
   });
   try {
@@ -79,7 +83,7 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
       const bar = progressBar(job.documents.length, "scoring");
       let results: RerankResult[];
       try {
-        results = await reranker.rerank(job.query, job.documents, { topN: flags.topN, onProgress: (d) => bar.update(d) });
+        results = await reranker.rerank(job.query, job.documents, { topN: flags.topN, topP: flags.topP, threshold: flags.threshold, onProgress: (d) => bar.update(d) });
       } catch (error) {
         if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
         throw error;
@@ -109,7 +113,10 @@ export function registerScore(program: Command): void {
     .option("-d, --doc <text>", "a document (repeat for more)", (v: string, prev: string[] = []) => [...prev, v])
     .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
     .option("--instruction <text>", "the <Instruct> text (default: the official web-search instruction)")
+    .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
     .option("--temperature <t>", "score = sigmoid(logit / t); never changes the order (default: 1)", positiveNumberArg)
+    .option("--top-p <p>", "keep the best documents until their softmax(logit/t) weight reaches p (default: 1, off)", unitArg(false))
+    .option("--threshold <s>", "drop documents whose score is below s (default: none)", unitArg(true))
     .option("--top-n <n>", "print only the n best", intArg(1))
     .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
     .option("--json", "one JSON object per query on stdout");

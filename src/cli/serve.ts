@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigFile, applyEnvironment } from "./config-file.js";
 import type { EngineFlagValues } from "./engine-flags.js";
@@ -20,6 +21,7 @@ interface ServeFlags {
   requestTimeout: number;
   maxLength?: number;
   instruction?: string;
+  preset?: string;
   temperature?: number;
   modelName?: string;
   quiet?: boolean;
@@ -44,6 +46,7 @@ export function registerServe(program: Command): void {
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
     .option("--max-length <n>", "default max tokens per pair, also the engine context (default: 8192)", intArg(1, 32768))
     .option("--instruction <text>", "default instruction")
+    .option("--preset <name>", "default preset of every request (its batch size also sets --max-batch-pairs unless given)")
     .option("--temperature <t>", "default temperature", positiveNumberArg)
     .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
     .option("--quiet", "no per-request log lines");
@@ -58,8 +61,11 @@ export function registerServe(program: Command): void {
       cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
       return;
     }
+    // A preset's batch size applies to the engine batches unless --max-batch-pairs was given.
+    const presetBatch =
+      f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry().get(f.preset).batchSize : undefined;
     const running = await startServer({
-      reranker: { model: f.model, maxLength: f.maxLength, instruction: f.instruction, temperature: f.temperature, ...engineOptionsFrom(f) },
+      reranker: { model: f.model, maxLength: f.maxLength, instruction: f.instruction, temperature: f.temperature, preset: f.preset, ...engineOptionsFrom(f) },
       server: {
         apiKey: f.apiKey,
         corsOrigins: f.corsOrigin,
@@ -69,7 +75,7 @@ export function registerServe(program: Command): void {
         modelName: f.modelName,
         log: f.quiet ? undefined : (line) => process.stdout.write(`${JSON.stringify(line)}\n`),
       },
-      scheduler: { maxBatchPairs: f.maxBatchPairs, maxBatchTokens: f.maxBatchTokens, maxQueuePairs: f.maxQueuePairs },
+      scheduler: { maxBatchPairs: presetBatch ?? f.maxBatchPairs, maxBatchTokens: f.maxBatchTokens, maxQueuePairs: f.maxQueuePairs },
       host: f.host,
       port: f.port,
       requestTimeoutMs: f.requestTimeout,

@@ -7,8 +7,14 @@ export const callOptionsSchema = z
   .object({
     /** The `<Instruct>` text. Default: the official web-search instruction. */
     instruction: z.string().trim().min(1, "must not be empty").max(4096).optional(),
+    /** A named preset: its instruction and knobs apply unless given explicitly. Default: none. */
+    preset: z.string().min(1).optional(),
     /** score = sigmoid(z / temperature); never changes the order. Default 1 (official). */
     temperature: z.number().finite().positive("must be > 0").max(1000).optional(),
+    /** Nucleus over the documents: keep the best until their softmax(z/T) weight reaches top_p. Default 1 (off). */
+    topP: z.number().gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]").optional(),
+    /** Drop results whose score is below this. Default: none. */
+    threshold: z.number().min(0, "must be in [0, 1]").max(1, "must be in [0, 1]").optional(),
     /** Keep only the n best results. Default: all. */
     topN: z.number().int().min(1, "must be >= 1").optional(),
     /** Max tokens of PREFIX+BODY+SUFFIX per pair; BODY is cut to fit. Default: the reranker's (8192). */

@@ -40,3 +40,15 @@ export function takeTopP<T extends Ranked>(ranked: readonly T[], topP: number | 
 export function applyThreshold<T extends { score: number }>(ranked: readonly T[], threshold: number | undefined): T[] {
   return threshold === undefined ? [...ranked] : ranked.filter((r) => r.score >= threshold);
 }
+
+export interface SelectionOptions {
+  topP?: number | undefined;
+  threshold?: number | undefined;
+  topN?: number | undefined;
+  temperature?: number | undefined;
+}
+
+/** The selection pipeline of DESIGN.md section 3, on a ranked list: top_p, then threshold, then top_n. */
+export function select<T extends Ranked & { score: number }>(ranked: readonly T[], o: SelectionOptions): T[] {
+  return takeTopN(applyThreshold(takeTopP(ranked, o.topP, o.temperature ?? 1), o.threshold), o.topN);
+}

@@ -57,8 +57,15 @@ function constantTimeEqual(a: string, b: string): boolean {
   return timingSafeEqual(ha, hb);
 }
 
-function knobsOf(body: { instruction?: string | undefined; temperature?: number | undefined; top_p?: number | undefined; threshold?: number | undefined; max_length?: number | undefined }): Knobs {
-  return { instruction: body.instruction, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length };
+function knobsOf(body: {
+  instruction?: string | undefined;
+  preset?: string | undefined;
+  temperature?: number | undefined;
+  top_p?: number | undefined;
+  threshold?: number | undefined;
+  max_length?: number | undefined;
+}): Knobs {
+  return { instruction: body.instruction, preset: body.preset, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length };
 }
 
 /** Builds the HTTP app (no listen): one core service, one thin adapter per API dialect. */

@@ -10,6 +10,7 @@ const documentItem = z.union([z.string(), z.object({ text: z.string() }).loose()
 /** Our extension fields, accepted by every dialect (DESIGN.md section 5). */
 export const extensionFields = {
   instruction: opt(z.string().trim().min(1, "must not be empty").max(4096)),
+  preset: opt(z.string().min(1)),
   temperature: opt(z.number().finite().positive("must be > 0").max(1000)),
   top_p: opt(z.number().gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]")),
   threshold: opt(z.number().min(0, "must be in [0, 1]").max(1, "must be in [0, 1]")),

@@ -2,12 +2,13 @@ import { RerankError, ValidationError } from "../errors/errors.js";
 import { formatBody } from "../prompt/template.js";
 import type { Reranker } from "../reranker.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
-import { applyThreshold, rankByLogit, takeTopN, takeTopP } from "../scoring/selection.js";
+import { rankByLogit, select } from "../scoring/selection.js";
 import { scoreFromLogit } from "../scoring/temperature.js";
 
 /** The knobs every dialect accepts (our extension fields included), already validated. */
 export interface Knobs {
   instruction?: string | undefined;
+  preset?: string | undefined;
   temperature?: number | undefined;
   topN?: number | undefined;
   topP?: number | undefined;
@@ -53,7 +54,7 @@ export class RerankService {
   }
 
   private async run(queries: readonly string[], documents: readonly string[], knobs: Knobs, signal: AbortSignal | undefined) {
-    const o = this.reranker.resolveOptions({ instruction: knobs.instruction, temperature: knobs.temperature, maxLength: knobs.maxLength });
+    const o = this.reranker.resolveOptions({ instruction: knobs.instruction, preset: knobs.preset, temperature: knobs.temperature, topP: knobs.topP, maxLength: knobs.maxLength });
     const maxLength = this.maxLengthFor(queries[0] ?? "", knobs, o.instruction, o.maxLength);
     const prepared = this.reranker.prepare(
       documents.map((document, i) => ({ instruction: o.instruction, query: queries[queries.length === 1 ? 0 : i] ?? "", document })),
@@ -71,14 +72,13 @@ export class RerankService {
       score: scoreFromLogit(logit, o.temperature),
       truncated: job.truncated[index] ?? false,
     }));
-    return { results, temperature: o.temperature, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
+    return { results, temperature: o.temperature, topP: o.topP, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
   }
 
   /** One query against many documents: best first, then top_p, threshold and top_n. */
   async rerank(query: string, documents: readonly string[], knobs: Knobs, signal?: AbortSignal): Promise<ServiceOutcome<ServiceResult>> {
     const r = await this.run([query], documents, knobs, signal);
-    const ranked = rankByLogit(r.results);
-    const selected = takeTopN(applyThreshold(takeTopP(ranked, knobs.topP, r.temperature), knobs.threshold), knobs.topN);
+    const selected = select(rankByLogit(r.results), { topP: r.topP, threshold: knobs.threshold, topN: knobs.topN, temperature: r.temperature });
     return { ...r, results: selected };
   }
 
