@@ -10,6 +10,8 @@ import { PromptBuilder } from "./prompt/tokens.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
 import { rankByLogit, select } from "./scoring/selection.js";
 import type { Preset } from "./prompt/presets.js";
+import type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
+import { LogitCache } from "./scoring/logit-cache.js";
 import { PresetRegistry } from "./prompt/presets.js";
 import { scoreFromLogit } from "./scoring/temperature.js";
 
@@ -25,6 +27,8 @@ export interface RerankerOptions extends LlamaEngineOptions {
   preset?: string | undefined;
   /** Extra presets (a built-in of the same name is replaced). Default: none. */
   presets?: Preset[] | undefined;
+  /** LRU cache of log-odds (reused across temperature/top_p/threshold/top_n). Default: off. */
+  cache?: LogitCacheOptions | undefined;
 }
 
 /** The knobs of one call after presets and defaults are applied. */
@@ -78,12 +82,15 @@ export class Reranker {
   private readonly defaults: { instruction: string; temperature: number; maxLength: number; preset: Preset | undefined };
   /** Built-in and custom presets. */
   readonly presets: PresetRegistry;
+  private readonly cache: LogitCache | undefined;
 
   constructor(
     private readonly engine: Engine,
-    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets"> = {},
+    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets" | "cache"> = {},
   ) {
     this.prompt = new PromptBuilder(engine.tokenizer);
+    const i = engine.info;
+    this.cache = defaults.cache ? new LogitCache(`${i.model}|${i.flavor}|${i.scoringPath}`, defaults.cache) : undefined;
     this.presets = new PresetRegistry(defaults.presets);
     const d = parseOrThrow(callOptionsSchema, {
       instruction: defaults.instruction,
@@ -158,8 +165,43 @@ export class Reranker {
     });
   }
 
-  /** Scores prepared pairs (from one or many requests) in one engine call, results in input order. */
+  /**
+   * Scores prepared pairs (from one or many requests) in one engine call, results in input order.
+   * With the cache on, pairs scored before are answered from it and only the rest reach the engine.
+   */
   async evaluatePrepared(prepared: readonly PreparedPair[], options: Pick<RerankCallOptions, "signal" | "onProgress"> = {}): Promise<Evaluation> {
+    const cache = this.cache;
+    if (!cache) return this.evaluateOnEngine(prepared, options);
+    const keys = prepared.map((p) => cache.key(p.tokens));
+    const logits = new Float64Array(prepared.length);
+    const missing: number[] = [];
+    keys.forEach((k, i) => {
+      const z = cache.get(k);
+      if (z === undefined) missing.push(i);
+      else logits[i] = z;
+    });
+    let stats: ScoreStats = { evaluatedTokens: 0, pairTokens: 0 };
+    if (missing.length > 0) {
+      const fresh = await this.evaluateOnEngine(
+        missing.map((i) => prepared[i] as PreparedPair),
+        options,
+      );
+      missing.forEach((i, j) => {
+        const z = fresh.logits[j] ?? Number.NaN;
+        logits[i] = z;
+        cache.set(keys[i] ?? "", z);
+      });
+      stats = fresh.stats;
+    }
+    return { logits, truncated: prepared.map((p) => p.truncated), stats };
+  }
+
+  /** Cache counters, or undefined when the cache is off. */
+  get cacheStats(): CacheStats | undefined {
+    return this.cache?.stats;
+  }
+
+  private async evaluateOnEngine(prepared: readonly PreparedPair[], options: Pick<RerankCallOptions, "signal" | "onProgress">): Promise<Evaluation> {
     const { groups, indices } = groupByPrefix(
       prepared.map((p) => p.tokens),
       prepared.map((p) => p.key),
@@ -211,13 +253,13 @@ export async function createReranker(options: RerankerOptions): Promise<Reranker
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { maxLength, instruction, temperature, preset, presets, ...engineOptions } = options;
+  const { maxLength, instruction, temperature, preset, presets, cache, ...engineOptions } = options;
   // Validate defaults before paying for a model load.
   parseOrThrow(callOptionsSchema, { instruction, temperature, maxLength });
   if (preset !== undefined) new PresetRegistry(presets).get(preset);
   const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? maxLength ?? DEFAULT_MAX_LENGTH });
   try {
-    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets });
+    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets, cache });
   } catch (error) {
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));

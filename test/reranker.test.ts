@@ -126,3 +126,22 @@ test("top_p and threshold select in the library as documented", async () => {
   assert.deepEqual(kept.map((r) => r.index), all.filter((r) => r.score >= cut).map((r) => r.index));
   await assert.rejects(reranker.rerank(QUERY_EN, DOCUMENTS, { topP: 0 }), /^ValidationError: topP/);
 });
+
+test("the log-odds cache answers repeated pairs without the engine, for any temperature", async () => {
+  const cached = await createReranker({ model: testModel("causal"), maxLength: 256, ...exactEngine, cache: { maxEntries: 100 } });
+  try {
+    const first = await cached.rerank(QUERY_EN, DOCUMENTS);
+    assert.deepEqual(cached.cacheStats && [cached.cacheStats.hits, cached.cacheStats.misses], [0, DOCUMENTS.length]);
+    const evaluation = await cached.evaluate(DOCUMENTS.map((document) => ({ query: QUERY_EN, document })));
+    assert.equal(evaluation.stats.evaluatedTokens, 0, "nothing reached the engine");
+    const hot = await cached.rerank(QUERY_EN, DOCUMENTS, { temperature: 5, topN: 3 });
+    assert.equal(cached.cacheStats?.hits, 2 * DOCUMENTS.length);
+    assert.deepEqual(hot.map((r) => r.logit), first.slice(0, 3).map((r) => r.logit));
+    // another max_length is another prompt: a miss
+    await cached.rerank(QUERY_EN, [DOCUMENTS[0] ?? ""], { maxLength: 60 });
+    assert.equal(cached.cacheStats?.misses, DOCUMENTS.length + 1);
+  } finally {
+    await cached.dispose();
+  }
+  assert.equal(reranker.cacheStats, undefined, "off by default");
+});

@@ -217,7 +217,7 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: Array<{ id: string }> };
     assert.ok(models.data[0]?.id.endsWith(".gguf"));
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    for (const name of ["qwen_rerank_requests_total", "qwen_rerank_request_duration_seconds_bucket", "qwen_rerank_queue_duration_seconds_bucket", "qwen_rerank_inference_duration_seconds_bucket", "qwen_rerank_batch_pairs_bucket", "qwen_rerank_batch_tokens_bucket", "qwen_rerank_queue_pairs", "qwen_rerank_score_bucket", "qwen_rerank_engine_info"]) {
+    for (const name of ["qwen_rerank_requests_total", "qwen_rerank_request_duration_seconds_bucket", "qwen_rerank_queue_duration_seconds_bucket", "qwen_rerank_inference_duration_seconds_bucket", "qwen_rerank_batch_pairs_bucket", "qwen_rerank_batch_tokens_bucket", "qwen_rerank_queue_pairs", "qwen_rerank_score_bucket", "qwen_rerank_engine_info", "qwen_rerank_cache_hit_ratio"]) {
       assert.ok(metrics.includes(name), name);
     }
     const r = await post(`${server.url}/v1/rerank`, { query: "q", documents: ["a"] }, { "x-request-id": "abc-123" });

@@ -24,6 +24,8 @@ interface ServeFlags {
   preset?: string;
   temperature?: number;
   modelName?: string;
+  cacheEntries: number;
+  cacheBytes: number;
   quiet?: boolean;
 }
 
@@ -48,6 +50,8 @@ export function registerServe(program: Command): void {
     .option("--instruction <text>", "default instruction")
     .option("--preset <name>", "default preset of every request (its batch size also sets --max-batch-pairs unless given)")
     .option("--temperature <t>", "default temperature", positiveNumberArg)
+    .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
+    .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
     .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
     .option("--quiet", "no per-request log lines");
   addEngineFlags(cmd);
@@ -65,7 +69,15 @@ export function registerServe(program: Command): void {
     const presetBatch =
       f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry().get(f.preset).batchSize : undefined;
     const running = await startServer({
-      reranker: { model: f.model, maxLength: f.maxLength, instruction: f.instruction, temperature: f.temperature, preset: f.preset, ...engineOptionsFrom(f) },
+      reranker: {
+        model: f.model,
+        maxLength: f.maxLength,
+        instruction: f.instruction,
+        temperature: f.temperature,
+        preset: f.preset,
+        cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
+        ...engineOptionsFrom(f),
+      },
       server: {
         apiKey: f.apiKey,
         corsOrigins: f.corsOrigin,

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineInfo } from "../engines/engine.js";
 import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
+import type { CacheStats } from "../scoring/logit-cache.js";
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -21,7 +22,40 @@ export class ServerMetrics {
   readonly engineInfo = new Gauge({ name: "qwen_rerank_engine_info", help: "The loaded engine (value 1)", labelNames: ["backend", "model", "flavor", "scoring_path", "sequences", "max_length"], registers: [this.registry] });
 
   /** `state` is read at scrape time (the scheduler may not exist yet while the model loads). */
-  constructor(state: () => SchedulerState | undefined) {
+  constructor(state: () => SchedulerState | undefined, cache: () => CacheStats | undefined = () => undefined) {
+    new Gauge({
+      name: "qwen_rerank_cache_hits",
+      help: "Log-odds cache hits since start (0 when the cache is off)",
+      registers: [this.registry],
+      collect() {
+        this.set(cache()?.hits ?? 0);
+      },
+    });
+    new Gauge({
+      name: "qwen_rerank_cache_misses",
+      help: "Log-odds cache misses since start",
+      registers: [this.registry],
+      collect() {
+        this.set(cache()?.misses ?? 0);
+      },
+    });
+    new Gauge({
+      name: "qwen_rerank_cache_hit_ratio",
+      help: "Log-odds cache hits / lookups since start",
+      registers: [this.registry],
+      collect() {
+        const c = cache();
+        this.set(c && c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0);
+      },
+    });
+    new Gauge({
+      name: "qwen_rerank_cache_entries",
+      help: "Entries in the log-odds cache",
+      registers: [this.registry],
+      collect() {
+        this.set(cache()?.entries ?? 0);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: "qwen_rerank_process_" });
     new Gauge({
       name: "qwen_rerank_queue_pairs",

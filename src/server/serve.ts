@@ -45,7 +45,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   let service: RerankService | undefined;
   let reranker: Reranker | undefined;
   let scheduler: Scheduler | undefined;
-  const metrics = new ServerMetrics(() => scheduler?.state);
+  const metrics = new ServerMetrics(
+    () => scheduler?.state,
+    () => reranker?.cacheStats,
+  );
   const app = createApp({ service: () => service, metrics, options: options.server ?? {} });
   const server = serve({ fetch: app.fetch, hostname: options.host ?? "127.0.0.1", port: options.port ?? 8080 });
   await new Promise<void>((resolve, reject) => {

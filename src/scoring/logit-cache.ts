@@ -1,0 +1,64 @@
+import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+
+/** Bounds of the log-odds cache. */
+export interface LogitCacheOptions {
+  /** Most entries. Default 100000. */
+  maxEntries?: number | undefined;
+  /** Most bytes (keys and values, approximately). Default 32 MiB. */
+  maxBytes?: number | undefined;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
+}
+
+// A key is a 20-byte SHA-1 in base64 (28 chars, ~56 bytes as a JS string) plus a float64 value
+// and LRU bookkeeping; 128 bytes per entry is a fair upper estimate.
+const ENTRY_BYTES = 128;
+
+/**
+ * LRU cache of raw log-odds keyed by the model and the exact prompt tokens of a pair (which
+ * encode instruction, query, document and max_length). It stores z, not scores, so any
+ * temperature, top_p, threshold or top_n reuses the cached value.
+ */
+export class LogitCache {
+  private readonly lru: LRUCache<string, number>;
+  private hits = 0;
+  private misses = 0;
+
+  constructor(
+    private readonly modelId: string,
+    options: LogitCacheOptions = {},
+  ) {
+    this.lru = new LRUCache<string, number>({
+      max: options.maxEntries ?? 100_000,
+      maxSize: options.maxBytes ?? 32 * 1024 * 1024,
+      sizeCalculation: () => ENTRY_BYTES,
+    });
+  }
+
+  key(tokens: readonly number[]): string {
+    const hash = createHash("sha1").update(this.modelId).update("\0");
+    hash.update(new Uint8Array(Uint32Array.from(tokens).buffer));
+    return hash.digest("base64");
+  }
+
+  get(key: string): number | undefined {
+    const z = this.lru.get(key);
+    if (z === undefined) this.misses++;
+    else this.hits++;
+    return z;
+  }
+
+  set(key: string, z: number): void {
+    this.lru.set(key, z);
+  }
+
+  get stats(): CacheStats {
+    return { hits: this.hits, misses: this.misses, entries: this.lru.size, bytes: this.lru.calculatedSize };
+  }
+}
