@@ -9,6 +9,7 @@ import type { PairText } from "./prompt/tokens.js";
 import { PromptBuilder } from "./prompt/tokens.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
 import { rankByLogit, select } from "./scoring/selection.js";
+import { detectLanguage, isNonEnglishInstruction } from "./prompt/language.js";
 import type { Preset } from "./prompt/presets.js";
 import type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
 import { LogitCache } from "./scoring/logit-cache.js";
@@ -27,6 +28,14 @@ export interface RerankerOptions extends LlamaEngineOptions {
   preset?: string | undefined;
   /** Extra presets (a built-in of the same name is replaced). Default: none. */
   presets?: Preset[] | undefined;
+  /**
+   * Instruction per query language (ISO 639-1 code -> instruction), used by calls with
+   * `language: "auto"` or a code. English instructions work best even for other languages.
+   * Default: none.
+   */
+  languageInstructions?: Record<string, string> | undefined;
+  /** Receives warnings (e.g. a non-English instruction), once per distinct message. Default: process.emitWarning. */
+  onWarning?: ((message: string) => void) | undefined;
   /** LRU cache of log-odds (reused across temperature/top_p/threshold/top_n). Default: off. */
   cache?: LogitCacheOptions | undefined;
 }
@@ -55,6 +64,8 @@ export interface RerankResult {
   /** True when the document was cut to fit max_length. */
   truncated: boolean;
   document?: string;
+  /** The query's language, when the call asked for language routing. */
+  language?: string;
 }
 
 /** One pair's tokens, ready for any batch; `key` groups pairs that share instruction and query. */
@@ -68,6 +79,8 @@ export interface ScoredPair {
   score: number;
   logit: number;
   truncated: boolean;
+  /** The query's language, when the call asked for language routing. */
+  language?: string;
 }
 
 /** The raw outcome of scoring pairs, for callers that report tokens and timing. */
@@ -83,11 +96,16 @@ export class Reranker {
   /** Built-in and custom presets. */
   readonly presets: PresetRegistry;
   private readonly cache: LogitCache | undefined;
+  private readonly languageInstructions: Record<string, string>;
+  private readonly onWarning: (message: string) => void;
+  private readonly checked = new Set<string>();
 
   constructor(
     private readonly engine: Engine,
-    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets" | "cache"> = {},
+    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets" | "cache" | "languageInstructions" | "onWarning"> = {},
   ) {
+    this.languageInstructions = { ...defaults.languageInstructions };
+    this.onWarning = defaults.onWarning ?? ((message) => process.emitWarning(message, "QwenRerankWarning"));
     this.prompt = new PromptBuilder(engine.tokenizer);
     const i = engine.info;
     this.cache = defaults.cache ? new LogitCache(`${i.model}|${i.flavor}|${i.scoringPath}`, defaults.cache) : undefined;
@@ -124,13 +142,15 @@ export class Reranker {
     parseOrThrow(querySchema, query, "query");
     parseOrThrow(documentsSchema, documents, "documents");
     const o = this.resolve(options);
+    const routed = this.route(query, options, o);
     const evaluation = await this.evaluate(
-      documents.map((document) => ({ instruction: o.instruction, query, document })),
+      documents.map((document) => ({ instruction: routed.instruction, query, document })),
       options,
     );
     const results = Array.from(evaluation.logits, (logit, index) => {
       const r: RerankResult = { index, score: scoreFromLogit(logit, o.temperature), logit, truncated: evaluation.truncated[index] ?? false };
       if (options.returnDocuments) r.document = documents[index];
+      if (routed.language !== undefined) r.language = routed.language;
       return r;
     });
     return select(rankByLogit(results), { topP: o.topP, threshold: options.threshold, topN: options.topN, temperature: o.temperature });
@@ -140,11 +160,22 @@ export class Reranker {
   async score(pairs: ReadonlyArray<{ query: string; document: string }>, options: RerankCallOptions = {}): Promise<ScoredPair[]> {
     parseOrThrow(pairsSchema, pairs, "pairs");
     const o = this.resolve(options);
+    const routes = new Map<string, { instruction: string; language?: string | undefined }>();
+    const routeOf = (query: string) => {
+      let r = routes.get(query);
+      if (!r) routes.set(query, (r = this.route(query, options, o)));
+      return r;
+    };
     const evaluation = await this.evaluate(
-      pairs.map((p) => ({ instruction: o.instruction, query: p.query, document: p.document })),
+      pairs.map((p) => ({ instruction: routeOf(p.query).instruction, query: p.query, document: p.document })),
       options,
     );
-    return Array.from(evaluation.logits, (logit, i) => ({ logit, score: scoreFromLogit(logit, o.temperature), truncated: evaluation.truncated[i] ?? false }));
+    return Array.from(evaluation.logits, (logit, i) => {
+      const r: ScoredPair = { logit, score: scoreFromLogit(logit, o.temperature), truncated: evaluation.truncated[i] ?? false };
+      const language = routeOf(pairs[i]?.query ?? "").language;
+      if (language !== undefined) r.language = language;
+      return r;
+    });
   }
 
   /**
@@ -217,6 +248,34 @@ export class Reranker {
     return { logits, truncated: prepared.map((p) => p.truncated), stats };
   }
 
+  /**
+   * The instruction for one query: an explicit instruction wins; then, when the call asks for
+   * language routing, the instruction mapped to the query's language; then the preset's or the
+   * default. Warns (once per instruction) when the instruction is not English.
+   */
+  route(query: string, options: Pick<RerankCallOptions, "instruction" | "language">, resolved: ResolvedKnobs): { instruction: string; language?: string | undefined } {
+    let instruction = resolved.instruction;
+    let language: string | undefined;
+    if (options.language !== undefined) {
+      const map = this.languageInstructions;
+      // English is always a candidate: unmapped queries must not be forced into a mapped language.
+      language = options.language === "auto" ? detectLanguage(query, [...new Set(["en", ...Object.keys(map)])]) : options.language;
+      const mapped = map[language];
+      if (options.instruction === undefined && mapped !== undefined) instruction = mapped;
+    }
+    if (!this.checked.has(instruction)) {
+      // Checked once per distinct instruction; the set is bounded because clients choose them.
+      if (this.checked.size >= 1000) this.checked.clear();
+      this.checked.add(instruction);
+      if (isNonEnglishInstruction(instruction)) {
+        this.onWarning(
+          `the instruction "${instruction.slice(0, 60)}" is not in English; Qwen3-Reranker was trained with English instructions, which usually score better even for other languages`,
+        );
+      }
+    }
+    return { instruction, language };
+  }
+
   /** Resolves per-call knobs against the preset and the reranker's defaults (validated). */
   resolveOptions(options: RerankCallOptions): ResolvedKnobs {
     return this.resolve(options);
@@ -253,13 +312,13 @@ export async function createReranker(options: RerankerOptions): Promise<Reranker
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { maxLength, instruction, temperature, preset, presets, cache, ...engineOptions } = options;
+  const { maxLength, instruction, temperature, preset, presets, cache, languageInstructions, onWarning, ...engineOptions } = options;
   // Validate defaults before paying for a model load.
   parseOrThrow(callOptionsSchema, { instruction, temperature, maxLength });
   if (preset !== undefined) new PresetRegistry(presets).get(preset);
   const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? maxLength ?? DEFAULT_MAX_LENGTH });
   try {
-    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets, cache });
+    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets, cache, languageInstructions, onWarning });
   } catch (error) {
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));

@@ -133,3 +133,12 @@ test("presets lists the scenarios; score --preset uses the preset's instruction 
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown preset/);
 });
+
+test("score --language auto routes by query language and warns about a non-English instruction", () => {
+  const r = cli(["score", "--model", model, "--query", "中国的首都是哪里？", "--doc", "北京", "--language", "auto", "--language-instruction", "zh=根据查询检索相关段落", "--json", ...exact, "--max-length", "256"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { language: string }).language, "zh");
+  assert.match(r.stderr, /warning: .*not in English/);
+  const bad = cli(["score", "--model", model, "--query", "q", "--doc", "d", "--language-instruction", "chinese"]);
+  assert.equal(bad.code, 2);
+});

@@ -145,3 +145,36 @@ test("the log-odds cache answers repeated pairs without the engine, for any temp
   }
   assert.equal(reranker.cacheStats, undefined, "off by default");
 });
+
+test("language routing picks the mapped instruction and reports the language; non-English instructions warn once", async () => {
+  const warnings: string[] = [];
+  const zh = "Given a Chinese web search query, retrieve relevant passages that answer the query";
+  const routed = await createReranker({
+    model: testModel("causal"),
+    maxLength: 256,
+    ...exactEngine,
+    languageInstructions: { zh, es: "Dada una consulta, recupera pasajes relevantes" },
+    onWarning: (m) => warnings.push(m),
+  });
+  try {
+    const [a] = await routed.rerank("中国的首都是哪里？", ["北京"], { language: "auto" });
+    const [b] = await routed.rerank("中国的首都是哪里？", ["北京"], { instruction: zh });
+    assert.equal(a?.language, "zh");
+    assert.equal(a?.logit, b?.logit);
+    const [en] = await routed.rerank(QUERY_EN, ["Beijing"], { language: "auto" });
+    const [plain] = await routed.rerank(QUERY_EN, ["Beijing"]);
+    assert.equal(en?.language, "en");
+    assert.equal(en?.logit, plain?.logit, "unmapped languages keep the default instruction");
+    assert.equal(plain?.language, undefined);
+    assert.deepEqual(warnings, []);
+    await routed.rerank("¿Cuál es la capital de España?", ["Madrid"], { language: "auto" });
+    await routed.rerank("¿Y la de Francia?", ["París"], { language: "es" });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? "", /not in English/);
+    const scored = await routed.score([{ query: "北京", document: "capital" }, { query: QUERY_EN, document: "x" }], { language: "auto" });
+    assert.deepEqual(scored.map((s) => s.language), ["zh", "en"]);
+    await assert.rejects(routed.rerank("q", ["d"], { language: "chinese" }), /^ValidationError: language/);
+  } finally {
+    await routed.dispose();
+  }
+});

@@ -151,6 +151,9 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     const direct = (await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2), instruction: legal, return_logits: true })).json as typeof base;
     assert.deepEqual(viaPreset.results, direct.results);
     assert.equal((await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["a"], preset: "nope" })).status, 400);
+    const routed = await post(`${server.url}/v1/rerank`, { query: "中国的首都是哪里？", documents: ["北京"], language: "auto" });
+    assert.equal(routed.headers.get("x-query-language"), "zh");
+    assert.equal((routed.json as { meta: { language: string } }).meta.language, "zh");
     const shortCtx = await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["river ".repeat(200)], max_length: 80 });
     assert.equal(shortCtx.status, 200);
   });

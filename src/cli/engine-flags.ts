@@ -80,3 +80,16 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     logLevel: flags.logLevel ?? "error",
   };
 }
+
+/** Collects repeated `code=instruction` values into a language -> instruction map. */
+export const languageInstructionArg = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
+  const m = /^([a-z]{2,3})=(.+)$/s.exec(value.trim());
+  if (!m?.[1] || !m[2]) throw new InvalidArgumentError('expected CODE=INSTRUCTION, e.g. zh="Given a Chinese query, ..."');
+  return { ...previous, [m[1]]: m[2].trim() };
+};
+
+/** A language for routing: "auto" or an ISO 639-1 code. */
+export const languageArg = (value: string): string => {
+  if (!/^(auto|[a-z]{2,3})$/.test(value)) throw new InvalidArgumentError('expected "auto" or an ISO 639-1 code such as zh');
+  return value;
+};

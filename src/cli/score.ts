@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
-import { addEngineFlags, engineOptionsFrom, intArg, positiveNumberArg, unitArg } from "./engine-flags.js";
+import { addEngineFlags, engineOptionsFrom, intArg, languageArg, languageInstructionArg, positiveNumberArg, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
 interface ScoreFlags {
@@ -14,6 +14,8 @@ interface ScoreFlags {
   input?: string;
   instruction?: string;
   preset?: string;
+  language?: string;
+  languageInstruction?: Record<string, string>;
   temperature?: number;
   topP?: number;
   threshold?: number;
@@ -74,6 +76,8 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
     instruction: flags.instruction,
     temperature: flags.temperature,
     preset: flags.preset,
+    languageInstructions: flags.languageInstruction,
+    onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
     ...engineOptionsFrom(engineFlags),
   });
   try {
@@ -83,7 +87,13 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
       const bar = progressBar(job.documents.length, "scoring");
       let results: RerankResult[];
       try {
-        results = await reranker.rerank(job.query, job.documents, { topN: flags.topN, topP: flags.topP, threshold: flags.threshold, onProgress: (d) => bar.update(d) });
+        results = await reranker.rerank(job.query, job.documents, {
+          topN: flags.topN,
+          topP: flags.topP,
+          threshold: flags.threshold,
+          language: flags.language,
+          onProgress: (d) => bar.update(d),
+        });
       } catch (error) {
         if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
         throw error;
@@ -92,7 +102,8 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
       }
       if (flags.json) {
         const out = results.map((r) => ({ index: r.index, score: r.score, logit: r.logit, truncated: r.truncated, document: job.documents[r.index] }));
-        process.stdout.write(`${JSON.stringify({ query: job.query, results: out })}\n`);
+        const language = results[0]?.language;
+        process.stdout.write(`${JSON.stringify({ query: job.query, ...(language ? { language } : {}), results: out })}\n`);
       } else {
         if (!first) process.stdout.write("\n");
         printTable(job, results);
@@ -114,6 +125,8 @@ export function registerScore(program: Command): void {
     .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
     .option("--instruction <text>", "the <Instruct> text (default: the official web-search instruction)")
     .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
+    .option("--language <code>", "route the instruction by the query language: auto, or a code such as zh", languageArg)
+    .option("--language-instruction <code=text>", "instruction for one query language (repeat)", languageInstructionArg)
     .option("--temperature <t>", "score = sigmoid(logit / t); never changes the order (default: 1)", positiveNumberArg)
     .option("--top-p <p>", "keep the best documents until their softmax(logit/t) weight reaches p (default: 1, off)", unitArg(false))
     .option("--threshold <s>", "drop documents whose score is below s (default: none)", unitArg(true))

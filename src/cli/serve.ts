@@ -3,7 +3,7 @@ import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigFile, applyEnvironment } from "./config-file.js";
 import type { EngineFlagValues } from "./engine-flags.js";
-import { addEngineFlags, engineOptionsFrom, intArg, positiveNumberArg } from "./engine-flags.js";
+import { addEngineFlags, engineOptionsFrom, intArg, languageInstructionArg, positiveNumberArg } from "./engine-flags.js";
 
 interface ServeFlags {
   model?: string;
@@ -22,6 +22,7 @@ interface ServeFlags {
   maxLength?: number;
   instruction?: string;
   preset?: string;
+  languageInstruction?: Record<string, string>;
   temperature?: number;
   modelName?: string;
   cacheEntries: number;
@@ -48,6 +49,7 @@ export function registerServe(program: Command): void {
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
     .option("--max-length <n>", "default max tokens per pair, also the engine context (default: 8192)", intArg(1, 32768))
     .option("--instruction <text>", "default instruction")
+    .option("--language-instruction <code=text>", "instruction for one query language, used by requests with language: auto (repeat)", languageInstructionArg)
     .option("--preset <name>", "default preset of every request (its batch size also sets --max-batch-pairs unless given)")
     .option("--temperature <t>", "default temperature", positiveNumberArg)
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
@@ -75,6 +77,8 @@ export function registerServe(program: Command): void {
         instruction: f.instruction,
         temperature: f.temperature,
         preset: f.preset,
+        languageInstructions: f.languageInstruction,
+        onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
         ...engineOptionsFrom(f),
       },

@@ -7,6 +7,11 @@ export const callOptionsSchema = z
   .object({
     /** The `<Instruct>` text. Default: the official web-search instruction. */
     instruction: z.string().trim().min(1, "must not be empty").max(4096).optional(),
+    /**
+     * "auto" detects the query language, or an ISO 639-1 code names it; the instruction then comes
+     * from the reranker's languageInstructions map when it has that language. Default: none.
+     */
+    language: z.string().regex(/^(auto|[a-z]{2,3})$/, 'must be "auto" or an ISO 639-1 code such as "zh"').optional(),
     /** A named preset: its instruction and knobs apply unless given explicitly. Default: none. */
     preset: z.string().min(1).optional(),
     /** score = sigmoid(z / temperature); never changes the order. Default 1 (official). */

@@ -60,12 +60,13 @@ function constantTimeEqual(a: string, b: string): boolean {
 function knobsOf(body: {
   instruction?: string | undefined;
   preset?: string | undefined;
+  language?: string | undefined;
   temperature?: number | undefined;
   top_p?: number | undefined;
   threshold?: number | undefined;
   max_length?: number | undefined;
 }): Knobs {
-  return { instruction: body.instruction, preset: body.preset, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length };
+  return { instruction: body.instruction, preset: body.preset, language: body.language, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length };
 }
 
 /** Builds the HTTP app (no listen): one core service, one thin adapter per API dialect. */
@@ -139,6 +140,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         if (outcome) {
           c.header("x-queue-time", outcome.queueMs.toFixed(1));
           c.header("x-inference-time", outcome.inferenceMs.toFixed(1));
+          if (outcome.language !== undefined) c.header("x-query-language", outcome.language);
           deps.metrics.queueSeconds.observe(outcome.queueMs / 1000);
           deps.metrics.inferenceSeconds.observe(outcome.inferenceMs / 1000);
           for (const r of outcome.results) deps.metrics.scores.observe(r.score);
@@ -193,7 +195,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
             ...logits(r, b.return_logits),
           })),
           usage: { total_tokens: outcome.tokens },
-          meta: { api_version: { version: "1" }, billed_units: { search_units: 1 } },
+          meta: { api_version: { version: "1" }, billed_units: { search_units: 1 }, ...(outcome.language ? { language: outcome.language } : {}) },
         },
       };
     }),
@@ -216,7 +218,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
             ...(b.return_documents ? { document: { text: b.documents[r.index] } } : {}),
             ...logits(r, b.return_logits),
           })),
-          meta: { api_version: { version: "2" }, billed_units: { search_units: 1 } },
+          meta: { api_version: { version: "2" }, billed_units: { search_units: 1 }, ...(outcome.language ? { language: outcome.language } : {}) },
         },
       };
     }),

@@ -11,6 +11,7 @@ const documentItem = z.union([z.string(), z.object({ text: z.string() }).loose()
 export const extensionFields = {
   instruction: opt(z.string().trim().min(1, "must not be empty").max(4096)),
   preset: opt(z.string().min(1)),
+  language: opt(z.string().regex(/^(auto|[a-z]{2,3})$/, 'must be "auto" or an ISO 639-1 code such as "zh"')),
   temperature: opt(z.number().finite().positive("must be > 0").max(1000)),
   top_p: opt(z.number().gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]")),
   threshold: opt(z.number().min(0, "must be in [0, 1]").max(1, "must be in [0, 1]")),

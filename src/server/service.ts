@@ -9,6 +9,8 @@ import { scoreFromLogit } from "../scoring/temperature.js";
 export interface Knobs {
   instruction?: string | undefined;
   preset?: string | undefined;
+  /** "auto" or an ISO 639-1 code: route the instruction by the query's language. */
+  language?: string | undefined;
   temperature?: number | undefined;
   topN?: number | undefined;
   topP?: number | undefined;
@@ -29,6 +31,8 @@ export interface ServiceResult {
 
 export interface ServiceOutcome<R> {
   results: R[];
+  /** The (first) query's language when the request asked for language routing. */
+  language?: string | undefined;
   pairs: number;
   tokens: number;
   queueMs: number;
@@ -54,10 +58,19 @@ export class RerankService {
   }
 
   private async run(queries: readonly string[], documents: readonly string[], knobs: Knobs, signal: AbortSignal | undefined) {
-    const o = this.reranker.resolveOptions({ instruction: knobs.instruction, preset: knobs.preset, temperature: knobs.temperature, topP: knobs.topP, maxLength: knobs.maxLength });
-    const maxLength = this.maxLengthFor(queries[0] ?? "", knobs, o.instruction, o.maxLength);
+    const o = this.reranker.resolveOptions({
+      instruction: knobs.instruction,
+      preset: knobs.preset,
+      language: knobs.language,
+      temperature: knobs.temperature,
+      topP: knobs.topP,
+      maxLength: knobs.maxLength,
+    });
+    const routes = queries.map((q) => this.reranker.route(q, { instruction: knobs.instruction, language: knobs.language }, o));
+    const routeOf = (i: number) => routes[queries.length === 1 ? 0 : i] ?? { instruction: o.instruction };
+    const maxLength = this.maxLengthFor(queries[0] ?? "", knobs, routeOf(0).instruction, o.maxLength);
     const prepared = this.reranker.prepare(
-      documents.map((document, i) => ({ instruction: o.instruction, query: queries[queries.length === 1 ? 0 : i] ?? "", document })),
+      documents.map((document, i) => ({ instruction: routeOf(i).instruction, query: queries[queries.length === 1 ? 0 : i] ?? "", document })),
       maxLength,
     );
     if (knobs.refuseTruncation) {
@@ -72,7 +85,7 @@ export class RerankService {
       score: scoreFromLogit(logit, o.temperature),
       truncated: job.truncated[index] ?? false,
     }));
-    return { results, temperature: o.temperature, topP: o.topP, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
+    return { results, language: routes[0]?.language, temperature: o.temperature, topP: o.topP, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
   }
 
   /** One query against many documents: best first, then top_p, threshold and top_n. */

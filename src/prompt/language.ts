@@ -1,0 +1,38 @@
+import { detect } from "tinyld";
+
+/** "und" (undetermined) when a text gives no reliable signal. */
+export const UNDETERMINED = "und";
+
+const KANA = /[\u3040-\u30ff]/u;
+const HANGUL = /[\uac00-\ud7af\u1100-\u11ff]/u;
+const HAN = /\p{Script=Han}/u;
+const NON_LATIN_LETTER = /[^\p{Script=Latin}\P{L}]/u;
+
+/**
+ * Detects the language of a query as an ISO 639-1 code. tinyld does the statistics; short CJK
+ * queries (one or two words, where statistics fail) are decided by script: kana means Japanese,
+ * Hangul Korean, Han without kana Chinese. With `candidates` (the languages you mapped to an
+ * instruction) the detector only chooses among them, which makes short queries far more reliable.
+ */
+export function detectLanguage(text: string, candidates?: readonly string[]): string {
+  const t = text.normalize("NFC");
+  if (KANA.test(t)) return "ja";
+  if (HANGUL.test(t)) return "ko";
+  const letters = t.replace(/[^\p{L}]/gu, "");
+  const han = [...letters].filter((c) => HAN.test(c)).length;
+  if (letters.length > 0 && han / [...letters].length > 0.5) return "zh";
+  const only = candidates && candidates.length > 0 ? [...candidates] : undefined;
+  const guess = detect(t, only ? { only } : {});
+  return guess === "" ? UNDETERMINED : guess;
+}
+
+/**
+ * True when an instruction is evidently not English: written in a non-Latin script, or
+ * confidently detected as another language. The model was trained on English instructions;
+ * other languages work but usually score a little worse.
+ */
+export function isNonEnglishInstruction(instruction: string): boolean {
+  if (NON_LATIN_LETTER.test(instruction)) return true;
+  const guess = detect(instruction);
+  return guess !== "" && guess !== "en";
+}
