@@ -7,9 +7,11 @@ import { RerankError, ValidationError } from "./errors/errors.js";
 import { groupByPrefix } from "./prompt/groups.js";
 import type { PairText } from "./prompt/tokens.js";
 import { PromptBuilder } from "./prompt/tokens.js";
-import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
+import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, formatBody } from "./prompt/template.js";
 import { rankByLogit, select } from "./scoring/selection.js";
 import { detectLanguage, isNonEnglishInstruction } from "./prompt/language.js";
+import type { ChunkSpan, Overflow } from "./prompt/chunking.js";
+import { CHUNK_OVERLAP, chunkWindows } from "./prompt/chunking.js";
 import type { Preset } from "./prompt/presets.js";
 import type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
 import { LogitCache } from "./scoring/logit-cache.js";
@@ -66,6 +68,8 @@ export interface RerankResult {
   document?: string;
   /** The query's language, when the call asked for language routing. */
   language?: string;
+  /** With overflow "chunk": the window that gave the score (document token offsets and text). */
+  chunk?: ChunkSpan;
 }
 
 /** One pair's tokens, ready for any batch; `key` groups pairs that share instruction and query. */
@@ -88,6 +92,18 @@ export interface Evaluation {
   logits: Float64Array;
   truncated: boolean[];
   stats: ScoreStats;
+  /** Per pair, the best window when the document was chunked (overflow "chunk"). */
+  chunks?: Array<ChunkSpan | undefined>;
+}
+
+/** Pairs turned into engine work: one prepared pair per pair, or one per window of a chunked document. */
+export interface PairPlan {
+  prepared: PreparedPair[];
+  /** For each prepared pair, the index of the pair it belongs to. */
+  owner: number[];
+  /** For each prepared pair, its window (chunked documents only). */
+  spans: Array<ChunkSpan | undefined>;
+  pairs: number;
 }
 
 export class Reranker {
@@ -151,6 +167,8 @@ export class Reranker {
       const r: RerankResult = { index, score: scoreFromLogit(logit, o.temperature), logit, truncated: evaluation.truncated[index] ?? false };
       if (options.returnDocuments) r.document = documents[index];
       if (routed.language !== undefined) r.language = routed.language;
+      const chunk = evaluation.chunks?.[index];
+      if (chunk) r.chunk = chunk;
       return r;
     });
     return select(rankByLogit(results), { topP: o.topP, threshold: options.threshold, topN: options.topN, temperature: o.temperature });
@@ -183,8 +201,64 @@ export class Reranker {
    * their common token prefix, and returns raw log-odds in input order.
    */
   async evaluate(pairs: readonly PairText[], options: RerankCallOptions = {}): Promise<Evaluation> {
-    const prepared = this.prepare(pairs, this.resolve(options).maxLength);
-    return this.evaluatePrepared(prepared, options);
+    const plan = this.plan(pairs, this.resolve(options).maxLength, options.overflow ?? "truncate");
+    return this.reduce(plan, await this.evaluatePrepared(plan.prepared, options));
+  }
+
+  /**
+   * Tokenizes pairs for the engine. With overflow "chunk", a document whose pair does not fit is
+   * cut into overlapping windows of its own tokens (each window a pair of its own, with the same
+   * instruction and query); `reduce` then keeps each document's best window (MaxP).
+   */
+  plan(pairs: readonly PairText[], maxLength: number, overflow: Overflow): PairPlan {
+    const plan: PairPlan = { prepared: [], owner: [], spans: [], pairs: pairs.length };
+    const single = this.prepare(pairs, maxLength);
+    single.forEach((prepared, i) => {
+      const pair = pairs[i];
+      if (overflow === "truncate" || !prepared.truncated || !pair) {
+        plan.prepared.push(prepared);
+        plan.owner.push(i);
+        plan.spans.push(undefined);
+        return;
+      }
+      for (const w of this.windows(pair, maxLength)) {
+        const [p] = this.prepare([{ ...pair, document: w.text }], maxLength);
+        if (!p) continue;
+        plan.prepared.push(p);
+        plan.owner.push(i);
+        plan.spans.push(w);
+      }
+    });
+    return plan;
+  }
+
+  private windows(pair: PairText, maxLength: number): ChunkSpan[] {
+    const tokenizer = this.engine.tokenizer;
+    if (!tokenizer.detokenize) throw new RerankError("engine_unavailable", "this engine cannot detokenize, so documents cannot be chunked");
+    const instruction = pair.instruction ?? this.defaults.instruction;
+    const overhead = this.countTokens(formatBody(instruction.normalize("NFC"), pair.query.normalize("NFC"), "")) + this.templateTokens;
+    // Two tokens of slack: BPE may merge across the boundary between the template and the window.
+    const size = maxLength - overhead - 2;
+    if (size < 8) throw new ValidationError(`max_length ${maxLength} leaves ${Math.max(0, size)} tokens per window after the instruction and query; raise it to chunk`, "maxLength");
+    const tokens = tokenizer.tokenize(pair.document.normalize("NFC"), false);
+    const spans = chunkWindows(tokens.length, size, Math.floor(size * CHUNK_OVERLAP));
+    return spans.map(([start, end]) => ({ start, end, windows: spans.length, text: tokenizer.detokenize?.(tokens.slice(start, end)) ?? "" }));
+  }
+
+  /** MaxP: each pair's log-odds is the best of its windows; results in pair order. */
+  reduce(plan: PairPlan, evaluation: Evaluation): Evaluation {
+    const logits = new Float64Array(plan.pairs).fill(Number.NEGATIVE_INFINITY);
+    const truncated = new Array<boolean>(plan.pairs).fill(false);
+    const chunks = new Array<ChunkSpan | undefined>(plan.pairs).fill(undefined);
+    plan.owner.forEach((i, k) => {
+      const z = evaluation.logits[k] ?? Number.NaN;
+      if (z > (logits[i] ?? Number.NEGATIVE_INFINITY) || Number.isNaN(z)) {
+        logits[i] = z;
+        chunks[i] = plan.spans[k];
+      }
+      if (!plan.spans[k]) truncated[i] = evaluation.truncated[k] ?? false;
+    });
+    return { logits, truncated, stats: evaluation.stats, chunks };
   }
 
   /** Tokenizes pairs (official template and truncation); the result can be scored in any batch. */

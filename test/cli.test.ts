@@ -142,3 +142,12 @@ test("score --language auto routes by query language and warns about a non-Engli
   const bad = cli(["score", "--model", model, "--query", "q", "--doc", "d", "--language-instruction", "chinese"]);
   assert.equal(bad.code, 2);
 });
+
+test("score --overflow chunk reports the best window", () => {
+  const r = cli(["score", "--model", model, "--query", "river", "--doc", "river city history. ".repeat(150), "--overflow", "chunk", "--max-length", "120", "--json", ...exact]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: Array<{ chunk?: { windows: number; start: number; end: number } }> };
+  assert.ok((out.results[0]?.chunk?.windows ?? 0) >= 3);
+  const table = cli(["score", "--model", model, "--query", "river", "--doc", "river city history. ".repeat(150), "--overflow", "chunk", "--max-length", "120", ...exact]);
+  assert.match(table.stdout, /best of \d+ windows/);
+});

@@ -178,3 +178,29 @@ test("language routing picks the mapped instruction and reports the language; no
     await routed.dispose();
   }
 });
+
+test("overflow chunk: a document 3x the context is scored by windows and MaxP equals the best window's own score", async () => {
+  const long = Array.from({ length: 80 }, (_, i) => `Sentence ${i} tells about rivers, cities and the capital.`).join(" ");
+  const maxLength = 160;
+  const [chunked] = await reranker.rerank(QUERY_EN, [long], { maxLength, overflow: "chunk" });
+  assert.ok(chunked?.chunk && chunked.chunk.windows >= 3, `windows: ${chunked?.chunk?.windows}`);
+  assert.ok(reranker.countTokens(long) > 3 * maxLength);
+  assert.equal(chunked.truncated, false);
+  const plan = reranker.plan([{ query: QUERY_EN, document: long }], maxLength, "chunk");
+  const windows = plan.spans.map((w) => w?.text ?? "");
+  assert.equal(windows.length, chunked.chunk.windows);
+  const own = await reranker.rerank(QUERY_EN, windows, { maxLength });
+  assert.ok(own.every((r) => !r.truncated), "every window fits");
+  const best = own[0];
+  assert.ok(best && Math.abs(best.logit - chunked.logit) < 1e-4, `${best?.logit} vs ${chunked.logit}`);
+  assert.equal(chunked.chunk.text, windows[best.index]);
+  // documents that fit are scored whole, exactly as with truncation
+  const [short] = await reranker.rerank(QUERY_EN, ["Beijing"], { maxLength, overflow: "chunk" });
+  const [plain] = await reranker.rerank(QUERY_EN, ["Beijing"], { maxLength });
+  assert.equal(short?.chunk, undefined);
+  assert.equal(short?.logit, plain?.logit);
+  // the truncated score is the first window's prefix, not the max
+  const [cut] = await reranker.rerank(QUERY_EN, [long], { maxLength });
+  assert.equal(cut?.truncated, true);
+  assert.ok((cut?.logit ?? 0) <= chunked.logit + 1e-4);
+});

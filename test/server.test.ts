@@ -151,6 +151,11 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     const direct = (await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2), instruction: legal, return_logits: true })).json as typeof base;
     assert.deepEqual(viaPreset.results, direct.results);
     assert.equal((await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["a"], preset: "nope" })).status, 400);
+    const chunked = await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["river city history. ".repeat(150), "short"], max_length: 120, overflow: "chunk" });
+    assert.equal(chunked.status, 200);
+    const withChunk = (chunked.json as { results: Array<{ index: number; chunk?: { windows: number; text: string } }> }).results.find((r) => r.index === 0);
+    assert.ok(withChunk?.chunk && withChunk.chunk.windows >= 3 && withChunk.chunk.text.length > 0);
+    assert.equal((await post(`${server.url}/v1/rerank`, { query: "q", documents: ["a"], overflow: "split" })).status, 400);
     const routed = await post(`${server.url}/v1/rerank`, { query: "中国的首都是哪里？", documents: ["北京"], language: "auto" });
     assert.equal(routed.headers.get("x-query-language"), "zh");
     assert.equal((routed.json as { meta: { language: string } }).meta.language, "zh");

@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
+import { Option } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
@@ -16,6 +17,7 @@ interface ScoreFlags {
   preset?: string;
   language?: string;
   languageInstruction?: Record<string, string>;
+  overflow?: "truncate" | "chunk";
   temperature?: number;
   topP?: number;
   threshold?: number;
@@ -60,7 +62,8 @@ function printTable(job: Job, results: RerankResult[]): void {
   process.stdout.write(`query: ${job.query}\n`);
   process.stdout.write(`${"rank".padStart(4)}  ${"index".padStart(5)}  ${"score".padStart(8)}  ${"logit".padStart(8)}  document\n`);
   results.forEach((r, rank) => {
-    const doc = preview(job.documents[r.index] ?? "", 60) + (r.truncated ? " [truncated]" : "");
+    const note = r.truncated ? " [truncated]" : r.chunk ? ` [best of ${r.chunk.windows} windows: tokens ${r.chunk.start}-${r.chunk.end}]` : "";
+    const doc = preview(r.chunk?.text ?? job.documents[r.index] ?? "", 60) + note;
     process.stdout.write(`${String(rank + 1).padStart(4)}  ${String(r.index).padStart(5)}  ${r.score.toFixed(4).padStart(8)}  ${r.logit.toFixed(3).padStart(8)}  ${doc}\n`);
   });
 }
@@ -92,6 +95,7 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
           topP: flags.topP,
           threshold: flags.threshold,
           language: flags.language,
+          overflow: flags.overflow,
           onProgress: (d) => bar.update(d),
         });
       } catch (error) {
@@ -101,7 +105,14 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
         bar.stop();
       }
       if (flags.json) {
-        const out = results.map((r) => ({ index: r.index, score: r.score, logit: r.logit, truncated: r.truncated, document: job.documents[r.index] }));
+        const out = results.map((r) => ({
+          index: r.index,
+          score: r.score,
+          logit: r.logit,
+          truncated: r.truncated,
+          ...(r.chunk ? { chunk: r.chunk } : {}),
+          document: job.documents[r.index],
+        }));
         const language = results[0]?.language;
         process.stdout.write(`${JSON.stringify({ query: job.query, ...(language ? { language } : {}), results: out })}\n`);
       } else {
@@ -132,6 +143,7 @@ export function registerScore(program: Command): void {
     .option("--threshold <s>", "drop documents whose score is below s (default: none)", unitArg(true))
     .option("--top-n <n>", "print only the n best", intArg(1))
     .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
+    .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]))
     .option("--json", "one JSON object per query on stdout");
   addEngineFlags(cmd).action(async (flags: ScoreFlags & Record<string, unknown>) => {
     await run(flags, flags);

@@ -24,6 +24,11 @@ export const callOptionsSchema = z
     topN: z.number().int().min(1, "must be >= 1").optional(),
     /** Max tokens of PREFIX+BODY+SUFFIX per pair; BODY is cut to fit. Default: the reranker's (8192). */
     maxLength: z.number().int().min(1).max(MAX_SUPPORTED_LENGTH).optional(),
+    /**
+     * A document longer than max_length: "truncate" cuts it (official behaviour); "chunk" scores
+     * overlapping windows of it and keeps the best (MaxP). Default "truncate".
+     */
+    overflow: z.enum(["truncate", "chunk"], { error: 'must be "truncate" or "chunk"' }).optional(),
     /** Include the document text in each result. Default false. */
     returnDocuments: z.boolean().optional(),
   })

@@ -4,6 +4,8 @@ import { DEFAULT_INSTRUCTION, formatBody, PREFIX, SUFFIX } from "./template.js";
 export interface PromptTokenizer {
   /** Tokenizes without adding BOS; `parseSpecial` turns `<|im_start|>`-style strings into control tokens. */
   tokenize(text: string, parseSpecial: boolean): readonly number[];
+  /** Text of plain tokens (needed to cut long documents into windows). */
+  detokenize?(tokens: readonly number[]): string;
 }
 
 export interface PairText {

@@ -65,8 +65,9 @@ function knobsOf(body: {
   top_p?: number | undefined;
   threshold?: number | undefined;
   max_length?: number | undefined;
+  overflow?: "truncate" | "chunk" | undefined;
 }): Knobs {
-  return { instruction: body.instruction, preset: body.preset, language: body.language, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length };
+  return { instruction: body.instruction, preset: body.preset, language: body.language, temperature: body.temperature, topP: body.top_p, threshold: body.threshold, maxLength: body.max_length, overflow: body.overflow };
 }
 
 /** Builds the HTTP app (no listen): one core service, one thin adapter per API dialect. */
@@ -173,7 +174,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     };
 
   const parse = <S extends z.ZodType>(schema: S, json: unknown): z.infer<S> => parseOrThrow(schema, json);
-  const logits = (r: ServiceResult, on: boolean | undefined) => (on ? { logit: r.logit } : {});
+  // Extension fields of a result: the log-odds when asked for, and the best window of a chunked document.
+  const logits = (r: ServiceResult, on: boolean | undefined) => ({ ...(on ? { logit: r.logit } : {}), ...(r.chunk ? { chunk: r.chunk } : {}) });
 
   // Cohere v1 and Jina.
   app.post(

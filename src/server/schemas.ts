@@ -16,6 +16,7 @@ export const extensionFields = {
   top_p: opt(z.number().gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]")),
   threshold: opt(z.number().min(0, "must be in [0, 1]").max(1, "must be in [0, 1]")),
   max_length: opt(z.number().int().min(1).max(MAX_SUPPORTED_LENGTH)),
+  overflow: opt(z.enum(["truncate", "chunk"], { error: 'must be "truncate" or "chunk"' })),
   return_logits: opt(z.boolean()),
 };
 

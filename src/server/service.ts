@@ -1,4 +1,5 @@
 import { RerankError, ValidationError } from "../errors/errors.js";
+import type { ChunkSpan, Overflow } from "../prompt/chunking.js";
 import { formatBody } from "../prompt/template.js";
 import type { Reranker } from "../reranker.js";
 import type { Scheduler } from "../scheduler/scheduler.js";
@@ -18,6 +19,8 @@ export interface Knobs {
   maxLength?: number | undefined;
   /** Cut each document to about this many tokens (Cohere v2 max_tokens_per_doc). */
   maxTokensPerDoc?: number | undefined;
+  /** "chunk": score overlapping windows of over-long documents and keep the best (MaxP). Default "truncate". */
+  overflow?: Overflow | undefined;
   /** Refuse (413) instead of truncating when a pair does not fit (TEI truncate=false). */
   refuseTruncation?: boolean | undefined;
 }
@@ -27,6 +30,7 @@ export interface ServiceResult {
   score: number;
   logit: number;
   truncated: boolean;
+  chunk?: ChunkSpan | undefined;
 }
 
 export interface ServiceOutcome<R> {
@@ -69,23 +73,26 @@ export class RerankService {
     const routes = queries.map((q) => this.reranker.route(q, { instruction: knobs.instruction, language: knobs.language }, o));
     const routeOf = (i: number) => routes[queries.length === 1 ? 0 : i] ?? { instruction: o.instruction };
     const maxLength = this.maxLengthFor(queries[0] ?? "", knobs, routeOf(0).instruction, o.maxLength);
-    const prepared = this.reranker.prepare(
+    const plan = this.reranker.plan(
       documents.map((document, i) => ({ instruction: routeOf(i).instruction, query: queries[queries.length === 1 ? 0 : i] ?? "", document })),
       maxLength,
+      knobs.overflow ?? "truncate",
     );
     if (knobs.refuseTruncation) {
-      const i = prepared.findIndex((p) => p.truncated);
-      if (i >= 0) throw new RerankError("payload_too_large", `input ${i} is longer than max_length ${maxLength} tokens and truncation is off`);
+      const k = plan.prepared.findIndex((p) => p.truncated);
+      if (k >= 0) throw new RerankError("payload_too_large", `input ${plan.owner[k]} is longer than max_length ${maxLength} tokens and truncation is off`);
     }
-    const job = await this.scheduler.submit(prepared, { signal, timeoutMs: this.timeoutMs });
-    const tokens = prepared.reduce((n, p) => n + p.tokens.length, 0);
-    const results: ServiceResult[] = Array.from(job.logits, (logit, index) => ({
+    const job = await this.scheduler.submit(plan.prepared, { signal, timeoutMs: this.timeoutMs });
+    const evaluation = this.reranker.reduce(plan, { logits: job.logits, truncated: job.truncated, stats: job.stats });
+    const tokens = plan.prepared.reduce((n, p) => n + p.tokens.length, 0);
+    const results: ServiceResult[] = Array.from(evaluation.logits, (logit, index) => ({
       index,
       logit,
       score: scoreFromLogit(logit, o.temperature),
-      truncated: job.truncated[index] ?? false,
+      truncated: evaluation.truncated[index] ?? false,
+      ...(evaluation.chunks?.[index] ? { chunk: evaluation.chunks[index] } : {}),
     }));
-    return { results, language: routes[0]?.language, temperature: o.temperature, topP: o.topP, pairs: prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
+    return { results, language: routes[0]?.language, temperature: o.temperature, topP: o.topP, pairs: plan.prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
   }
 
   /** One query against many documents: best first, then top_p, threshold and top_n. */

@@ -66,7 +66,10 @@ export class LlamaEngine implements Engine {
     private readonly slots: Slot[],
     private readonly prefixReuse: boolean,
   ) {
-    this.tokenizer = { tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial) };
+    this.tokenizer = {
+      tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial),
+      detokenize: (tokens) => model.detokenize(tokens as Token[]),
+    };
   }
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
