@@ -151,3 +151,26 @@ test("score --overflow chunk reports the best window", () => {
   const table = cli(["score", "--model", model, "--query", "river", "--doc", "river city history. ".repeat(150), "--overflow", "chunk", "--max-length", "120", ...exact]);
   assert.match(table.stdout, /best of \d+ windows/);
 });
+
+test("score --config FILE --profile NAME applies the profile and the file's custom presets", async () => {
+  const config = join(work, "profiles.yaml");
+  const instruction = "Given a support ticket, retrieve the help article that resolves it";
+  writeFileSync(
+    config,
+    [`model: ${model}`, "maxLength: 256", "kvCacheType: f32", "flashAttention: false", "presets:", "  - name: support", `    instruction: ${instruction}`, "    temperature: 2", "profiles:", "  tickets:", "    preset: support", ""].join("\n"),
+  );
+  const r = cli(["score", "--config", config, "--profile", "tickets", "--query", "printer offline", "--doc", "Fix a printer that shows offline", "--json", "--gpu", "cpu"]);
+  assert.equal(r.code, 0, r.stderr);
+  const [result] = (JSON.parse(r.stdout) as { results: Array<{ score: number; logit: number }> }).results;
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  try {
+    const [lib] = await reranker.rerank("printer offline", ["Fix a printer that shows offline"], { instruction });
+    assert.ok(result && lib && Math.abs(result.logit - lib.logit) < 1e-4);
+    assert.ok(Math.abs(result.score - 1 / (1 + Math.exp(-result.logit / 2))) < 1e-9, "the preset's temperature applies");
+  } finally {
+    await reranker.dispose();
+  }
+  const missing = cli(["score", "--config", config, "--profile", "nope", "--query", "q", "--doc", "d"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /no profile "nope"/);
+});

@@ -62,3 +62,30 @@ test("config and environment errors name the file, line and key", () => {
   }
   assert.throws(() => applyEnvironment(serveCommand(), { QWEN_RERANK_PORT: "http" }), /QWEN_RERANK_PORT: expected an integer/);
 });
+
+test("profiles, custom presets and language maps come from the config file", () => {
+  const path = fileURLToPath(new URL("../../examples/server.yaml", import.meta.url));
+  const cmd = serveCommand();
+  const extras = applyConfigFile(cmd, path, "shop");
+  assert.equal(cmd.opts().preset, "ecommerce");
+  assert.equal(cmd.opts().maxLength, 2048, "the profile wins over the top level");
+  assert.equal(cmd.opts().maxDocuments, 1000);
+  assert.equal(extras.presets?.[0]?.name, "support");
+  assert.equal(extras.presets?.[0]?.batchSize, 16);
+  assert.match(extras.languageInstructions?.zh ?? "", /Chinese/);
+  const cli = serveCommand(["--max-length", "512"]);
+  applyConfigFile(cli, path, "papers");
+  assert.equal(cli.opts().maxLength, 512, "the command line wins over the profile");
+  assert.throws(() => applyConfigFile(serveCommand(), path, "nope"), /no profile "nope" \(profiles: shop, papers\)/);
+});
+
+test("errors in profiles and sections name the file, the line and the field", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qr-cfg-"));
+  const file = join(dir, "p.yaml");
+  writeFileSync(file, "port: 80\nprofiles:\n  fast:\n    threads: 2\n    maxDocumnets: 5\n");
+  assert.throws(() => applyConfigFile(serveCommand(), file, "fast"), /p\.yaml:5 \(profile fast\): unknown option "maxDocumnets"/);
+  writeFileSync(file, "presets:\n  - name: x\n    instruction: ''\n");
+  assert.throws(() => applyConfigFile(serveCommand(), file), /p\.yaml:1: presets\.0\.instruction/);
+  writeFileSync(file, "languageInstructions:\n  chinese: text\n");
+  assert.throws(() => applyConfigFile(serveCommand(), file), /languageInstructions\.chinese: keys are ISO 639-1 codes/);
+});

@@ -1,7 +1,31 @@
 import { readFileSync } from "node:fs";
 import type { Command, Option } from "commander";
 import { parseDocument } from "yaml";
+import { z } from "zod";
 import { ValidationError } from "../errors/errors.js";
+import type { Preset } from "../prompt/presets.js";
+
+const presetSchema = z
+  .object({
+    name: z.string().min(1),
+    description: z.string().default(""),
+    instruction: z.string().trim().min(1),
+    temperature: z.number().positive().optional(),
+    topP: z.number().gt(0).lte(1).optional(),
+    batchSize: z.number().int().min(1).optional(),
+  })
+  .strict();
+
+/** What a config file adds besides option values. */
+export interface ConfigExtras {
+  /** Custom presets (`presets:` list). */
+  presets?: Preset[] | undefined;
+  /** Language -> instruction (`languageInstructions:` mapping). */
+  languageInstructions?: Record<string, string> | undefined;
+}
+
+// Keys of a config file that are not command options.
+const SECTIONS = new Set(["presets", "languageInstructions", "profiles"]);
 
 const envName = (option: Option): string => `QWEN_RERANK_${option.attributeName().replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
@@ -50,7 +74,9 @@ export function applyEnvironment(cmd: Command, env: NodeJS.ProcessEnv = process.
  * (e.g. `maxDocuments: 500`, `flashAttention: false`). The command line and the environment win.
  * Unknown keys and bad values are errors that name the file, the line and the key.
  */
-export function applyConfigFile(cmd: Command, path: string): void {
+export function applyConfigFile(cmd: Command, path: string, profile?: string): ConfigExtras {
+  // One file can serve several commands (score and serve): options of a sibling command are skipped.
+  const siblings = new Set((cmd.parent?.commands ?? []).flatMap((c) => (c.options as Option[]).map((o) => o.attributeName())));
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -61,24 +87,66 @@ export function applyConfigFile(cmd: Command, path: string): void {
   const parseError = doc.errors[0];
   if (parseError) throw new ValidationError(`${path}:${parseError.linePos?.[0]?.line ?? "?"}: ${parseError.message.split("\n")[0] ?? "invalid YAML/JSON"}`);
   const data: unknown = doc.toJS();
-  if (data === null || data === undefined) return;
+  if (data === null || data === undefined) {
+    if (profile !== undefined) throw new ValidationError(`${path}: no profile "${profile}" (the file is empty)`);
+    return {};
+  }
   if (typeof data !== "object" || Array.isArray(data)) throw new ValidationError(`${path}: the config must be a mapping of option names to values`);
   const lines = text.split("\n");
-  const lineOf = (key: string): number | string => {
-    const i = lines.findIndex((l) => new RegExp(`^\\s*["']?${key}["']?\\s*:`).test(l));
+  const lineOf = (key: string, after = 0): number | string => {
+    const i = lines.findIndex((l, n) => n >= after && new RegExp(`^\\s*["']?${key}["']?\\s*:`).test(l));
     return i >= 0 ? i + 1 : "?";
   };
+  const record = data as Record<string, unknown>;
   const options = cmd.options as Option[];
-  for (const [key, raw] of Object.entries(data as Record<string, unknown>)) {
-    // A boolean key may name either form of a negatable flag (mmap: false for --no-mmap).
-    const option = options.find((o) => o.attributeName() === key && !o.negate) ?? options.find((o) => o.attributeName() === key);
-    if (!option || key === "config") throw new ValidationError(`${path}:${lineOf(key)}: unknown option "${key}"`);
-    const source = cmd.getOptionValueSource(key);
-    if (source === "cli" || source === "env") continue;
-    try {
-      cmd.setOptionValueWithSource(key, coerce(option, raw), "config");
-    } catch (error) {
-      throw new ValidationError(`${path}:${lineOf(key)}: ${key}: ${(error as Error).message}`);
+  const apply = (entries: Record<string, unknown>, where: (key: string) => string) => {
+    for (const [key, raw] of Object.entries(entries)) {
+      if (SECTIONS.has(key)) continue;
+      // A boolean key may name either form of a negatable flag (mmap: false for --no-mmap).
+      const option = options.find((o) => o.attributeName() === key && !o.negate) ?? options.find((o) => o.attributeName() === key);
+      if (!option && siblings.has(key)) continue;
+      if (!option || key === "config" || key === "profile") throw new ValidationError(`${where(key)}: unknown option "${key}"`);
+      const source = cmd.getOptionValueSource(key);
+      if (source === "cli" || source === "env" || source === "profile") continue;
+      try {
+        cmd.setOptionValueWithSource(key, coerce(option, raw), where === base ? "config" : "profile");
+      } catch (error) {
+        throw new ValidationError(`${where(key)}: ${key}: ${(error as Error).message}`);
+      }
     }
+  };
+  const base = (key: string) => `${path}:${lineOf(key)}`;
+  if (profile !== undefined) {
+    const profiles = record.profiles;
+    const chosen = profiles && typeof profiles === "object" ? (profiles as Record<string, unknown>)[profile] : undefined;
+    if (!chosen || typeof chosen !== "object" || Array.isArray(chosen)) {
+      const known = profiles && typeof profiles === "object" ? Object.keys(profiles).join(", ") : "none";
+      throw new ValidationError(`${path}: no profile "${profile}" (profiles: ${known})`);
+    }
+    const start = Number(lineOf(profile, Number(lineOf("profiles")) || 0)) || 0;
+    apply(chosen as Record<string, unknown>, (key) => `${path}:${lineOf(key, start)} (profile ${profile})`);
   }
+  apply(record, base);
+
+  const extras: ConfigExtras = {};
+  if (record.presets !== undefined) {
+    const parsed = z.array(presetSchema).safeParse(record.presets);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ValidationError(`${path}:${lineOf("presets")}: presets.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+    }
+    extras.presets = parsed.data;
+  }
+  if (record.languageInstructions !== undefined) {
+    const map = record.languageInstructions;
+    const where = `${path}:${lineOf("languageInstructions")}: languageInstructions`;
+    if (!map || typeof map !== "object" || Array.isArray(map)) throw new ValidationError(`${where}: must be a mapping of language codes to instructions`);
+    const entries = Object.entries(map as Record<string, unknown>);
+    for (const [code, instruction] of entries) {
+      if (!/^[a-z]{2,3}$/.test(code)) throw new ValidationError(`${where}.${code}: keys are ISO 639-1 codes such as zh`);
+      if (typeof instruction !== "string" || instruction.trim() === "") throw new ValidationError(`${where}.${code}: must be a non-empty string`);
+    }
+    extras.languageInstructions = Object.fromEntries(entries.map(([k, v]) => [k, String(v).trim()]));
+  }
+  return extras;
 }

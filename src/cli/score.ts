@@ -5,11 +5,13 @@ import { Option } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
+import type { ConfigExtras } from "./config-file.js";
+import { applyConfigFile } from "./config-file.js";
 import { addEngineFlags, engineOptionsFrom, intArg, languageArg, languageInstructionArg, positiveNumberArg, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
 interface ScoreFlags {
-  model: string;
+  model?: string;
   query?: string;
   doc?: string[];
   input?: string;
@@ -68,7 +70,8 @@ function printTable(job: Job, results: RerankResult[]): void {
   });
 }
 
-async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Promise<void> {
+async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>, extras: ConfigExtras): Promise<void> {
+  if (!flags.model) throw new ValidationError("a model is required (--model or `model:` in --config)");
   const inline = flags.query !== undefined || (flags.doc?.length ?? 0) > 0;
   if (inline && flags.input) throw new ValidationError("use either --query/--doc or --input, not both");
   if (!inline && !flags.input) throw new ValidationError("give --query with one or more --doc, or --input FILE.jsonl");
@@ -79,7 +82,8 @@ async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>): Pro
     instruction: flags.instruction,
     temperature: flags.temperature,
     preset: flags.preset,
-    languageInstructions: flags.languageInstruction,
+    presets: extras.presets,
+    languageInstructions: { ...extras.languageInstructions, ...flags.languageInstruction },
     onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
     ...engineOptionsFrom(engineFlags),
   });
@@ -130,7 +134,9 @@ export function registerScore(program: Command): void {
   const cmd = program
     .command("score")
     .description("rerank documents for a query (inline or from a JSONL file) and print the scores")
-    .requiredOption("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model")
+    .option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
+    .option("-c, --config <file>", "YAML or JSON config (options in camelCase, presets, languageInstructions, profiles)")
+    .option("--profile <name>", "apply the named profile of the config file")
     .option("-q, --query <text>", "the query")
     .option("-d, --doc <text>", "a document (repeat for more)", (v: string, prev: string[] = []) => [...prev, v])
     .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
@@ -145,7 +151,12 @@ export function registerScore(program: Command): void {
     .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
     .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]))
     .option("--json", "one JSON object per query on stdout");
-  addEngineFlags(cmd).action(async (flags: ScoreFlags & Record<string, unknown>) => {
-    await run(flags, flags);
+  addEngineFlags(cmd).action(async () => {
+    const config = cmd.getOptionValue("config") as string | undefined;
+    const profile = cmd.getOptionValue("profile") as string | undefined;
+    if (profile !== undefined && !config) throw new ValidationError("--profile needs --config FILE");
+    const extras = config ? applyConfigFile(cmd, config, profile) : {};
+    const flags = cmd.opts<ScoreFlags & Record<string, unknown>>();
+    await run(flags, flags, extras);
   });
 }

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { ValidationError } from "../errors/errors.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigFile, applyEnvironment } from "./config-file.js";
@@ -37,7 +38,8 @@ export function registerServe(program: Command): void {
     .option("-m, --model <file>", "GGUF file or hf: URI (required, here or in --config)")
     .option("--host <host>", "address to bind", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", intArg(0, 65535), 8080)
-    .option("-c, --config <file>", "YAML or JSON file with any of these options in camelCase (e.g. maxDocuments: 500)")
+    .option("-c, --config <file>", "YAML or JSON file with any of these options in camelCase (e.g. maxDocuments: 500), presets, languageInstructions, profiles")
+    .option("--profile <name>", "apply the named profile of the config file (its values win over the file's top level)")
     .option("--api-key <key>", "require Authorization: Bearer <key> (all endpoints but /health)")
     .option("--cors-origin <origin>", "allow CORS from this origin (repeat; * for any; default: CORS off)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--max-documents <n>", "documents per request", intArg(1), 1000)
@@ -61,7 +63,9 @@ export function registerServe(program: Command): void {
     // Precedence: command line, then QWEN_RERANK_* environment variables, then the config file.
     applyEnvironment(cmd);
     const config = cmd.getOptionValue("config") as string | undefined;
-    if (config) applyConfigFile(cmd, config);
+    const profile = cmd.getOptionValue("profile") as string | undefined;
+    if (profile !== undefined && !config) throw new ValidationError("--profile needs --config FILE");
+    const extras = config ? applyConfigFile(cmd, config, profile) : {};
     const f = cmd.opts<ServeFlags & EngineFlagValues>();
     if (!f.model) {
       cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
@@ -69,7 +73,7 @@ export function registerServe(program: Command): void {
     }
     // A preset's batch size applies to the engine batches unless --max-batch-pairs was given.
     const presetBatch =
-      f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry().get(f.preset).batchSize : undefined;
+      f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry(extras.presets).get(f.preset).batchSize : undefined;
     const running = await startServer({
       reranker: {
         model: f.model,
@@ -77,7 +81,8 @@ export function registerServe(program: Command): void {
         instruction: f.instruction,
         temperature: f.temperature,
         preset: f.preset,
-        languageInstructions: f.languageInstruction,
+        presets: extras.presets,
+        languageInstructions: { ...extras.languageInstructions, ...f.languageInstruction },
         onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
         ...engineOptionsFrom(f),
