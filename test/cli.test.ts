@@ -16,6 +16,7 @@ function cli(args: string[], timeout = 300_000) {
 }
 
 const model = testModel("causal");
+const DOCS_FOR_KNOBS = ["Beijing is the capital of China.", "Paris is in France.", "Rivers flow.", "北京", "Shanghai is a city."];
 const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu"];
 
 test("score prints a ranked table and JSON equal to the library's scores", async () => {
@@ -173,4 +174,20 @@ test("score --config FILE --profile NAME applies the profile and the file's cust
   const missing = cli(["score", "--config", config, "--profile", "nope", "--query", "q", "--doc", "d"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /no profile "nope"/);
+});
+
+test("score --instruction, --top-p and --threshold do what they say", () => {
+  const docs = DOCS_FOR_KNOBS;
+  const base = ["score", "--model", model, "--query", "capital of China", ...docs.flatMap((d) => ["--doc", d]), "--json", ...exact, "--max-length", "256"];
+  const all = (JSON.parse(cli(base).stdout) as { results: Array<{ index: number; score: number; logit: number }> }).results;
+  const instr = cli([...base, "--instruction", "Judge whether the passage mentions a city"]);
+  const other = (JSON.parse(instr.stdout) as { results: Array<{ index: number; logit: number }> }).results;
+  assert.notDeepEqual(other.map((r) => r.logit), all.map((r) => r.logit));
+  const nucleus = (JSON.parse(cli([...base, "--top-p", "0.000001"]).stdout) as { results: unknown[] }).results;
+  assert.equal(nucleus.length, 1);
+  const cut = all[2]?.score ?? 0;
+  const kept = (JSON.parse(cli([...base, "--threshold", String(cut)]).stdout) as { results: Array<{ score: number }> }).results;
+  assert.deepEqual(kept.map((r) => r.score), all.filter((r) => r.score >= cut).map((r) => r.score));
+  assert.equal(cli([...base, "--top-p", "0"]).code, 2);
+  assert.equal(cli([...base, "--threshold", "1.5"]).code, 2);
 });

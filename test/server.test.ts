@@ -324,6 +324,21 @@ describe("scheduler limits through HTTP", () => {
   });
 });
 
+test("serve with a log-odds cache: repeated requests hit it, at any temperature", async () => {
+  const server = await startServer({ reranker: { ...rerankerOptions, cache: { maxEntries: 1000 } }, port: 0 });
+  try {
+    await server.ready;
+    const body = { query: QUERY_EN, documents: DOCUMENTS.slice(0, 4), return_logits: true };
+    const a = (await post(`${server.url}/v1/rerank`, body)).json as { results: Array<{ logit: number }> };
+    const b = (await post(`${server.url}/v1/rerank`, { ...body, temperature: 3 })).json as { results: Array<{ logit: number }> };
+    assert.deepEqual(b.results.map((r) => r.logit), a.results.map((r) => r.logit));
+    assert.equal(await metric(server.url, "qwen_rerank_cache_hits"), 4);
+    assert.equal(await metric(server.url, "qwen_rerank_cache_hit_ratio"), 0.5);
+  } finally {
+    await server.close();
+  }
+});
+
 test("a request over its timeout answers 504 and the server keeps serving", async () => {
   const server = await startServer({ reranker: rerankerOptions, port: 0, requestTimeoutMs: 1, scheduler: { maxBatchPairs: 1 } });
   try {

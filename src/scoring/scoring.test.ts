@@ -55,3 +55,32 @@ test("threshold drops results below the score", () => {
   assert.deepEqual(applyThreshold([{ score: 0.9 }, { score: 0.5 }, { score: 0.2 }], 0.5), [{ score: 0.9 }, { score: 0.5 }]);
   assert.equal(applyThreshold([{ score: 0.1 }], undefined).length, 1);
 });
+
+test("property: top_p keeps a non-empty prefix of the ranking whose weight first reaches p", () => {
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 1 + Math.floor(rand() * 30);
+    const ranked = rankByLogit(Array.from({ length: n }, (_, index) => ({ index, logit: (rand() - 0.5) * 20 })));
+    const p = 0.01 + rand() * 0.99;
+    const t = 0.1 + rand() * 5;
+    const kept = takeTopP(ranked, p, t);
+    assert.ok(kept.length >= 1);
+    assert.deepEqual(kept, ranked.slice(0, kept.length), "a prefix of the ranking");
+    const max = ranked[0]?.logit ?? 0;
+    const w = ranked.map((r) => Math.exp((r.logit - max) / t));
+    const total = w.reduce((a, b) => a + b, 0);
+    const mass = (k: number) => w.slice(0, k).reduce((a, b) => a + b, 0) / total;
+    if (kept.length < n) assert.ok(mass(kept.length) >= p - 1e-12, "reaches p");
+    if (kept.length > 1) assert.ok(mass(kept.length - 1) < p, "and not before");
+  }
+});
+
+test("property: threshold keeps exactly the results at or above it, in order", () => {
+  for (let k = 0; k < 100; k++) {
+    const scores = Array.from({ length: 20 }, (_, i) => ({ score: Math.abs(Math.sin(i * 12.9898 + k)) }));
+    const cut = Math.abs(Math.cos(k));
+    const kept = applyThreshold(scores, cut);
+    assert.deepEqual(kept, scores.filter((s) => s.score >= cut));
+  }
+});
