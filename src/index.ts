@@ -1,5 +1,5 @@
 export { createReranker, Reranker } from "./reranker.js";
-export type { RerankerOptions, RerankCallOptions, RerankResult, ScoredPair, Evaluation } from "./reranker.js";
+export type { RerankerOptions, RerankCallOptions, RerankResult, ScoredPair, Evaluation, PairPlan, PreparedPair, ResolvedKnobs } from "./reranker.js";
 export type { Engine, EngineInfo, ModelFlavor, ModelShape, ScoreStats } from "./engines/engine.js";
 export { LlamaEngine } from "./engines/llama/llama-engine.js";
 export type { LlamaEngineOptions, KvCacheType } from "./engines/llama/options.js";
@@ -10,3 +10,14 @@ export { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PREFIX, SUFFIX, formatBody } f
 export { scoreFromLogit } from "./scoring/temperature.js";
 export { makeTestModel } from "./testmodel/generate.js";
 export type { MakeModelOptions } from "./testmodel/generate.js";
+export { BUILTIN_PRESETS, PresetRegistry } from "./prompt/presets.js";
+export type { Preset } from "./prompt/presets.js";
+export { detectLanguage } from "./prompt/language.js";
+export type { ChunkSpan, Overflow } from "./prompt/chunking.js";
+export type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
+export { Scheduler } from "./scheduler/scheduler.js";
+export type { SchedulerOptions, SubmitOptions, JobResult } from "./scheduler/scheduler.js";
+export { startServer } from "./server/serve.js";
+export type { StartServerOptions, RunningServer } from "./server/serve.js";
+export { createApp } from "./server/app.js";
+export type { ServerOptions } from "./server/app.js";

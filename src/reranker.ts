@@ -1,21 +1,21 @@
-import { callOptionsSchema, documentsSchema, pairsSchema, parseOrThrow, querySchema } from "./config/options.js";
 import type { CallOptions } from "./config/options.js";
+import { callOptionsSchema, documentsSchema, pairsSchema, parseOrThrow, querySchema } from "./config/options.js";
 import type { Engine, EngineInfo, ScoreStats } from "./engines/engine.js";
 import { LlamaEngine } from "./engines/llama/llama-engine.js";
 import type { LlamaEngineOptions } from "./engines/llama/options.js";
 import { RerankError, ValidationError } from "./errors/errors.js";
-import { groupByPrefix } from "./prompt/groups.js";
-import type { PairText } from "./prompt/tokens.js";
-import { PromptBuilder } from "./prompt/tokens.js";
-import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, formatBody } from "./prompt/template.js";
-import { rankByLogit, select } from "./scoring/selection.js";
-import { detectLanguage, isNonEnglishInstruction } from "./prompt/language.js";
 import type { ChunkSpan, Overflow } from "./prompt/chunking.js";
 import { CHUNK_OVERLAP, chunkWindows } from "./prompt/chunking.js";
+import { groupByPrefix } from "./prompt/groups.js";
+import { detectLanguage, isNonEnglishInstruction } from "./prompt/language.js";
 import type { Preset } from "./prompt/presets.js";
+import { PresetRegistry } from "./prompt/presets.js";
+import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, formatBody } from "./prompt/template.js";
+import type { PairText } from "./prompt/tokens.js";
+import { PromptBuilder } from "./prompt/tokens.js";
 import type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
 import { LogitCache } from "./scoring/logit-cache.js";
-import { PresetRegistry } from "./prompt/presets.js";
+import { rankByLogit, select } from "./scoring/selection.js";
 import { scoreFromLogit } from "./scoring/temperature.js";
 
 /** Options of createReranker: the engine's plus the defaults every call starts from. */

@@ -150,3 +150,11 @@ export function applyConfigFile(cmd: Command, path: string, profile?: string): C
   }
   return extras;
 }
+
+/** Applies the command's --config FILE (and --profile NAME) when given; returns the file's extras. */
+export function applyConfigOptions(cmd: Command): ConfigExtras {
+  const config = cmd.getOptionValue("config") as string | undefined;
+  const profile = cmd.getOptionValue("profile") as string | undefined;
+  if (profile !== undefined && !config) throw new ValidationError("--profile needs --config FILE");
+  return config ? applyConfigFile(cmd, config, profile) : {};
+}

@@ -6,7 +6,7 @@ import { ValidationError } from "../errors/errors.js";
 import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
-import { applyConfigFile } from "./config-file.js";
+import { applyConfigOptions } from "./config-file.js";
 import { addEngineFlags, engineOptionsFrom, intArg, languageArg, languageInstructionArg, positiveNumberArg, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
@@ -152,10 +152,7 @@ export function registerScore(program: Command): void {
     .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]))
     .option("--json", "one JSON object per query on stdout");
   addEngineFlags(cmd).action(async () => {
-    const config = cmd.getOptionValue("config") as string | undefined;
-    const profile = cmd.getOptionValue("profile") as string | undefined;
-    if (profile !== undefined && !config) throw new ValidationError("--profile needs --config FILE");
-    const extras = config ? applyConfigFile(cmd, config, profile) : {};
+    const extras = applyConfigOptions(cmd);
     const flags = cmd.opts<ScoreFlags & Record<string, unknown>>();
     await run(flags, flags, extras);
   });

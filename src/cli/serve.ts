@@ -1,8 +1,7 @@
 import type { Command } from "commander";
-import { ValidationError } from "../errors/errors.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
-import { applyConfigFile, applyEnvironment } from "./config-file.js";
+import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { EngineFlagValues } from "./engine-flags.js";
 import { addEngineFlags, engineOptionsFrom, intArg, languageInstructionArg, positiveNumberArg } from "./engine-flags.js";
 
@@ -62,10 +61,7 @@ export function registerServe(program: Command): void {
   cmd.action(async () => {
     // Precedence: command line, then QWEN_RERANK_* environment variables, then the config file.
     applyEnvironment(cmd);
-    const config = cmd.getOptionValue("config") as string | undefined;
-    const profile = cmd.getOptionValue("profile") as string | undefined;
-    if (profile !== undefined && !config) throw new ValidationError("--profile needs --config FILE");
-    const extras = config ? applyConfigFile(cmd, config, profile) : {};
+    const extras = applyConfigOptions(cmd);
     const f = cmd.opts<ServeFlags & EngineFlagValues>();
     if (!f.model) {
       cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
