@@ -23,55 +23,25 @@ export class ServerMetrics {
 
   /** `state` is read at scrape time (the scheduler may not exist yet while the model loads). */
   constructor(state: () => SchedulerState | undefined, cache: () => CacheStats | undefined = () => undefined) {
-    new Gauge({
-      name: "qwen_rerank_cache_hits",
-      help: "Log-odds cache hits since start (0 when the cache is off)",
-      registers: [this.registry],
-      collect() {
-        this.set(cache()?.hits ?? 0);
-      },
-    });
-    new Gauge({
-      name: "qwen_rerank_cache_misses",
-      help: "Log-odds cache misses since start",
-      registers: [this.registry],
-      collect() {
-        this.set(cache()?.misses ?? 0);
-      },
-    });
-    new Gauge({
-      name: "qwen_rerank_cache_hit_ratio",
-      help: "Log-odds cache hits / lookups since start",
-      registers: [this.registry],
-      collect() {
-        const c = cache();
-        this.set(c && c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0);
-      },
-    });
-    new Gauge({
-      name: "qwen_rerank_cache_entries",
-      help: "Entries in the log-odds cache",
-      registers: [this.registry],
-      collect() {
-        this.set(cache()?.entries ?? 0);
-      },
-    });
     collectDefaultMetrics({ register: this.registry, prefix: "qwen_rerank_process_" });
-    new Gauge({
-      name: "qwen_rerank_queue_pairs",
-      help: "Pairs waiting in the scheduler",
-      registers: [this.registry],
-      collect() {
-        this.set(state()?.queuedPairs ?? 0);
-      },
-    });
-    new Gauge({
-      name: "qwen_rerank_active_requests",
-      help: "Requests in the scheduler (waiting or running)",
-      registers: [this.registry],
-      collect() {
-        this.set(state()?.activeRequests ?? 0);
-      },
+    // Values owned elsewhere (scheduler, cache) are read at scrape time.
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge("qwen_rerank_queue_pairs", "Pairs waiting in the scheduler", () => state()?.queuedPairs ?? 0);
+    gauge("qwen_rerank_active_requests", "Requests in the scheduler (waiting or running)", () => state()?.activeRequests ?? 0);
+    gauge("qwen_rerank_cache_hits", "Log-odds cache hits since start (0 when the cache is off)", () => cache()?.hits ?? 0);
+    gauge("qwen_rerank_cache_misses", "Log-odds cache misses since start", () => cache()?.misses ?? 0);
+    gauge("qwen_rerank_cache_entries", "Entries in the log-odds cache", () => cache()?.entries ?? 0);
+    gauge("qwen_rerank_cache_hit_ratio", "Log-odds cache hits / lookups since start", () => {
+      const c = cache();
+      return c && c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0;
     });
   }
 
