@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import type { RerankerOptions } from "../reranker.js";
+import type { ConfigExtras } from "./config-file.js";
 import type { KvCacheType } from "../engines/llama/options.js";
 
 export const intArg =
@@ -93,3 +94,31 @@ export const languageArg = (value: string): string => {
   if (!/^(auto|[a-z]{2,3})$/.test(value)) throw new InvalidArgumentError('expected "auto" or an ISO 639-1 code such as zh');
   return value;
 };
+
+/** The reranker knobs that score and serve share, as parsed flags. */
+export interface RerankerFlagValues extends EngineFlagValues {
+  model?: string;
+  maxLength?: number;
+  instruction?: string;
+  temperature?: number;
+  preset?: string;
+  languageInstruction?: Record<string, string>;
+}
+
+/**
+ * Reranker options from a command's flags and its config file's extras (custom presets, language
+ * map; a language given on the command line wins over the file's). Warnings go to stderr.
+ */
+export function rerankerOptionsFrom(flags: RerankerFlagValues & { model: string }, extras: ConfigExtras): RerankerOptions {
+  return {
+    model: flags.model,
+    maxLength: flags.maxLength,
+    instruction: flags.instruction,
+    temperature: flags.temperature,
+    preset: flags.preset,
+    presets: extras.presets,
+    languageInstructions: { ...extras.languageInstructions, ...flags.languageInstruction },
+    onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
+    ...engineOptionsFrom(flags),
+  };
+}

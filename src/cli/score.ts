@@ -7,7 +7,7 @@ import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";
-import { addEngineFlags, engineOptionsFrom, intArg, languageArg, languageInstructionArg, positiveNumberArg, unitArg } from "./engine-flags.js";
+import { addEngineFlags, intArg, languageArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
 interface ScoreFlags {
@@ -70,23 +70,13 @@ function printTable(job: Job, results: RerankResult[]): void {
   });
 }
 
-async function run(flags: ScoreFlags, engineFlags: Record<string, unknown>, extras: ConfigExtras): Promise<void> {
+async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
   if (!flags.model) throw new ValidationError("a model is required (--model or `model:` in --config)");
   const inline = flags.query !== undefined || (flags.doc?.length ?? 0) > 0;
   if (inline && flags.input) throw new ValidationError("use either --query/--doc or --input, not both");
   if (!inline && !flags.input) throw new ValidationError("give --query with one or more --doc, or --input FILE.jsonl");
   if (inline && (flags.query === undefined || !flags.doc?.length)) throw new ValidationError("--query needs at least one --doc (and --doc needs --query)");
-  const reranker: Reranker = await createReranker({
-    model: flags.model,
-    maxLength: flags.maxLength,
-    instruction: flags.instruction,
-    temperature: flags.temperature,
-    preset: flags.preset,
-    presets: extras.presets,
-    languageInstructions: { ...extras.languageInstructions, ...flags.languageInstruction },
-    onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
-    ...engineOptionsFrom(engineFlags),
-  });
+  const reranker: Reranker = await createReranker(rerankerOptionsFrom({ ...flags, model: flags.model }, extras));
   try {
     const jobs: AsyncIterable<Job> | Job[] = flags.input ? readJobs(flags.input) : [{ query: flags.query ?? "", documents: flags.doc ?? [] }];
     let first = true;
@@ -153,7 +143,6 @@ export function registerScore(program: Command): void {
     .option("--json", "one JSON object per query on stdout");
   addEngineFlags(cmd).action(async () => {
     const extras = applyConfigOptions(cmd);
-    const flags = cmd.opts<ScoreFlags & Record<string, unknown>>();
-    await run(flags, flags, extras);
+    await run(cmd.opts<ScoreFlags>(), extras);
   });
 }

@@ -3,7 +3,7 @@ import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { EngineFlagValues } from "./engine-flags.js";
-import { addEngineFlags, engineOptionsFrom, intArg, languageInstructionArg, positiveNumberArg } from "./engine-flags.js";
+import { addEngineFlags, intArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom } from "./engine-flags.js";
 
 interface ServeFlags {
   model?: string;
@@ -72,16 +72,8 @@ export function registerServe(program: Command): void {
       f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry(extras.presets).get(f.preset).batchSize : undefined;
     const running = await startServer({
       reranker: {
-        model: f.model,
-        maxLength: f.maxLength,
-        instruction: f.instruction,
-        temperature: f.temperature,
-        preset: f.preset,
-        presets: extras.presets,
-        languageInstructions: { ...extras.languageInstructions, ...f.languageInstruction },
-        onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
+        ...rerankerOptionsFrom({ ...f, model: f.model }, extras),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
-        ...engineOptionsFrom(f),
       },
       server: {
         apiKey: f.apiKey,

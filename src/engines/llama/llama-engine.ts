@@ -35,6 +35,8 @@ function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<Llama
     // build "never": a missing prebuilt binary is an error, never a download or a compile.
     llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], progressLogs: false });
     llamaInstances.set(key, llama);
+    // A failed start is not remembered: the next engine tries again.
+    llama.catch(() => llamaInstances.delete(key));
   }
   return llama;
 }
