@@ -26,6 +26,12 @@ export interface RerankerOptions extends LlamaEngineOptions {
   instruction?: string | undefined;
   /** Default temperature. Default 1 (official scores). */
   temperature?: number | undefined;
+  /** Added to z / T before the sigmoid (a calibrated offset, see `qwen-rerank calibrate`). Default 0. */
+  bias?: number | undefined;
+  /** Default top_p of every call (a call's own top_p wins). Default: off. */
+  topP?: number | undefined;
+  /** Default threshold of every call (a call's own threshold wins). Default: none. */
+  threshold?: number | undefined;
   /** Preset every call starts from (its instruction and knobs). Default: none. */
   preset?: string | undefined;
   /** Extra presets (a built-in of the same name is replaced). Default: none. */
@@ -46,7 +52,9 @@ export interface RerankerOptions extends LlamaEngineOptions {
 export interface ResolvedKnobs {
   instruction: string;
   temperature: number;
+  bias: number;
   topP: number | undefined;
+  threshold: number | undefined;
   maxLength: number;
 }
 
@@ -59,7 +67,7 @@ export interface RerankCallOptions extends CallOptions {
 export interface RerankResult {
   /** Position of the document in the input. */
   index: number;
-  /** sigmoid(logit / temperature), in [0, 1]. */
+  /** sigmoid(logit / temperature + bias), in [0, 1]. */
   score: number;
   /** Raw log-odds z = logit(yes) - logit(no). */
   logit: number;
@@ -108,7 +116,15 @@ export interface PairPlan {
 
 export class Reranker {
   private readonly prompt: PromptBuilder;
-  private readonly defaults: { instruction: string; temperature: number; maxLength: number; preset: Preset | undefined };
+  private readonly defaults: {
+    instruction: string;
+    temperature: number;
+    bias: number;
+    topP: number | undefined;
+    threshold: number | undefined;
+    maxLength: number;
+    preset: Preset | undefined;
+  };
   /** Built-in and custom presets. */
   readonly presets: PresetRegistry;
   private readonly cache: LogitCache | undefined;
@@ -118,7 +134,10 @@ export class Reranker {
 
   constructor(
     private readonly engine: Engine,
-    defaults: Pick<RerankerOptions, "instruction" | "temperature" | "maxLength" | "preset" | "presets" | "cache" | "languageInstructions" | "onWarning"> = {},
+    defaults: Pick<
+      RerankerOptions,
+      "instruction" | "temperature" | "bias" | "topP" | "threshold" | "maxLength" | "preset" | "presets" | "cache" | "languageInstructions" | "onWarning"
+    > = {},
   ) {
     this.languageInstructions = { ...defaults.languageInstructions };
     this.onWarning = defaults.onWarning ?? ((message) => process.emitWarning(message, "QwenRerankWarning"));
@@ -129,12 +148,19 @@ export class Reranker {
     const d = parseOrThrow(callOptionsSchema, {
       instruction: defaults.instruction,
       temperature: defaults.temperature,
+      topP: defaults.topP,
+      threshold: defaults.threshold,
       maxLength: defaults.maxLength,
     });
+    const bias = defaults.bias ?? 0;
+    if (!Number.isFinite(bias)) throw new ValidationError("must be a finite number", "bias");
     this.defaults = {
       preset: defaults.preset !== undefined ? this.presets.get(defaults.preset) : undefined,
       instruction: d.instruction ?? DEFAULT_INSTRUCTION,
       temperature: d.temperature ?? 1,
+      bias,
+      topP: d.topP,
+      threshold: d.threshold,
       maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
     };
   }
@@ -164,14 +190,14 @@ export class Reranker {
       options,
     );
     const results = Array.from(evaluation.logits, (logit, index) => {
-      const r: RerankResult = { index, score: scoreFromLogit(logit, o.temperature), logit, truncated: evaluation.truncated[index] ?? false };
+      const r: RerankResult = { index, score: scoreFromLogit(logit, o.temperature, o.bias), logit, truncated: evaluation.truncated[index] ?? false };
       if (options.returnDocuments) r.document = documents[index];
       if (routed.language !== undefined) r.language = routed.language;
       const chunk = evaluation.chunks?.[index];
       if (chunk) r.chunk = chunk;
       return r;
     });
-    return select(rankByLogit(results), { topP: o.topP, threshold: options.threshold, topN: options.topN, temperature: o.temperature });
+    return select(rankByLogit(results), { topP: o.topP, threshold: o.threshold, topN: options.topN, temperature: o.temperature });
   }
 
   /** Scores (query, document) pairs in input order. */
@@ -189,7 +215,7 @@ export class Reranker {
       options,
     );
     return Array.from(evaluation.logits, (logit, i) => {
-      const r: ScoredPair = { logit, score: scoreFromLogit(logit, o.temperature), truncated: evaluation.truncated[i] ?? false };
+      const r: ScoredPair = { logit, score: scoreFromLogit(logit, o.temperature, o.bias), truncated: evaluation.truncated[i] ?? false };
       const language = routeOf(pairs[i]?.query ?? "").language;
       if (language !== undefined) r.language = language;
       return r;
@@ -371,7 +397,9 @@ export class Reranker {
     return {
       instruction: o.instruction ?? preset?.instruction ?? this.defaults.instruction,
       temperature: o.temperature ?? preset?.temperature ?? this.defaults.temperature,
-      topP: o.topP ?? preset?.topP,
+      bias: this.defaults.bias,
+      topP: o.topP ?? preset?.topP ?? this.defaults.topP,
+      threshold: o.threshold ?? this.defaults.threshold,
       maxLength,
     };
   }
@@ -386,13 +414,14 @@ export async function createReranker(options: RerankerOptions): Promise<Reranker
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { maxLength, instruction, temperature, preset, presets, cache, languageInstructions, onWarning, ...engineOptions } = options;
+  const { maxLength, instruction, temperature, bias, topP, threshold, preset, presets, cache, languageInstructions, onWarning, ...engineOptions } = options;
   // Validate defaults before paying for a model load.
-  parseOrThrow(callOptionsSchema, { instruction, temperature, maxLength });
+  parseOrThrow(callOptionsSchema, { instruction, temperature, topP, threshold, maxLength });
+  if (bias !== undefined && !Number.isFinite(bias)) throw new ValidationError("must be a finite number", "bias");
   if (preset !== undefined) new PresetRegistry(presets).get(preset);
   const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? maxLength ?? DEFAULT_MAX_LENGTH });
   try {
-    return new Reranker(engine, { instruction, temperature, maxLength, preset, presets, cache, languageInstructions, onWarning });
+    return new Reranker(engine, { instruction, temperature, bias, topP, threshold, maxLength, preset, presets, cache, languageInstructions, onWarning });
   } catch (error) {
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));

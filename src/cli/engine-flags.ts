@@ -18,6 +18,12 @@ export const positiveNumberArg = (value: string): number => {
   return n;
 };
 
+export const finiteNumberArg = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError("expected a number");
+  return n;
+};
+
 /** A number in [0, 1] (or (0, 1] when zero is not allowed). */
 export const unitArg =
   (allowZero: boolean) =>
@@ -101,6 +107,9 @@ export interface RerankerFlagValues extends EngineFlagValues {
   maxLength?: number;
   instruction?: string;
   temperature?: number;
+  bias?: number;
+  topP?: number;
+  threshold?: number;
   preset?: string;
   languageInstruction?: Record<string, string>;
 }
@@ -115,6 +124,9 @@ export function rerankerOptionsFrom(flags: RerankerFlagValues & { model: string 
     maxLength: flags.maxLength,
     instruction: flags.instruction,
     temperature: flags.temperature,
+    bias: flags.bias,
+    topP: flags.topP,
+    threshold: flags.threshold,
     preset: flags.preset,
     presets: extras.presets,
     languageInstructions: { ...extras.languageInstructions, ...flags.languageInstruction },

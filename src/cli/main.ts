@@ -4,18 +4,24 @@ import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { registerBench } from "./bench.js";
 import { registerDev } from "./dev.js";
+import { registerCalibrate } from "./calibrate.js";
+import { registerEval } from "./eval.js";
+import { registerTune } from "./tune.js";
 import { registerPresets } from "./presets.js";
 import { registerScore } from "./score.js";
 import { registerServe } from "./serve.js";
 
 const program = new Command("qwen-rerank")
-  .description("Run and tune Qwen3-Reranker models: exact scores, CLI, benchmarks")
+  .description("Run and tune Qwen3-Reranker models: exact scores, serving, benchmarks, evaluation and tuning")
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 registerScore(program);
 registerServe(program);
 registerPresets(program);
 registerBench(program);
+registerEval(program);
+registerTune(program);
+registerCalibrate(program);
 registerDev(program);
 
 try {

@@ -7,7 +7,7 @@ import type { RerankResult, Reranker } from "../reranker.js";
 import { createReranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";
-import { addEngineFlags, intArg, languageArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
+import { addEngineFlags, finiteNumberArg, intArg, languageArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
 import { progressBar } from "./progress.js";
 
 interface ScoreFlags {
@@ -21,6 +21,7 @@ interface ScoreFlags {
   languageInstruction?: Record<string, string>;
   overflow?: "truncate" | "chunk";
   temperature?: number;
+  bias?: number;
   topP?: number;
   threshold?: number;
   topN?: number;
@@ -134,7 +135,8 @@ export function registerScore(program: Command): void {
     .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
     .option("--language <code>", "route the instruction by the query language: auto, or a code such as zh", languageArg)
     .option("--language-instruction <code=text>", "instruction for one query language (repeat)", languageInstructionArg)
-    .option("--temperature <t>", "score = sigmoid(logit / t); never changes the order (default: 1)", positiveNumberArg)
+    .option("--temperature <t>", "score = sigmoid(logit / t + bias); never changes the order (default: 1)", positiveNumberArg)
+    .option("--bias <b>", "offset added to logit / t before the sigmoid, as fitted by `qwen-rerank calibrate` (default: 0)", finiteNumberArg)
     .option("--top-p <p>", "keep the best documents until their softmax(logit/t) weight reaches p (default: 1, off)", unitArg(false))
     .option("--threshold <s>", "drop documents whose score is below s (default: none)", unitArg(true))
     .option("--top-n <n>", "print only the n best", intArg(1))

@@ -3,7 +3,7 @@ import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { EngineFlagValues } from "./engine-flags.js";
-import { addEngineFlags, intArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom } from "./engine-flags.js";
+import { addEngineFlags, finiteNumberArg, intArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
 
 interface ServeFlags {
   model?: string;
@@ -24,6 +24,9 @@ interface ServeFlags {
   preset?: string;
   languageInstruction?: Record<string, string>;
   temperature?: number;
+  bias?: number;
+  topP?: number;
+  threshold?: number;
   modelName?: string;
   cacheEntries: number;
   cacheBytes: number;
@@ -52,7 +55,10 @@ export function registerServe(program: Command): void {
     .option("--instruction <text>", "default instruction")
     .option("--language-instruction <code=text>", "instruction for one query language, used by requests with language: auto (repeat)", languageInstructionArg)
     .option("--preset <name>", "default preset of every request (its batch size also sets --max-batch-pairs unless given)")
-    .option("--temperature <t>", "default temperature", positiveNumberArg)
+    .option("--temperature <t>", "default temperature: score = sigmoid(logit / t + bias) (default: 1)", positiveNumberArg)
+    .option("--bias <b>", "offset added to logit / t before the sigmoid, as fitted by `qwen-rerank calibrate` (default: 0)", finiteNumberArg)
+    .option("--top-p <p>", "default top_p of requests that set none (default: 1, off)", unitArg(false))
+    .option("--threshold <s>", "default threshold of requests that set none (default: none)", unitArg(true))
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
     .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
     .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")

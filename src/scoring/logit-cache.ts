@@ -20,6 +20,13 @@ export interface CacheStats {
 // and LRU bookkeeping; 128 bytes per entry is a fair upper estimate.
 const ENTRY_BYTES = 128;
 
+/** The cache key of one pair: SHA-1 of the model's identity and the pair's exact prompt tokens. */
+export function logitKey(modelId: string, tokens: readonly number[]): string {
+  const hash = createHash("sha1").update(modelId).update("\0");
+  hash.update(new Uint8Array(Uint32Array.from(tokens).buffer));
+  return hash.digest("base64");
+}
+
 /**
  * LRU cache of raw log-odds keyed by the model and the exact prompt tokens of a pair (which
  * encode instruction, query, document and max_length). It stores z, not scores, so any
@@ -42,9 +49,7 @@ export class LogitCache {
   }
 
   key(tokens: readonly number[]): string {
-    const hash = createHash("sha1").update(this.modelId).update("\0");
-    hash.update(new Uint8Array(Uint32Array.from(tokens).buffer));
-    return hash.digest("base64");
+    return logitKey(this.modelId, tokens);
   }
 
   get(key: string): number | undefined {

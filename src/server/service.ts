@@ -68,6 +68,7 @@ export class RerankService {
       language: knobs.language,
       temperature: knobs.temperature,
       topP: knobs.topP,
+      threshold: knobs.threshold,
       maxLength: knobs.maxLength,
     });
     const routes = queries.map((q) => this.reranker.route(q, { instruction: knobs.instruction, language: knobs.language }, o));
@@ -88,17 +89,17 @@ export class RerankService {
     const results: ServiceResult[] = Array.from(evaluation.logits, (logit, index) => ({
       index,
       logit,
-      score: scoreFromLogit(logit, o.temperature),
+      score: scoreFromLogit(logit, o.temperature, o.bias),
       truncated: evaluation.truncated[index] ?? false,
       ...(evaluation.chunks?.[index] ? { chunk: evaluation.chunks[index] } : {}),
     }));
-    return { results, language: routes[0]?.language, temperature: o.temperature, topP: o.topP, pairs: plan.prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
+    return { results, language: routes[0]?.language, temperature: o.temperature, topP: o.topP, threshold: o.threshold, pairs: plan.prepared.length, tokens, queueMs: job.queueMs, inferenceMs: job.inferenceMs };
   }
 
   /** One query against many documents: best first, then top_p, threshold and top_n. */
   async rerank(query: string, documents: readonly string[], knobs: Knobs, signal?: AbortSignal): Promise<ServiceOutcome<ServiceResult>> {
     const r = await this.run([query], documents, knobs, signal);
-    const selected = select(rankByLogit(r.results), { topP: r.topP, threshold: knobs.threshold, topN: knobs.topN, temperature: r.temperature });
+    const selected = select(rankByLogit(r.results), { topP: r.topP, threshold: r.threshold, topN: knobs.topN, temperature: r.temperature });
     return { ...r, results: selected };
   }
 

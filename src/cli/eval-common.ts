@@ -1,0 +1,129 @@
+import type { Command } from "commander";
+import { Option } from "commander";
+import { RerankError, ValidationError } from "../errors/errors.js";
+import type { EvalSet } from "../eval/dataset.js";
+import { loadEvalSet } from "../eval/dataset.js";
+import { LogitStore, modelIdentity } from "../eval/logit-store.js";
+import type { Measure } from "../eval/metrics.js";
+import { DEFAULT_MEASURES, parseMeasures } from "../eval/metrics.js";
+import type { Report } from "../eval/report.js";
+import { writeReport } from "../eval/report.js";
+import type { ScoringConfig, SetScores } from "../eval/score-set.js";
+import { scoreSet } from "../eval/score-set.js";
+import type { Reranker, RerankerOptions } from "../reranker.js";
+import { createReranker } from "../reranker.js";
+import type { ConfigExtras } from "./config-file.js";
+import { addEngineFlags, intArg } from "./engine-flags.js";
+import type { RerankerFlagValues } from "./engine-flags.js";
+import { rerankerOptionsFrom } from "./engine-flags.js";
+import { progressBar } from "./progress.js";
+
+/** Where eval, tune and calibrate keep log-odds unless told otherwise. */
+export const DEFAULT_CACHE = ".qwen-rerank-cache/logits.jsonl";
+
+export interface DatasetFlags {
+  config?: string;
+  dataset?: string;
+  run?: string;
+  qrels?: string;
+  split: string;
+  topK: number;
+  measure?: string[];
+  relevanceLevel: number;
+  cache: string | false;
+  report?: string;
+  json?: boolean;
+}
+
+/** Flags for reading a data set and writing results, shared by eval, tune and calibrate. */
+export function addDatasetFlags(cmd: Command, withMeasures = true): Command {
+  cmd
+    .option("--dataset <path>", "BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or JSONL file of {query, documents: [{text, relevance}]}")
+    .option("--run <file>", "first-stage TREC run (qid Q0 docno rank score tag) whose top-k documents are reranked")
+    .option("--qrels <file>", "relevance judgements (TREC qrels or BEIR TSV); default: the BEIR folder's qrels/SPLIT.tsv")
+    .option("--split <name>", "BEIR qrels split", "test")
+    .option("--top-k <n>", "candidates per query taken from the run", intArg(1, 100_000), 100)
+    .option("--relevance-level <n>", "judged relevance at or above which a document is relevant (trec_eval -l)", intArg(-1000, 1000), 1);
+  if (withMeasures) cmd.option("-m, --measure <names...>", "measures, trec_eval style: ndcg_cut.10 map recip_rank P.5,10 recall.100 success.1 set_F ... (also ndcg@10, mrr)");
+  return cmd
+    .option("--cache <file>", "log-odds already computed (reused, and appended to; makes runs resumable)", DEFAULT_CACHE)
+    .option("--no-cache", "keep log-odds in memory only")
+    .option("--report <file.html>", "write a self-contained HTML report with charts")
+    .option("--json", "print the results as JSON on stdout");
+}
+
+/** The model flags of the scoring commands: the reranker's scoring knobs plus the engine's. */
+export function addModelFlags(cmd: Command): Command {
+  cmd
+    .option("--model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
+    .option("--config <file>", "YAML or JSON config or profile (e.g. one written by tune or calibrate)")
+    .option("--profile <name>", "apply the named profile of the config file")
+    .option("--instruction <text>", "the <Instruct> text (default: the official web-search instruction)")
+    .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
+    .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
+    .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]));
+  return addEngineFlags(cmd);
+}
+
+export function measuresFrom(flags: Pick<DatasetFlags, "measure">, fallback = DEFAULT_MEASURES): Measure[] {
+  return parseMeasures(flags.measure && flags.measure.length > 0 ? flags.measure : fallback);
+}
+
+export async function loadSetFrom(flags: DatasetFlags): Promise<EvalSet> {
+  if (!flags.dataset) throw new ValidationError("--dataset DIR|FILE is required (a BEIR folder with --run, or a JSONL file)");
+  return loadEvalSet({ dataset: flags.dataset, run: flags.run, qrels: flags.qrels, split: flags.split, topK: flags.topK });
+}
+
+/** A reranker whose engine context fits `maxLength` (the largest the command will ask for). */
+export async function openReranker(flags: RerankerFlagValues, extras: ConfigExtras, maxLength?: number): Promise<{ reranker: Reranker; store: (cache: string | false) => LogitStore }> {
+  if (!flags.model) throw new ValidationError("a model is required (--model or `model:` in --config)");
+  const options: RerankerOptions = rerankerOptionsFrom({ ...flags, model: flags.model }, extras);
+  if (maxLength !== undefined) options.maxLength = Math.max(maxLength, options.maxLength ?? 0);
+  const reranker = await createReranker(options);
+  const identity = modelIdentity(flags.model, reranker.info);
+  return { reranker, store: (cache) => LogitStore.open(cache === false ? undefined : cache, identity) };
+}
+
+/**
+ * Scores a set with a progress bar (on a terminal); Ctrl-C stops after the current query, keeping
+ * everything scored so far in the cache, and says how to resume.
+ */
+export async function scoreWithProgress(reranker: Reranker, set: EvalSet, config: ScoringConfig, store: LogitStore, label: string): Promise<SetScores> {
+  const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
+  const bar = progressBar(total, label);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    return await scoreSet(reranker, set, config, { store, signal: controller.signal, onProgress: (d) => bar.update(d) });
+  } catch (error) {
+    if (controller.signal.aborted) {
+      const where = store.path ? `${store.size} pairs are stored in ${store.path}; run the same command again to continue` : "nothing was kept (--no-cache)";
+      throw new RerankError("cancelled", `interrupted: ${where}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    bar.stop();
+    process.removeListener("SIGINT", onSigint);
+  }
+}
+
+export async function maybeWriteReport(path: string | undefined, report: () => Report): Promise<void> {
+  if (!path) return;
+  await writeReport(path, report());
+  process.stderr.write(`qwen-rerank: wrote report ${path}\n`);
+}
+
+/** A fixed-width text table. */
+export function textTable(columns: string[], rows: Array<Array<string | number>>): string {
+  const cells = rows.map((r) => r.map((v) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0))).join("  ");
+  return `${[line(columns), ...cells.map(line)].join("\n")}\n`;
+}
+
+export const percentile = (xs: readonly number[], p: number): number => {
+  if (xs.length === 0) return 0;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
+};

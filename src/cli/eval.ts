@@ -1,0 +1,238 @@
+import type { Command } from "commander";
+import { ValidationError } from "../errors/errors.js";
+import { labelledScores, rerankedRun } from "../eval/apply.js";
+import { expectedCalibrationError, logLoss, reliability } from "../eval/calibration.js";
+import type { Measure, MetricReport } from "../eval/metrics.js";
+import { evaluateRun, formatTrecEval } from "../eval/metrics.js";
+import type { Report, ReportSection } from "../eval/report.js";
+import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
+import { pairedTest } from "../eval/significance.js";
+import { readQrels, readRun, writeRun } from "../eval/trec.js";
+import { scoreFromLogit } from "../scoring/temperature.js";
+import { applyConfigOptions } from "./config-file.js";
+import type { DatasetFlags } from "./eval-common.js";
+import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, measuresFrom, openReranker, percentile, scoreWithProgress, textTable } from "./eval-common.js";
+import type { RerankerFlagValues } from "./engine-flags.js";
+import { finiteNumberArg, positiveNumberArg, unitArg } from "./engine-flags.js";
+
+interface EvalFlags extends DatasetFlags, RerankerFlagValues {
+  perQuery?: boolean;
+  complete?: boolean;
+  output: string;
+  overflow?: "truncate" | "chunk";
+}
+
+/** Per measure: first stage, reranked, the change and its significance. */
+export interface MeasureComparison {
+  firstStage: number;
+  reranked: number;
+  delta: number;
+  pTTest: number;
+  pRandomisation: number;
+}
+
+export function compareReports(before: MetricReport, after: MetricReport, measures: readonly Measure[]): Record<string, MeasureComparison> {
+  const qids = [...after.perQuery.keys()].filter((q) => before.perQuery.has(q));
+  const out: Record<string, MeasureComparison> = {};
+  for (const m of measures) {
+    const a = qids.map((q) => before.perQuery.get(q)?.[m.name] ?? 0);
+    const b = qids.map((q) => after.perQuery.get(q)?.[m.name] ?? 0);
+    const test = pairedTest(a, b);
+    out[m.name] = { firstStage: before.mean[m.name] ?? 0, reranked: after.mean[m.name] ?? 0, delta: (after.mean[m.name] ?? 0) - (before.mean[m.name] ?? 0), pTTest: test.pTTest, pRandomisation: test.pRandomisation };
+  }
+  return out;
+}
+
+/** eval without a model: a run against qrels, like trec_eval. */
+async function evaluateExistingRun(flags: EvalFlags): Promise<void> {
+  if (!flags.qrels || !flags.run) throw new ValidationError("give --qrels FILE and --run FILE to evaluate a run, or --model and --dataset to rerank");
+  const measures = measuresFrom(flags);
+  const report = evaluateRun(await readQrels(flags.qrels), await readRun(flags.run), measures, { relevanceLevel: flags.relevanceLevel, complete: flags.complete });
+  if (flags.json) {
+    const out: Record<string, unknown> = { qrels: flags.qrels, run: flags.run, queries: report.queries, measures: report.mean };
+    if (flags.perQuery) out.perQuery = Object.fromEntries(report.perQuery);
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    process.stdout.write(formatTrecEval(report, measures, flags.perQuery ?? false));
+  }
+  const primary = measures[0];
+  await maybeWriteReport(flags.report, () => ({
+    title: "qwen-rerank eval",
+    subtitle: `${flags.run} against ${flags.qrels}: ${report.queries} queries`,
+    sections: [
+      { kind: "table", title: "Measures (mean over queries)", columns: ["measure", "value"], rows: measures.map((m) => [m.name, report.mean[m.name] ?? 0]) },
+      { kind: "chart", title: "Measures", chart: barChart(measures.map((m) => m.name), [{ label: "mean", data: measures.map((m) => report.mean[m.name] ?? 0) }], "value") },
+      ...(primary
+        ? [
+            {
+              kind: "chart" as const,
+              title: `${primary.name} per query`,
+              chart: barChart([...report.perQuery.keys()], [{ label: primary.name, data: [...report.perQuery.values()].map((v) => v[primary.name] ?? 0) }], primary.name),
+            },
+          ]
+        : []),
+    ],
+  }));
+}
+
+/** eval with a model: rerank the first stage's candidates, compare, write the run. */
+async function evaluateReranking(flags: EvalFlags, cmd: Command): Promise<void> {
+  const measures = measuresFrom(flags);
+  const extras = applyConfigOptions(cmd);
+  const set = await loadSetFrom(flags);
+  const { reranker, store } = await openReranker(flags, extras);
+  try {
+    const cache = store(flags.cache);
+    const scores = await scoreWithProgress(reranker, set, { instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength, overflow: flags.overflow }, cache, "reranking");
+    const k = scores.knobs;
+    const run = rerankedRun(set, scores.logits, k);
+    await writeRun(flags.output, run, "qwen-rerank");
+    const options = { relevanceLevel: flags.relevanceLevel };
+    const before = evaluateRun(set.qrels, set.firstStage, measures, options);
+    const after = evaluateRun(set.qrels, run, measures, options);
+    const comparison = compareReports(before, after, measures);
+    const pairsPerSecond = scores.seconds > 0 ? scores.scoredPairs / scores.seconds : 0;
+    const scoring = {
+      pairs: scores.pairs,
+      cachedPairs: scores.cachedPairs,
+      scoredPairs: scores.scoredPairs,
+      truncatedPairs: scores.truncatedPairs,
+      seconds: scores.seconds,
+      pairsPerSecond,
+      evaluatedTokens: scores.evaluatedTokens,
+      queryLatencyMs: { p50: percentile(scores.queryMs, 50), p95: percentile(scores.queryMs, 95), max: percentile(scores.queryMs, 100) },
+    };
+    const labelled = labelledScores(set, scores.logits, flags.relevanceLevel);
+    const calibration = { temperature: k.temperature, bias: k.bias };
+    const knobs = { instruction: k.instruction, maxLength: k.maxLength, temperature: k.temperature, bias: k.bias, topP: k.topP ?? null, threshold: k.threshold ?? null };
+    if (flags.json) {
+      const out: Record<string, unknown> = {
+        dataset: set.source,
+        queries: after.queries,
+        model: reranker.info.model,
+        knobs,
+        measures: comparison,
+        scoring,
+        logLoss: logLoss(labelled.logits, labelled.labels, calibration),
+        ece: expectedCalibrationError(labelled.logits, labelled.labels, calibration),
+        run: flags.output,
+      };
+      if (flags.perQuery) out.perQuery = { firstStage: Object.fromEntries(before.perQuery), reranked: Object.fromEntries(after.perQuery) };
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } else {
+      process.stdout.write(`dataset: ${set.source}: ${after.queries} queries, ${scores.pairs} pairs\n`);
+      process.stdout.write(`model: ${reranker.info.model} (${reranker.info.flavor}); max_length ${k.maxLength}; instruction: ${k.instruction}\n\n`);
+      process.stdout.write(
+        textTable(
+          ["measure", "first stage", "reranked", "delta", "p (t-test)", "p (randomisation)"],
+          measures.map((m) => {
+            const c = comparison[m.name] as MeasureComparison;
+            return [m.name, c.firstStage, c.reranked, `${c.delta >= 0 ? "+" : ""}${c.delta.toFixed(4)}`, c.pTTest, c.pRandomisation];
+          }),
+        ),
+      );
+      if (flags.perQuery) {
+        process.stdout.write("\nper query (first stage -> reranked):\n");
+        for (const [qid, v] of after.perQuery) {
+          process.stdout.write(`${qid}\t${measures.map((m) => `${m.name} ${(before.perQuery.get(qid)?.[m.name] ?? 0).toFixed(4)} -> ${(v[m.name] ?? 0).toFixed(4)}`).join("\t")}\n`);
+        }
+      }
+      process.stdout.write(
+        `\nscoring: ${scores.scoredPairs} pairs scored, ${scores.cachedPairs} from the cache; ${pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`,
+      );
+      process.stdout.write(`wrote reranked run ${flags.output}\n`);
+    }
+    await maybeWriteReport(flags.report, () => rerankReport(set.source, measures, before, after, comparison, labelled, calibration, scoring));
+  } finally {
+    await reranker.dispose();
+  }
+}
+
+function rerankReport(
+  source: string,
+  measures: readonly Measure[],
+  before: MetricReport,
+  after: MetricReport,
+  comparison: Record<string, MeasureComparison>,
+  labelled: ReturnType<typeof labelledScores>,
+  calibration: { temperature: number; bias: number },
+  scoring: { scoredPairs: number; cachedPairs: number; pairsPerSecond: number; queryLatencyMs: { p50: number; p95: number } },
+): Report {
+  const primary = measures[0] as Measure;
+  const scores = Array.from(labelled.logits, (z) => scoreFromLogit(z, calibration.temperature, calibration.bias));
+  const sections: ReportSection[] = [
+    {
+      kind: "table",
+      title: "First stage vs reranked",
+      note: "Means over queries; p-values of the paired t-test and of the paired randomisation test (10,000 sign flips) over the same queries.",
+      columns: ["measure", "first stage", "reranked", "delta", "p (t-test)", "p (randomisation)"],
+      rows: measures.map((m) => {
+        const c = comparison[m.name] as MeasureComparison;
+        return [m.name, c.firstStage, c.reranked, c.delta, c.pTTest, c.pRandomisation];
+      }),
+    },
+    {
+      kind: "chart",
+      title: "Measures before and after reranking",
+      chart: barChart(
+        measures.map((m) => m.name),
+        [
+          { label: "first stage", data: measures.map((m) => before.mean[m.name] ?? 0) },
+          { label: "reranked", data: measures.map((m) => after.mean[m.name] ?? 0) },
+        ],
+        "mean",
+      ),
+    },
+    {
+      kind: "chart",
+      title: `Per-query change of ${primary.name}`,
+      chart: deltaChart(
+        [...after.perQuery].map(([qid, v]) => ({ qid, delta: (v[primary.name] ?? 0) - (before.perQuery.get(qid)?.[primary.name] ?? 0) })),
+        primary.name,
+      ),
+    },
+    {
+      kind: "chart",
+      title: "Scores of relevant and non-relevant documents",
+      note: `score = sigmoid(logit / ${calibration.temperature} + ${calibration.bias}); unjudged documents count as non-relevant.`,
+      chart: scoreHistogram(
+        scores.filter((_, i) => labelled.labels[i] === 1),
+        scores.filter((_, i) => labelled.labels[i] === 0),
+      ),
+    },
+    {
+      kind: "chart",
+      title: "Reliability diagram",
+      note: "Fraction of relevant documents against the mean score, in ten equal-width score bins. `qwen-rerank calibrate` fits a temperature and bias that bring it to the diagonal.",
+      chart: reliabilityChart([{ label: "current scores", bins: reliability(labelled.logits, labelled.labels, calibration) }]),
+    },
+    {
+      kind: "table",
+      title: "Scoring",
+      columns: ["pairs scored", "from cache", "pairs/s", "query p50 ms", "query p95 ms"],
+      rows: [[scoring.scoredPairs, scoring.cachedPairs, scoring.pairsPerSecond, scoring.queryLatencyMs.p50, scoring.queryLatencyMs.p95]],
+    },
+  ];
+  return { title: "qwen-rerank eval: reranking", subtitle: `${source}: ${after.queries} queries`, sections };
+}
+
+export function registerEval(program: Command): void {
+  const cmd = program
+    .command("eval")
+    .description("evaluate a TREC run against qrels (no model), or rerank a data set and compare with its first stage")
+    .option("--per-query", "also print each query's values")
+    .option("-c, --complete", "average over every judged query; queries missing from the run score 0 (trec_eval -c)")
+    .option("-o, --output <file>", "where the reranked TREC run is written", "reranked.run")
+    .option("--temperature <t>", "score = sigmoid(logit / t + bias) (default: 1)", positiveNumberArg)
+    .option("--bias <b>", "offset added to logit / t (default: 0)", finiteNumberArg)
+    .option("--top-p <p>", "keep each query's best documents until their softmax weight reaches p (default: off)", unitArg(false))
+    .option("--threshold <s>", "drop documents scoring below s (default: none)", unitArg(true));
+  addDatasetFlags(cmd);
+  addModelFlags(cmd);
+  // -c is --complete here, as in trec_eval; --config has no short form.
+  cmd.action(async () => {
+    const flags = cmd.opts<EvalFlags>();
+    if (flags.model !== undefined || flags.dataset !== undefined || flags.config !== undefined) await evaluateReranking(flags, cmd);
+    else await evaluateExistingRun(flags);
+  });
+}

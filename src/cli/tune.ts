@@ -1,0 +1,189 @@
+import type { Command } from "commander";
+import { ValidationError } from "../errors/errors.js";
+import { labelledScores } from "../eval/apply.js";
+import { evaluateRun } from "../eval/metrics.js";
+import { writeProfile } from "../eval/profile.js";
+import type { Report } from "../eval/report.js";
+import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
+import { reliability } from "../eval/calibration.js";
+import { pairedTest } from "../eval/significance.js";
+import type { TuneEntry } from "../eval/tune.js";
+import { evaluatePostHoc, leaderboard, readSpace, spaceSize } from "../eval/tune.js";
+import type { SetScores } from "../eval/score-set.js";
+import { scoreFromLogit } from "../scoring/temperature.js";
+import { applyConfigOptions } from "./config-file.js";
+import type { DatasetFlags } from "./eval-common.js";
+import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, openReranker, scoreWithProgress, textTable } from "./eval-common.js";
+import type { RerankerFlagValues } from "./engine-flags.js";
+import { intArg } from "./engine-flags.js";
+
+interface TuneFlags extends DatasetFlags, RerankerFlagValues {
+  space: string;
+  out: string;
+  show: number;
+  overflow?: "truncate" | "chunk";
+}
+
+const describe = (e: TuneEntry) => `${e.instruction.label.length > 40 ? `${e.instruction.label.slice(0, 39)}…` : e.instruction.label} L${e.maxLength} T${e.temperature} p${e.topP} s${e.threshold}`;
+
+async function run(flags: TuneFlags, cmd: Command): Promise<void> {
+  const extras = applyConfigOptions(cmd);
+  const set = await loadSetFrom(flags);
+  // The engine's context must hold the longest max_length of the space: read the space first.
+  const { reranker, store } = await openReranker(flags, extras, undefined);
+  try {
+    const defaults = reranker.resolveOptions({ instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength });
+    const space = readSpace(flags.space, reranker.presets, { instruction: defaults.instruction, maxLength: defaults.maxLength });
+    const tooLong = space.maxLengths.find((m) => m > reranker.info.maxSequenceLength);
+    if (tooLong !== undefined) throw new ValidationError(`maxLength ${tooLong} of ${flags.space} exceeds the engine context of ${reranker.info.maxSequenceLength}; pass --max-length ${Math.max(...space.maxLengths)}`);
+    const cache = store(flags.cache);
+    const scorings = space.instructions.length * space.maxLengths.length;
+    process.stderr.write(
+      `qwen-rerank: tuning ${space.objective.name} over ${spaceSize(space)} configurations (${scorings} scorings of ${set.queries.length} queries; temperature, top_p and threshold reuse the log-odds)${cache.size > 0 ? `; ${cache.size} pairs already in ${cache.path}` : ""}\n`,
+    );
+    const entries: TuneEntry[] = [];
+    const scoresOf = new Map<string, SetScores>();
+    let cachedPairs = 0;
+    let scoredPairs = 0;
+    let k = 0;
+    for (const instruction of space.instructions) {
+      for (const maxLength of space.maxLengths) {
+        k++;
+        const scores = await scoreWithProgress(reranker, set, { instruction: instruction.instruction, maxLength, overflow: flags.overflow }, cache, `scoring ${k}/${scorings}`);
+        cachedPairs += scores.cachedPairs;
+        scoredPairs += scores.scoredPairs;
+        scoresOf.set(`${instruction.instruction}\0${maxLength}`, scores);
+        entries.push(...evaluatePostHoc(space, set, scores.logits, { instruction, maxLength, bias: scores.knobs.bias }, flags.relevanceLevel));
+      }
+    }
+    const board = leaderboard(entries);
+    const best = board[0];
+    if (!best) throw new ValidationError("the space is empty");
+    const firstStage = evaluateRun(set.qrels, set.firstStage, space.measures, { relevanceLevel: flags.relevanceLevel });
+    const qids = [...best.report.perQuery.keys()];
+    const test = pairedTest(
+      qids.map((q) => firstStage.perQuery.get(q)?.[space.objective.name] ?? 0),
+      qids.map((q) => best.report.perQuery.get(q)?.[space.objective.name] ?? 0),
+    );
+    const profile = {
+      model: flags.model,
+      instruction: best.instruction.instruction,
+      maxLength: best.maxLength,
+      temperature: best.temperature,
+      topP: best.topP < 1 ? best.topP : undefined,
+      threshold: best.threshold > 0 ? best.threshold : undefined,
+    };
+    await writeProfile(flags.out, profile, [
+      `qwen-rerank tune: best of ${board.length} configurations by ${space.objective.name} = ${best.value.toFixed(4)}`,
+      `(first stage ${(firstStage.mean[space.objective.name] ?? 0).toFixed(4)}) on ${set.source}, ${best.report.queries} queries.`,
+      `Load it with: qwen-rerank serve --config ${flags.out}`,
+    ]);
+    const summary = { cachedPairs, scoredPairs, configurations: board.length, scorings };
+    if (flags.json) {
+      const out = {
+        dataset: set.source,
+        objective: space.objective.name,
+        firstStage: firstStage.mean,
+        best: { ...profile, value: best.value, means: best.means, keptPerQuery: best.keptPerQuery, pTTest: test.pTTest, pRandomisation: test.pRandomisation },
+        leaderboard: board.map((e) => ({ instruction: e.instruction.instruction, preset: e.instruction.preset ?? null, maxLength: e.maxLength, temperature: e.temperature, topP: e.topP, threshold: e.threshold, value: e.value, means: e.means, keptPerQuery: e.keptPerQuery })),
+        scoring: summary,
+        profile: flags.out,
+      };
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } else {
+      const others = space.measures.slice(1);
+      process.stdout.write(
+        textTable(
+          ["rank", "instruction", "max_length", "T", "top_p", "threshold", space.objective.name, ...others.map((m) => m.name), "kept/query"],
+          board.slice(0, flags.show).map((e, i) => [String(i + 1), e.instruction.label.length > 48 ? `${e.instruction.label.slice(0, 47)}…` : e.instruction.label, e.maxLength, String(e.temperature), String(e.topP), String(e.threshold), e.value, ...others.map((m) => e.means[m.name] ?? 0), e.keptPerQuery]),
+        ),
+      );
+      if (board.length > flags.show) process.stdout.write(`(${board.length - flags.show} more; --show N or --json for all)\n`);
+      process.stdout.write(
+        `\nfirst stage ${space.objective.name} ${(firstStage.mean[space.objective.name] ?? 0).toFixed(4)}; best ${best.value.toFixed(4)} (paired t-test p ${test.pTTest.toFixed(4)}, randomisation p ${test.pRandomisation.toFixed(4)})\n`,
+      );
+      process.stdout.write(`pairs: ${scoredPairs} scored, ${cachedPairs} from the cache\nwrote profile ${flags.out}\n`);
+    }
+    const bestScores = scoresOf.get(`${best.instruction.instruction}\0${best.maxLength}`);
+    await maybeWriteReport(flags.report, () => tuneReport(set.source, board, firstStage.mean[space.objective.name] ?? 0, space.objective.name, best, bestScores, set, flags.relevanceLevel, firstStage));
+  } finally {
+    await reranker.dispose();
+  }
+}
+
+function tuneReport(
+  source: string,
+  board: TuneEntry[],
+  firstStageValue: number,
+  objective: string,
+  best: TuneEntry,
+  bestScores: SetScores | undefined,
+  set: Parameters<typeof labelledScores>[0],
+  relevanceLevel: number,
+  firstStage: ReturnType<typeof evaluateRun>,
+): Report {
+  const shown = board.slice(0, 40);
+  const report: Report = {
+    title: "qwen-rerank tune",
+    subtitle: `${source}: ${best.report.queries} queries, ${board.length} configurations, optimising ${objective}`,
+    sections: [
+      {
+        kind: "table",
+        title: "Leaderboard",
+        note: "T, top_p and threshold change which documents are kept, not their order: rank measures only move when documents are dropped.",
+        columns: ["rank", "instruction", "max_length", "T", "top_p", "threshold", objective, "kept/query"],
+        rows: shown.map((e, i) => [String(i + 1), e.instruction.label, e.maxLength, String(e.temperature), String(e.topP), String(e.threshold), e.value, e.keptPerQuery]),
+      },
+      {
+        kind: "chart",
+        title: `${objective} per configuration`,
+        note: `Best ${shown.length} of ${board.length}; the first stage scores ${firstStageValue.toFixed(4)}.`,
+        chart: barChart(
+          ["first stage", ...shown.map(describe)],
+          [{ label: objective, data: [firstStageValue, ...shown.map((e) => e.value)] }],
+          objective,
+          true,
+        ),
+      },
+      {
+        kind: "chart",
+        title: `Per-query change of ${objective}, best configuration vs first stage`,
+        chart: deltaChart(
+          [...best.report.perQuery].map(([qid, v]) => ({ qid, delta: (v[objective] ?? 0) - (firstStage.perQuery.get(qid)?.[objective] ?? 0) })),
+          objective,
+        ),
+      },
+    ],
+  };
+  if (bestScores) {
+    const labelled = labelledScores(set, bestScores.logits, relevanceLevel);
+    const c = { temperature: best.temperature, bias: bestScores.knobs.bias };
+    const scores = Array.from(labelled.logits, (z) => scoreFromLogit(z, c.temperature, c.bias));
+    report.sections.push(
+      {
+        kind: "chart",
+        title: "Scores of relevant and non-relevant documents (best configuration)",
+        chart: scoreHistogram(
+          scores.filter((_, i) => labelled.labels[i] === 1),
+          scores.filter((_, i) => labelled.labels[i] === 0),
+        ),
+      },
+      { kind: "chart", title: "Reliability diagram (best configuration)", chart: reliabilityChart([{ label: `T ${c.temperature}`, bins: reliability(labelled.logits, labelled.labels, c) }]) },
+    );
+  }
+  return report;
+}
+
+export function registerTune(program: Command): void {
+  const cmd = program
+    .command("tune")
+    .description("search instructions/presets, max_length, temperature, top_p and threshold on labelled data; write the best as a profile")
+    .requiredOption("--space <file>", "YAML/JSON search space: metric, instructions, presets, maxLength, temperature, topP, threshold (lists)")
+    .option("-o, --out <file>", "where the best configuration is written (a config file for serve/score/eval --config)", "tuned.yaml")
+    .option("--show <n>", "leaderboard rows printed", intArg(1), 20);
+  addDatasetFlags(cmd, false);
+  addModelFlags(cmd);
+  cmd.action(async () => {
+    await run(cmd.opts<TuneFlags>(), cmd);
+  });
+}
