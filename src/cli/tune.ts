@@ -11,6 +11,8 @@ import type { TuneEntry } from "../eval/tune.js";
 import { evaluatePostHoc, leaderboard, readSpace, spaceSize } from "../eval/tune.js";
 import type { SetScores } from "../eval/score-set.js";
 import { scoreFromLogit } from "../scoring/temperature.js";
+import { PresetRegistry } from "../prompt/presets.js";
+import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, openReranker, scoreWithProgress, textTable } from "./eval-common.js";
@@ -28,14 +30,16 @@ const describe = (e: TuneEntry) => `${e.instruction.label.length > 40 ? `${e.ins
 
 async function run(flags: TuneFlags, cmd: Command): Promise<void> {
   const extras = applyConfigOptions(cmd);
+  // The space is checked before the model loads, and sizes the engine's context.
+  const presets = new PresetRegistry(extras.presets);
+  const preset = flags.preset !== undefined ? presets.get(flags.preset) : undefined;
+  const space = readSpace(flags.space, presets, {
+    instruction: flags.instruction ?? preset?.instruction ?? DEFAULT_INSTRUCTION,
+    maxLength: flags.maxLength ?? DEFAULT_MAX_LENGTH,
+  });
   const set = await loadSetFrom(flags);
-  // The engine's context must hold the longest max_length of the space: read the space first.
-  const { reranker, store } = await openReranker(flags, extras, undefined);
+  const { reranker, store } = await openReranker(flags, extras, Math.max(...space.maxLengths));
   try {
-    const defaults = reranker.resolveOptions({ instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength });
-    const space = readSpace(flags.space, reranker.presets, { instruction: defaults.instruction, maxLength: defaults.maxLength });
-    const tooLong = space.maxLengths.find((m) => m > reranker.info.maxSequenceLength);
-    if (tooLong !== undefined) throw new ValidationError(`maxLength ${tooLong} of ${flags.space} exceeds the engine context of ${reranker.info.maxSequenceLength}; pass --max-length ${Math.max(...space.maxLengths)}`);
     const cache = store(flags.cache);
     const scorings = space.instructions.length * space.maxLengths.length;
     process.stderr.write(

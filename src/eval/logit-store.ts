@@ -13,6 +13,8 @@ export class LogitStore {
   private readonly values = new Map<string, number>();
   /** Lines that could not be read back (a cut-off last line after an interruption). */
   readonly skippedLines: number = 0;
+  /** The file ends without a newline (cut short): the next write starts a new line. */
+  private cutShort = false;
 
   private constructor(
     readonly path: string | undefined,
@@ -20,7 +22,9 @@ export class LogitStore {
   ) {
     if (!path || !existsSync(path)) return;
     let skipped = 0;
-    for (const line of readFileSync(path, "utf8").split("\n")) {
+    const text = readFileSync(path, "utf8");
+    this.cutShort = text !== "" && !text.endsWith("\n");
+    for (const line of text.split("\n")) {
       if (line === "") continue;
       try {
         const o = JSON.parse(line) as { k?: unknown; z?: unknown };
@@ -65,7 +69,10 @@ export class LogitStore {
       this.values.set(k, z);
       text += `${JSON.stringify({ k, z })}\n`;
     }
-    if (this.path && text !== "") appendFileSync(this.path, text);
+    if (this.path && text !== "") {
+      appendFileSync(this.path, this.cutShort ? `\n${text}` : text);
+      this.cutShort = false;
+    }
   }
 }
 
