@@ -116,15 +116,7 @@ export interface PairPlan {
 
 export class Reranker {
   private readonly prompt: PromptBuilder;
-  private readonly defaults: {
-    instruction: string;
-    temperature: number;
-    bias: number;
-    topP: number | undefined;
-    threshold: number | undefined;
-    maxLength: number;
-    preset: Preset | undefined;
-  };
+  private readonly defaults: ResolvedKnobs & { preset: Preset | undefined };
   /** Built-in and custom presets. */
   readonly presets: PresetRegistry;
   private readonly cache: LogitCache | undefined;

@@ -85,6 +85,12 @@ test("eval --model reranks BEIR + run: before/after, significance, TREC run out,
     close(again.measures[name]?.reranked, m.reranked, `JSONL reranked ${name}`);
     close(again.measures[name]?.firstStage, m.firstStage, `JSONL first stage ${name}`);
   }
+  // --max-queries: before and after average over the same first queries.
+  const few = json<EvalJson>(cli(["eval", "--model", model, ...exact, "--dataset", toy.jsonl, "--max-queries", "3", "--output", join(work, "few.run"), "--cache", cache, "--json", "--per-query"]));
+  assert.equal(few.queries, 3);
+  const perQuery = (few as unknown as { perQuery: { firstStage: Record<string, unknown>; reranked: Record<string, unknown> } }).perQuery;
+  assert.deepEqual(Object.keys(perQuery.firstStage), ["q1", "q2", "q3"]);
+  assert.deepEqual(Object.keys(perQuery.reranked), ["q1", "q2", "q3"]);
 });
 
 test("eval's log-odds are the reranker's: a pair scored by `score` matches the run file", () => {

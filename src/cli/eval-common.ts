@@ -28,6 +28,7 @@ export interface DatasetFlags {
   qrels?: string;
   split: string;
   topK: number;
+  maxQueries?: number;
   measure?: string[];
   relevanceLevel: number;
   cache: string | false;
@@ -43,6 +44,7 @@ export function addDatasetFlags(cmd: Command, withMeasures = true): Command {
     .option("--qrels <file>", "relevance judgements (TREC qrels or BEIR TSV); default: the BEIR folder's qrels/SPLIT.tsv")
     .option("--split <name>", "BEIR qrels split", "test")
     .option("--top-k <n>", "candidates per query taken from the run", intArg(1, 100_000), 100)
+    .option("--max-queries <n>", "use only the first n queries (a quick look before a full run; default: all)", intArg(1))
     .option("--relevance-level <n>", "judged relevance at or above which a document is relevant (trec_eval -l)", intArg(-1000, 1000), 1);
   if (withMeasures) cmd.option("-m, --measure <names...>", "measures, trec_eval style: ndcg_cut.10 map recip_rank P.5,10 recall.100 success.1 set_F ... (also ndcg@10, mrr)");
   return cmd
@@ -71,7 +73,12 @@ export function measuresFrom(flags: Pick<DatasetFlags, "measure">, fallback = DE
 
 export async function loadSetFrom(flags: DatasetFlags): Promise<EvalSet> {
   if (!flags.dataset) throw new ValidationError("--dataset DIR|FILE is required (a BEIR folder with --run, or a JSONL file)");
-  return loadEvalSet({ dataset: flags.dataset, run: flags.run, qrels: flags.qrels, split: flags.split, topK: flags.topK });
+  const set = await loadEvalSet({ dataset: flags.dataset, run: flags.run, qrels: flags.qrels, split: flags.split, topK: flags.topK });
+  if (flags.maxQueries === undefined || flags.maxQueries >= set.queries.length) return set;
+  // The first stage is cut to the same queries, so that before and after average over the same set.
+  const queries = set.queries.slice(0, flags.maxQueries);
+  const kept = new Set(queries.map((q) => q.qid));
+  return { ...set, queries, firstStage: new Map([...set.firstStage].filter(([qid]) => kept.has(qid))), source: `${set.source} (first ${queries.length} queries)` };
 }
 
 /** A reranker whose engine context fits `maxLength` (the largest the command will ask for). */
@@ -85,8 +92,8 @@ export async function openReranker(flags: RerankerFlagValues, extras: ConfigExtr
 }
 
 /**
- * Scores a set with a progress bar (on a terminal); Ctrl-C stops after the current query, keeping
- * everything scored so far in the cache, and says how to resume.
+ * Scores a set with a progress bar (on a terminal). Ctrl-C stops at once: the queries already
+ * finished are in the cache, the one in flight is scored again next time, and the message says so.
  */
 export async function scoreWithProgress(reranker: Reranker, set: EvalSet, config: ScoringConfig, store: LogitStore, label: string): Promise<SetScores> {
   const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
