@@ -13,7 +13,7 @@ import { PresetRegistry } from "./prompt/presets.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, formatBody } from "./prompt/template.js";
 import type { PairText } from "./prompt/tokens.js";
 import { PromptBuilder } from "./prompt/tokens.js";
-import type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
+import type { CacheStats, LogitCacheOptions, LogitLookup } from "./scoring/logit-cache.js";
 import { LogitCache } from "./scoring/logit-cache.js";
 import { rankByLogit, select } from "./scoring/selection.js";
 import { scoreFromLogit } from "./scoring/temperature.js";
@@ -102,6 +102,8 @@ export interface Evaluation {
   stats: ScoreStats;
   /** Per pair, the best window when the document was chunked (overflow "chunk"). */
   chunks?: Array<ChunkSpan | undefined>;
+  /** Pairs answered by a cache instead of the engine. */
+  cached?: number;
 }
 
 /** Pairs turned into engine work: one prepared pair per pair, or one per window of a chunked document. */
@@ -116,7 +118,8 @@ export interface PairPlan {
 
 export class Reranker {
   private readonly prompt: PromptBuilder;
-  private readonly defaults: ResolvedKnobs & { preset: Preset | undefined };
+  /** The reranker's own knobs: explicit ones (undefined when not given), its preset, bias and max_length. */
+  private readonly defaults: Pick<RerankerOptions, "instruction" | "temperature" | "topP" | "threshold"> & { bias: number; maxLength: number; preset: Preset | undefined };
   /** Built-in and custom presets. */
   readonly presets: PresetRegistry;
   private readonly cache: LogitCache | undefined;
@@ -148,13 +151,18 @@ export class Reranker {
     if (!Number.isFinite(bias)) throw new ValidationError("must be a finite number", "bias");
     this.defaults = {
       preset: defaults.preset !== undefined ? this.presets.get(defaults.preset) : undefined,
-      instruction: d.instruction ?? DEFAULT_INSTRUCTION,
-      temperature: d.temperature ?? 1,
+      instruction: d.instruction,
+      temperature: d.temperature,
       bias,
       topP: d.topP,
       threshold: d.threshold,
       maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
     };
+  }
+
+  /** The instruction of pairs that name none: the reranker's, its preset's, or the official one. */
+  private get defaultInstruction(): string {
+    return this.defaults.instruction ?? this.defaults.preset?.instruction ?? DEFAULT_INSTRUCTION;
   }
 
   /** Tokens of PREFIX plus SUFFIX: what every pair costs besides its BODY. */
@@ -253,7 +261,7 @@ export class Reranker {
   private windows(pair: PairText, maxLength: number): ChunkSpan[] {
     const tokenizer = this.engine.tokenizer;
     if (!tokenizer.detokenize) throw new RerankError("engine_unavailable", "this engine cannot detokenize, so documents cannot be chunked");
-    const instruction = pair.instruction ?? this.defaults.instruction;
+    const instruction = pair.instruction ?? this.defaultInstruction;
     const overhead = this.countTokens(formatBody(instruction.normalize("NFC"), pair.query.normalize("NFC"), "")) + this.templateTokens;
     // Two tokens of slack: BPE may merge across the boundary between the template and the window.
     const size = maxLength - overhead - 2;
@@ -282,7 +290,7 @@ export class Reranker {
   /** Tokenizes pairs (official template and truncation); the result can be scored in any batch. */
   prepare(pairs: readonly PairText[], maxLength: number): PreparedPair[] {
     return pairs.map((p) => {
-      const instruction = p.instruction ?? this.defaults.instruction;
+      const instruction = p.instruction ?? this.defaultInstruction;
       const built = this.prompt.build({ ...p, instruction }, maxLength);
       return { tokens: built.tokens, truncated: built.truncated, key: JSON.stringify([instruction, p.query]) };
     });
@@ -290,10 +298,14 @@ export class Reranker {
 
   /**
    * Scores prepared pairs (from one or many requests) in one engine call, results in input order.
-   * With the cache on, pairs scored before are answered from it and only the rest reach the engine.
+   * With a cache (the reranker's, or `options.cache`), pairs scored before are answered from it
+   * and only the rest reach the engine.
    */
-  async evaluatePrepared(prepared: readonly PreparedPair[], options: Pick<RerankCallOptions, "signal" | "onProgress"> = {}): Promise<Evaluation> {
-    const cache = this.cache;
+  async evaluatePrepared(
+    prepared: readonly PreparedPair[],
+    options: Pick<RerankCallOptions, "signal" | "onProgress"> & { cache?: LogitLookup | undefined } = {},
+  ): Promise<Evaluation> {
+    const cache = options.cache ?? this.cache;
     if (!cache) return this.evaluateOnEngine(prepared, options);
     const keys = prepared.map((p) => cache.key(p.tokens));
     const logits = new Float64Array(prepared.length);
@@ -310,13 +322,12 @@ export class Reranker {
         options,
       );
       missing.forEach((i, j) => {
-        const z = fresh.logits[j] ?? Number.NaN;
-        logits[i] = z;
-        cache.set(keys[i] ?? "", z);
+        logits[i] = fresh.logits[j] ?? Number.NaN;
       });
+      cache.setMany(missing.map((i, j) => [keys[i] ?? "", fresh.logits[j] ?? Number.NaN] as const));
       stats = fresh.stats;
     }
-    return { logits, truncated: prepared.map((p) => p.truncated), stats };
+    return { logits, truncated: prepared.map((p) => p.truncated), stats, cached: prepared.length - missing.length };
   }
 
   /** Cache counters, or undefined when the cache is off. */
@@ -376,8 +387,11 @@ export class Reranker {
   private resolve(options: RerankCallOptions): ResolvedKnobs {
     const { signal: _signal, onProgress: _onProgress, ...knobs } = options;
     const o = parseOrThrow(callOptionsSchema, knobs);
-    // Explicit knobs win over the preset's, which win over the reranker's defaults.
-    const preset = o.preset !== undefined ? this.presets.get(o.preset) : this.defaults.preset;
+    // Most specific first: the call's knobs, the call's preset, the reranker's own knobs, the
+    // reranker's preset, the official defaults. (A tuned or calibrated profile loaded together
+    // with --preset keeps its temperature; a request that names a preset gets that preset's.)
+    const d = this.defaults;
+    const callPreset = o.preset !== undefined ? this.presets.get(o.preset) : undefined;
     const maxLength = o.maxLength ?? this.defaults.maxLength;
     if (maxLength > this.engine.info.maxSequenceLength) {
       throw new ValidationError(
@@ -387,11 +401,11 @@ export class Reranker {
     }
     if (maxLength < this.prompt.minMaxLength) throw new ValidationError(`must be at least ${this.prompt.minMaxLength} (the template alone)`, "maxLength");
     return {
-      instruction: o.instruction ?? preset?.instruction ?? this.defaults.instruction,
-      temperature: o.temperature ?? preset?.temperature ?? this.defaults.temperature,
-      bias: this.defaults.bias,
-      topP: o.topP ?? preset?.topP ?? this.defaults.topP,
-      threshold: o.threshold ?? this.defaults.threshold,
+      instruction: o.instruction ?? callPreset?.instruction ?? d.instruction ?? d.preset?.instruction ?? DEFAULT_INSTRUCTION,
+      temperature: o.temperature ?? callPreset?.temperature ?? d.temperature ?? d.preset?.temperature ?? 1,
+      bias: d.bias,
+      topP: o.topP ?? callPreset?.topP ?? d.topP ?? d.preset?.topP,
+      threshold: o.threshold ?? d.threshold,
       maxLength,
     };
   }

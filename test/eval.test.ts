@@ -196,7 +196,7 @@ test("calibrate fits temperature and bias, lowers log-loss, writes a profile tha
   assert.equal(onlyT.bias, 0);
   const bad = cli(["calibrate", "--model", model, "--dataset", toy.jsonl, "--holdout", "1"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--holdout: expected a fraction in \[0, 1\)/);
+  assert.match(bad.stderr, /--holdout <fraction>. argument .1. is invalid\. expected a fraction in \[0, 1\)/);
 });
 
 test("tune and eval reject bad input with exit code 2 and a located message", () => {

@@ -117,6 +117,24 @@ test("presets set the instruction and knobs; explicit knobs win", async () => {
   await assert.rejects(reranker.rerank(QUERY_EN, DOCUMENTS, { preset: "nope" }), /unknown preset/);
 });
 
+test("precedence: call knobs, call preset, the reranker's own knobs, its preset; bias shifts every score", async () => {
+  const ecommerce = reranker.presets.get("ecommerce");
+  const academic = reranker.presets.get("academic");
+  // As `serve --config calibrated.yaml --preset ecommerce` builds it.
+  const tuned = await createReranker({ model: testModel("causal"), maxLength: 256, ...exactEngine, preset: "ecommerce", temperature: 2, bias: 0.5, threshold: 0.01 });
+  try {
+    const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+    assert.deepEqual(tuned.resolveOptions({}), { instruction: ecommerce.instruction, temperature: 2, bias: 0.5, topP: ecommerce.topP, threshold: 0.01, maxLength: 256 });
+    assert.equal(tuned.resolveOptions({ preset: "academic" }).temperature, academic.temperature, "a call's preset beats the reranker's knobs");
+    assert.equal(tuned.resolveOptions({ preset: "academic" }).instruction, academic.instruction);
+    assert.equal(tuned.resolveOptions({ preset: "academic", temperature: 3 }).temperature, 3, "a call's knob beats its preset");
+    const [top] = await tuned.rerank(QUERY_EN, DOCUMENTS, { topP: 1 });
+    assert.ok(top && Math.abs(top.score - sigmoid(top.logit / 2 + 0.5)) < 1e-12);
+  } finally {
+    await tuned.dispose();
+  }
+});
+
 test("top_p and threshold select in the library as documented", async () => {
   const all = await reranker.rerank(QUERY_EN, DOCUMENTS);
   const nucleus = await reranker.rerank(QUERY_EN, DOCUMENTS, { topP: 1e-6 });

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import { labelledScores } from "../eval/apply.js";
 import type { Calibration } from "../eval/calibration.js";
@@ -7,7 +8,6 @@ import { brier, expectedCalibrationError, fitCalibration, logLoss, MAX_TEMPERATU
 import { writeProfile } from "../eval/profile.js";
 import type { Report } from "../eval/report.js";
 import { reliabilityChart, scoreHistogram } from "../eval/report.js";
-import { scoreFromLogit } from "../scoring/temperature.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, openReranker, scoreWithProgress, textTable } from "./eval-common.js";
@@ -25,7 +25,7 @@ interface CalibrateFlags extends DatasetFlags, RerankerFlagValues {
 
 const fractionArg = (value: string): number => {
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new ValidationError(`--holdout: expected a fraction in [0, 1), got "${value}"`);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError("expected a fraction in [0, 1)");
   return n;
 };
 
@@ -35,7 +35,7 @@ const isHeldOut = (qid: string, fraction: number) => fraction > 0 && createHash(
 async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
   const extras = applyConfigOptions(cmd);
   const set = await loadSetFrom(flags);
-  const { reranker, store } = await openReranker({ ...flags, bias: undefined, temperature: undefined }, extras);
+  const { reranker, store } = await openReranker(flags, extras);
   try {
     const scores = await scoreWithProgress(reranker, set, { instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength, overflow: flags.overflow }, store(flags.cache), "scoring");
     const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
@@ -104,13 +104,6 @@ async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
       process.stdout.write(`\nwrote profile ${flags.out}\n`);
     }
     await maybeWriteReport(flags.report, (): Report => {
-      const hist = (c: Calibration) => {
-        const s = Array.from(testSet.logits, (z) => scoreFromLogit(z, c.temperature, c.bias));
-        return scoreHistogram(
-          s.filter((_, i) => testSet.labels[i] === 1),
-          s.filter((_, i) => testSet.labels[i] === 0),
-        );
-      };
       return {
         title: "qwen-rerank calibrate",
         subtitle: `${set.source}: fitted on ${fitSet.logits.length} pairs, evaluated on ${flags.holdout > 0 ? `${testSet.logits.length} held-out pairs` : "the same pairs"}`,
@@ -133,8 +126,8 @@ async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
               { label: "after", bins: reliability(testSet.logits, testSet.labels, after, flags.bins) },
             ]),
           },
-          { kind: "chart", title: "Scores before calibration", chart: hist(before) },
-          { kind: "chart", title: "Scores after calibration", chart: hist(after) },
+          { kind: "chart", title: "Scores before calibration", chart: scoreHistogram(testSet, before) },
+          { kind: "chart", title: "Scores after calibration", chart: scoreHistogram(testSet, after) },
         ],
       };
     });

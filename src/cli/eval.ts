@@ -6,9 +6,9 @@ import type { Measure, MetricReport } from "../eval/metrics.js";
 import { evaluateRun, formatTrecEval } from "../eval/metrics.js";
 import type { Report, ReportSection } from "../eval/report.js";
 import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
-import { pairedTest } from "../eval/significance.js";
+import type { MeasureComparison } from "../eval/significance.js";
+import { compareReports } from "../eval/significance.js";
 import { readQrels, readRun, writeRun } from "../eval/trec.js";
-import { scoreFromLogit } from "../scoring/temperature.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, measuresFrom, openReranker, percentile, scoreWithProgress, textTable } from "./eval-common.js";
@@ -20,27 +20,6 @@ interface EvalFlags extends DatasetFlags, RerankerFlagValues {
   complete?: boolean;
   output: string;
   overflow?: "truncate" | "chunk";
-}
-
-/** Per measure: first stage, reranked, the change and its significance. */
-export interface MeasureComparison {
-  firstStage: number;
-  reranked: number;
-  delta: number;
-  pTTest: number;
-  pRandomisation: number;
-}
-
-export function compareReports(before: MetricReport, after: MetricReport, measures: readonly Measure[]): Record<string, MeasureComparison> {
-  const qids = [...after.perQuery.keys()].filter((q) => before.perQuery.has(q));
-  const out: Record<string, MeasureComparison> = {};
-  for (const m of measures) {
-    const a = qids.map((q) => before.perQuery.get(q)?.[m.name] ?? 0);
-    const b = qids.map((q) => after.perQuery.get(q)?.[m.name] ?? 0);
-    const test = pairedTest(a, b);
-    out[m.name] = { firstStage: before.mean[m.name] ?? 0, reranked: after.mean[m.name] ?? 0, delta: (after.mean[m.name] ?? 0) - (before.mean[m.name] ?? 0), pTTest: test.pTTest, pRandomisation: test.pRandomisation };
-  }
-  return out;
 }
 
 /** eval without a model: a run against qrels, like trec_eval. */
@@ -159,7 +138,6 @@ function rerankReport(
   scoring: { scoredPairs: number; cachedPairs: number; pairsPerSecond: number; queryLatencyMs: { p50: number; p95: number } },
 ): Report {
   const primary = measures[0] as Measure;
-  const scores = Array.from(labelled.logits, (z) => scoreFromLogit(z, calibration.temperature, calibration.bias));
   const sections: ReportSection[] = [
     {
       kind: "table",
@@ -186,19 +164,13 @@ function rerankReport(
     {
       kind: "chart",
       title: `Per-query change of ${primary.name}`,
-      chart: deltaChart(
-        [...after.perQuery].map(([qid, v]) => ({ qid, delta: (v[primary.name] ?? 0) - (before.perQuery.get(qid)?.[primary.name] ?? 0) })),
-        primary.name,
-      ),
+      chart: deltaChart(before, after, primary.name),
     },
     {
       kind: "chart",
       title: "Scores of relevant and non-relevant documents",
       note: `score = sigmoid(logit / ${calibration.temperature} + ${calibration.bias}); unjudged documents count as non-relevant.`,
-      chart: scoreHistogram(
-        scores.filter((_, i) => labelled.labels[i] === 1),
-        scores.filter((_, i) => labelled.labels[i] === 0),
-      ),
+      chart: scoreHistogram(labelled, calibration),
     },
     {
       kind: "chart",

@@ -87,8 +87,6 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
       try {
         results = await reranker.rerank(job.query, job.documents, {
           topN: flags.topN,
-          topP: flags.topP,
-          threshold: flags.threshold,
           language: flags.language,
           overflow: flags.overflow,
           onProgress: (d) => bar.update(d),

@@ -6,11 +6,11 @@ import { writeProfile } from "../eval/profile.js";
 import type { Report } from "../eval/report.js";
 import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
 import { reliability } from "../eval/calibration.js";
-import { pairedTest } from "../eval/significance.js";
+import type { MeasureComparison } from "../eval/significance.js";
+import { compareReports } from "../eval/significance.js";
 import type { TuneEntry } from "../eval/tune.js";
 import { evaluatePostHoc, leaderboard, readSpace, spaceSize } from "../eval/tune.js";
 import type { SetScores } from "../eval/score-set.js";
-import { scoreFromLogit } from "../scoring/temperature.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import { applyConfigOptions } from "./config-file.js";
@@ -26,7 +26,8 @@ interface TuneFlags extends DatasetFlags, RerankerFlagValues {
   overflow?: "truncate" | "chunk";
 }
 
-const describe = (e: TuneEntry) => `${e.instruction.label.length > 40 ? `${e.instruction.label.slice(0, 39)}…` : e.instruction.label} L${e.maxLength} T${e.temperature} p${e.topP} s${e.threshold}`;
+const shorten = (s: string, width: number) => (s.length > width ? `${s.slice(0, width - 1)}…` : s);
+const describe = (e: TuneEntry) => `${shorten(e.instruction.label, 40)} L${e.maxLength} T${e.temperature} p${e.topP} s${e.threshold}`;
 
 async function run(flags: TuneFlags, cmd: Command): Promise<void> {
   const extras = applyConfigOptions(cmd);
@@ -64,11 +65,7 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
     const best = board[0];
     if (!best) throw new ValidationError("the space is empty");
     const firstStage = evaluateRun(set.qrels, set.firstStage, space.measures, { relevanceLevel: flags.relevanceLevel });
-    const qids = [...best.report.perQuery.keys()];
-    const test = pairedTest(
-      qids.map((q) => firstStage.perQuery.get(q)?.[space.objective.name] ?? 0),
-      qids.map((q) => best.report.perQuery.get(q)?.[space.objective.name] ?? 0),
-    );
+    const test = compareReports(firstStage, best.report, [space.objective])[space.objective.name] as MeasureComparison;
     const profile = {
       model: flags.model,
       instruction: best.instruction.instruction,
@@ -99,7 +96,7 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
       process.stdout.write(
         textTable(
           ["rank", "instruction", "max_length", "T", "top_p", "threshold", space.objective.name, ...others.map((m) => m.name), "kept/query"],
-          board.slice(0, flags.show).map((e, i) => [String(i + 1), e.instruction.label.length > 48 ? `${e.instruction.label.slice(0, 47)}…` : e.instruction.label, e.maxLength, String(e.temperature), String(e.topP), String(e.threshold), e.value, ...others.map((m) => e.means[m.name] ?? 0), e.keptPerQuery]),
+          board.slice(0, flags.show).map((e, i) => [String(i + 1), shorten(e.instruction.label, 48), e.maxLength, String(e.temperature), String(e.topP), String(e.threshold), e.value, ...others.map((m) => e.means[m.name] ?? 0), e.keptPerQuery]),
         ),
       );
       if (board.length > flags.show) process.stdout.write(`(${board.length - flags.show} more; --show N or --json for all)\n`);
@@ -152,26 +149,15 @@ function tuneReport(
       {
         kind: "chart",
         title: `Per-query change of ${objective}, best configuration vs first stage`,
-        chart: deltaChart(
-          [...best.report.perQuery].map(([qid, v]) => ({ qid, delta: (v[objective] ?? 0) - (firstStage.perQuery.get(qid)?.[objective] ?? 0) })),
-          objective,
-        ),
+        chart: deltaChart(firstStage, best.report, objective),
       },
     ],
   };
   if (bestScores) {
     const labelled = labelledScores(set, bestScores.logits, relevanceLevel);
     const c = { temperature: best.temperature, bias: bestScores.knobs.bias };
-    const scores = Array.from(labelled.logits, (z) => scoreFromLogit(z, c.temperature, c.bias));
     report.sections.push(
-      {
-        kind: "chart",
-        title: "Scores of relevant and non-relevant documents (best configuration)",
-        chart: scoreHistogram(
-          scores.filter((_, i) => labelled.labels[i] === 1),
-          scores.filter((_, i) => labelled.labels[i] === 0),
-        ),
-      },
+      { kind: "chart", title: "Scores of relevant and non-relevant documents (best configuration)", chart: scoreHistogram(labelled, c) },
       { kind: "chart", title: "Reliability diagram (best configuration)", chart: reliabilityChart([{ label: `T ${c.temperature}`, bins: reliability(labelled.logits, labelled.labels, c) }]) },
     );
   }

@@ -87,7 +87,7 @@ test("LogitStore: values survive a reopen, a cut-off last line is skipped, other
   const path = join(dir, "store", "logits.jsonl");
   const a = LogitStore.open(path, "model-a");
   const k = a.key([1, 2, 3]);
-  a.add([
+  a.setMany([
     [k, 1.25],
     [a.key([4]), Number.NaN],
   ]);
@@ -98,6 +98,6 @@ test("LogitStore: values survive a reopen, a cut-off last line is skipped, other
   assert.equal(again.skippedLines, 1);
   assert.notEqual(LogitStore.open(path, "model-b").key([1, 2, 3]), k);
   // Appending after the cut-off line starts a fresh line, so the new value reads back.
-  again.add([[again.key([9]), -2]]);
+  again.setMany([[again.key([9]), -2]]);
   assert.equal(LogitStore.open(path, "model-a").get(again.key([9])), -2);
 });

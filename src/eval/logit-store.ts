@@ -1,6 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ValidationError } from "../errors/errors.js";
+import type { LogitLookup } from "../scoring/logit-cache.js";
 import { logitKey } from "../scoring/logit-cache.js";
 
 /**
@@ -9,7 +10,7 @@ import { logitKey } from "../scoring/logit-cache.js";
  * continues where it stopped. One JSON line per pair; a line cut short by an interruption is
  * ignored when the file is read back.
  */
-export class LogitStore {
+export class LogitStore implements LogitLookup {
   private readonly values = new Map<string, number>();
   /** Lines that could not be read back (a cut-off last line after an interruption). */
   readonly skippedLines: number = 0;
@@ -62,7 +63,7 @@ export class LogitStore {
   }
 
   /** Records fresh values, in memory and (in one write) on disk. NaN is never stored. */
-  add(entries: ReadonlyArray<readonly [string, number]>): void {
+  setMany(entries: ReadonlyArray<readonly [string, number]>): void {
     let text = "";
     for (const [k, z] of entries) {
       if (!Number.isFinite(z)) continue;

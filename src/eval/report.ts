@@ -2,7 +2,10 @@ import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import type { ReliabilityBin } from "./calibration.js";
+import { scoreFromLogit } from "../scoring/temperature.js";
+import type { LabelledScores } from "./apply.js";
+import type { Calibration, ReliabilityBin } from "./calibration.js";
+import type { MetricReport } from "./metrics.js";
 
 /** A Chart.js configuration (type, data, options), kept as plain JSON. */
 export type ChartConfig = Record<string, unknown>;
@@ -46,8 +49,14 @@ export function barChart(labels: string[], series: Array<{ label: string; data: 
   };
 }
 
-/** Overlaid histograms of scores in [0, 1] for relevant and non-relevant documents (as fractions of each group). */
-export function scoreHistogram(relevant: readonly number[], nonRelevant: readonly number[], bins = 20): ChartConfig {
+/**
+ * Overlaid histograms of the scores (sigmoid(z / T + bias)) of relevant and non-relevant
+ * documents, each as fractions of its group.
+ */
+export function scoreHistogram(labelled: LabelledScores, calibration: Calibration, bins = 20): ChartConfig {
+  const scores = Array.from(labelled.logits, (z) => scoreFromLogit(z, calibration.temperature, calibration.bias));
+  const relevant = scores.filter((_, i) => labelled.labels[i] === 1);
+  const nonRelevant = scores.filter((_, i) => labelled.labels[i] !== 1);
   const hist = (xs: readonly number[]) => {
     const counts = new Array<number>(bins).fill(0);
     for (const x of xs) {
@@ -96,9 +105,10 @@ export function reliabilityChart(curves: Array<{ label: string; bins: Reliabilit
   };
 }
 
-/** Per-query change of a measure, sorted, as bars (gains above zero, losses below). */
-export function deltaChart(deltas: ReadonlyArray<{ qid: string; delta: number }>, measure: string): ChartConfig {
-  const sorted = [...deltas].sort((a, b) => b.delta - a.delta);
+/** Per-query change of a measure from `before` to `after`, sorted, as bars (gains above zero, losses below). */
+export function deltaChart(before: MetricReport, after: MetricReport, measure: string): ChartConfig {
+  const deltas = [...after.perQuery].map(([qid, v]) => ({ qid, delta: (v[measure] ?? 0) - (before.perQuery.get(qid)?.[measure] ?? 0) }));
+  const sorted = deltas.sort((a, b) => b.delta - a.delta);
   return {
     type: "bar",
     data: {

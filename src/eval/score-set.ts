@@ -38,8 +38,8 @@ export interface ScoreSetOptions {
 
 /**
  * Scores every candidate of every query under one scoring configuration. Each query is one
- * engine call (its pairs share the prompt prefix); pairs already in the store are not scored
- * again, and fresh ones are stored as soon as their query is done.
+ * engine call (its pairs share the prompt prefix); the store answers pairs scored before and
+ * records fresh ones as soon as their query is done.
  */
 export async function scoreSet(reranker: Reranker, set: EvalSet, config: ScoringConfig, options: ScoreSetOptions): Promise<SetScores> {
   const knobs = reranker.resolveOptions({ instruction: config.instruction, preset: config.preset, maxLength: config.maxLength });
@@ -53,36 +53,22 @@ export async function scoreSet(reranker: Reranker, set: EvalSet, config: Scoring
       knobs.maxLength,
       config.overflow ?? "truncate",
     );
-    const keys = plan.prepared.map((p) => options.store.key(p.tokens));
-    const logits = new Float64Array(plan.prepared.length);
-    const missing: number[] = [];
-    keys.forEach((k, i) => {
-      const z = options.store.get(k);
-      if (z === undefined) missing.push(i);
-      else logits[i] = z;
+    const started = performance.now();
+    const evaluation = await reranker.evaluatePrepared(plan.prepared, {
+      cache: options.store,
+      signal: options.signal,
+      onProgress: (d, n) => options.onProgress?.(done + Math.round((d / n) * query.candidates.length), total),
     });
-    const windowsFromStore = plan.prepared.length - missing.length;
-    if (missing.length > 0) {
-      const started = performance.now();
-      const fresh = await reranker.evaluatePrepared(
-        missing.map((i) => plan.prepared[i] ?? { tokens: [], truncated: false, key: "" }),
-        {
-          signal: options.signal,
-          onProgress: (d) => options.onProgress?.(done + Math.round((d / missing.length) * query.candidates.length), total),
-        },
-      );
+    const fresh = plan.prepared.length - (evaluation.cached ?? 0);
+    if (fresh > 0) {
       const ms = performance.now() - started;
-      missing.forEach((i, j) => {
-        logits[i] = fresh.logits[j] ?? Number.NaN;
-      });
-      options.store.add(missing.map((i, j) => [keys[i] ?? "", fresh.logits[j] ?? Number.NaN] as const));
       out.queryMs.push(ms);
       out.seconds += ms / 1000;
-      out.evaluatedTokens += fresh.stats.evaluatedTokens;
-      out.scoredPairs += missing.length;
+      out.evaluatedTokens += evaluation.stats.evaluatedTokens;
+      out.scoredPairs += fresh;
     }
-    out.cachedPairs += windowsFromStore;
-    const reduced = reranker.reduce(plan, { logits, truncated: plan.prepared.map((p) => p.truncated), stats: { evaluatedTokens: 0, pairTokens: 0 } });
+    out.cachedPairs += evaluation.cached ?? 0;
+    const reduced = reranker.reduce(plan, evaluation);
     out.truncatedPairs += reduced.truncated.filter(Boolean).length;
     out.logits.set(query.qid, reduced.logits);
     done += query.candidates.length;

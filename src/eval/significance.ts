@@ -1,5 +1,6 @@
 import jstat from "jstat";
 import { uniformStream } from "../testmodel/rng.js";
+import type { Measure, MetricReport } from "./metrics.js";
 
 export interface PairedTest {
   /** Queries compared. */
@@ -51,4 +52,29 @@ export function pairedTest(a: readonly number[], b: readonly number[], trials = 
     if (Math.abs(sum) >= observed - 1e-12) extreme++;
   }
   return { n, meanDelta: mean, t, df: Math.max(0, n - 1), pTTest, pRandomisation: (extreme + 1) / (trials + 1), trials };
+}
+
+/** Per measure: first stage, reranked, the change and its significance. */
+export interface MeasureComparison {
+  firstStage: number;
+  reranked: number;
+  delta: number;
+  pTTest: number;
+  pRandomisation: number;
+}
+
+/** Compares two evaluations measure by measure, with paired tests over the queries both evaluated. */
+export function compareReports(before: MetricReport, after: MetricReport, measures: readonly Measure[]): Record<string, MeasureComparison> {
+  const qids = [...after.perQuery.keys()].filter((q) => before.perQuery.has(q));
+  const out: Record<string, MeasureComparison> = {};
+  for (const m of measures) {
+    const test = pairedTest(
+      qids.map((q) => before.perQuery.get(q)?.[m.name] ?? 0),
+      qids.map((q) => after.perQuery.get(q)?.[m.name] ?? 0),
+    );
+    const a = before.mean[m.name] ?? 0;
+    const b = after.mean[m.name] ?? 0;
+    out[m.name] = { firstStage: a, reranked: b, delta: b - a, pTTest: test.pTTest, pRandomisation: test.pRandomisation };
+  }
+  return out;
 }

@@ -28,11 +28,22 @@ export function logitKey(modelId: string, tokens: readonly number[]): string {
 }
 
 /**
+ * Where the reranker looks log-odds up before scoring: the in-memory LRU below, or the file that
+ * eval, tune and calibrate keep (eval/logit-store.ts).
+ */
+export interface LogitLookup {
+  key(tokens: readonly number[]): string;
+  get(key: string): number | undefined;
+  /** Records the fresh values of one engine call. */
+  setMany(entries: ReadonlyArray<readonly [string, number]>): void;
+}
+
+/**
  * LRU cache of raw log-odds keyed by the model and the exact prompt tokens of a pair (which
  * encode instruction, query, document and max_length). It stores z, not scores, so any
  * temperature, top_p, threshold or top_n reuses the cached value.
  */
-export class LogitCache {
+export class LogitCache implements LogitLookup {
   private readonly lru: LRUCache<string, number>;
   private hits = 0;
   private misses = 0;
@@ -61,6 +72,10 @@ export class LogitCache {
 
   set(key: string, z: number): void {
     this.lru.set(key, z);
+  }
+
+  setMany(entries: ReadonlyArray<readonly [string, number]>): void {
+    for (const [k, z] of entries) this.lru.set(k, z);
   }
 
   get stats(): CacheStats {
