@@ -6,7 +6,7 @@ import type { LlamaEngineOptions } from "./engines/llama/options.js";
 import { RerankError, ValidationError } from "./errors/errors.js";
 import type { ChunkSpan, Overflow } from "./prompt/chunking.js";
 import { CHUNK_OVERLAP, chunkWindows } from "./prompt/chunking.js";
-import { groupByPrefix } from "./prompt/groups.js";
+import { groupByHead } from "./prompt/groups.js";
 import { detectLanguage, isNonEnglishInstruction } from "./prompt/language.js";
 import type { Preset } from "./prompt/presets.js";
 import { PresetRegistry } from "./prompt/presets.js";
@@ -80,11 +80,12 @@ export interface RerankResult {
   chunk?: ChunkSpan;
 }
 
-/** One pair's tokens, ready for any batch; `key` groups pairs that share instruction and query. */
+/** One pair's tokens, ready for any batch; pairs with the same head (instruction and query) share its evaluation. */
 export interface PreparedPair {
   tokens: number[];
   truncated: boolean;
-  key: string;
+  /** Length of the reusable head (PairTokens.headLength). */
+  headLength: number;
 }
 
 export interface ScoredPair {
@@ -138,7 +139,7 @@ export class Reranker {
     this.onWarning = defaults.onWarning ?? ((message) => process.emitWarning(message, "QwenRerankWarning"));
     this.prompt = new PromptBuilder(engine.tokenizer);
     const i = engine.info;
-    this.cache = defaults.cache ? new LogitCache(`${i.model}|${i.flavor}|${i.scoringPath}`, defaults.cache) : undefined;
+    this.cache = defaults.cache ? new LogitCache(`${i.model}|${i.flavor}|${i.scoringPath}|${i.numerics}`, defaults.cache) : undefined;
     this.presets = new PresetRegistry(defaults.presets);
     const d = parseOrThrow(callOptionsSchema, {
       instruction: defaults.instruction,
@@ -292,7 +293,7 @@ export class Reranker {
     return pairs.map((p) => {
       const instruction = p.instruction ?? this.defaultInstruction;
       const built = this.prompt.build({ ...p, instruction }, maxLength);
-      return { tokens: built.tokens, truncated: built.truncated, key: JSON.stringify([instruction, p.query]) };
+      return { tokens: built.tokens, truncated: built.truncated, headLength: built.headLength };
     });
   }
 
@@ -336,10 +337,7 @@ export class Reranker {
   }
 
   private async evaluateOnEngine(prepared: readonly PreparedPair[], options: Pick<RerankCallOptions, "signal" | "onProgress">): Promise<Evaluation> {
-    const { groups, indices } = groupByPrefix(
-      prepared.map((p) => p.tokens),
-      prepared.map((p) => p.key),
-    );
+    const { groups, indices } = groupByHead(prepared);
     const total = prepared.length;
     const { logits: grouped, stats } = await this.engine.score(groups, {
       signal: options.signal,

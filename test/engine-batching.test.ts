@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
-import { groupByPrefix } from "../src/prompt/groups.js";
+import { groupByHead } from "../src/prompt/groups.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
 import { DOCUMENTS } from "./fixtures/pairs.js";
@@ -16,8 +16,7 @@ async function scoreWith(options: { sequences: number; batchSize: number; prefix
   try {
     const prompt = new PromptBuilder(engine.tokenizer);
     const pairs = queries.flatMap((query) => docs.map((document) => ({ query, document })));
-    const built = pairs.map((p) => prompt.build(p, 256).tokens);
-    const { groups, indices } = groupByPrefix(built, pairs.map((p) => p.query));
+    const { groups, indices } = groupByHead(pairs.map((p) => prompt.build(p, 256)));
     const { logits, stats } = await engine.score(groups);
     if (options.prefixReuse) assert.ok(stats.evaluatedTokens < stats.pairTokens, "prefix reuse evaluates fewer tokens");
     else assert.equal(stats.evaluatedTokens, stats.pairTokens);

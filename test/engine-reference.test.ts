@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
 import type { ModelFlavor } from "../src/engines/engine.js";
-import { groupByPrefix } from "../src/prompt/groups.js";
+import { groupByHead } from "../src/prompt/groups.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
 import { ReferenceQwen3 } from "./fixtures/reference-forward.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
@@ -47,7 +47,7 @@ for (const { flavor, rankHead, path } of variants) {
       ];
       const built = pairs.map((p) => prompt.build(p, MAX_LENGTH));
       assert.ok(built.at(-1)?.truncated && built.at(-2)?.truncated, "the long documents are truncated");
-      const { groups, indices } = groupByPrefix(built.map((b) => b.tokens), pairs.map((p) => p.query));
+      const { groups, indices } = groupByHead(built);
       const { logits } = await engine.score(groups);
       const flat = indices.flat();
       let spread = 0;

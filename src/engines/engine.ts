@@ -29,6 +29,12 @@ export interface EngineInfo {
   maxSequenceLength: number;
   /** Pairs evaluated in parallel. */
   sequences: number;
+  /**
+   * The engine settings a pair's log-odds depend on besides the model file and the prompt tokens
+   * (kernel rounding differs between them), e.g. "cpu kv=f16 fa=on batch=512". Two engines with the
+   * same model and numerics give the same bits for the same tokens; caches key on it.
+   */
+  numerics: string;
   shape: ModelShape | undefined;
   yesTokenId: number;
   noTokenId: number;

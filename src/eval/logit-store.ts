@@ -79,9 +79,10 @@ export class LogitStore implements LogitLookup {
 
 /**
  * Identity of a model for stored log-odds: the engine's description plus, for a local file, its
- * full path, size and modification time (a regenerated or replaced file gets fresh entries).
+ * full path, size and modification time (a regenerated or replaced file gets fresh entries), and
+ * the engine settings the bits depend on (another KV cache type or batch size gets fresh entries).
  */
-export function modelIdentity(model: string, info: { model: string; flavor: string; scoringPath: string }): string {
+export function modelIdentity(model: string, info: { model: string; flavor: string; scoringPath: string; numerics: string }): string {
   let file = model;
   try {
     const s = statSync(model);
@@ -89,5 +90,5 @@ export function modelIdentity(model: string, info: { model: string; flavor: stri
   } catch {
     // An hf: URI (or a path that only the engine resolved): the string itself identifies it.
   }
-  return `${file}|${info.model}|${info.flavor}|${info.scoringPath}`;
+  return `${file}|${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
 }

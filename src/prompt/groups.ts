@@ -22,29 +22,38 @@ export function commonPrefixLength(sequences: ReadonlyArray<readonly number[]>):
   return n;
 }
 
+/** A pair's tokens and the length of its reusable head (PairTokens.headLength). */
+export interface HeadedTokens {
+  tokens: readonly number[];
+  headLength: number;
+}
+
 /**
- * Groups sequences by a caller-given key (e.g. instruction + query) and splits each group at its
- * longest common *token* prefix. Splitting tokens, never strings, is what keeps reuse exact: BPE
- * merges across any string boundary (": " + "The" is one token " The"). Every tail keeps at least
- * one token, because the last token must be evaluated to produce the score.
+ * Groups pairs whose heads are the same tokens; each group's prefix is that head. The split is
+ * each pair's own (chosen by the prompt builder from the pair alone), never the common prefix of
+ * whatever else is in the batch: a longer shared prefix would save a few tokens but make a pair's
+ * computation, and so its last bits, depend on its neighbours. Every tail keeps at least one token.
  * Returns the groups and, for each group, the original indices of its pairs.
  */
-export function groupByPrefix(sequences: ReadonlyArray<readonly number[]>, keys: readonly string[]): { groups: PrefixGroup[]; indices: number[][] } {
-  const byKey = new Map<string, number[]>();
-  sequences.forEach((_, i) => {
-    const key = keys[i] ?? "";
-    const list = byKey.get(key);
+export function groupByHead(pairs: readonly HeadedTokens[]): { groups: PrefixGroup[]; indices: number[][] } {
+  const byHead = new Map<string, number[]>();
+  pairs.forEach((p, i) => {
+    const key = p.tokens.slice(0, headOf(p)).join(",");
+    const list = byHead.get(key);
     if (list) list.push(i);
-    else byKey.set(key, [i]);
+    else byHead.set(key, [i]);
   });
   const groups: PrefixGroup[] = [];
   const indices: number[][] = [];
-  for (const idx of byKey.values()) {
-    const members = idx.map((i) => sequences[i] ?? []);
-    const shortest = Math.min(...members.map((m) => m.length));
-    const n = Math.min(commonPrefixLength(members), shortest - 1);
-    groups.push({ prefix: members[0]?.slice(0, n) ?? [], tails: members.map((m) => m.slice(n)) });
+  for (const idx of byHead.values()) {
+    const first = pairs[idx[0] ?? 0];
+    const n = first ? headOf(first) : 0;
+    groups.push({ prefix: first?.tokens.slice(0, n) ?? [], tails: idx.map((i) => pairs[i]?.tokens.slice(n) ?? []) });
     indices.push(idx);
   }
   return { groups, indices };
+}
+
+function headOf(p: HeadedTokens): number {
+  return Math.max(0, Math.min(p.headLength, p.tokens.length - 1));
 }

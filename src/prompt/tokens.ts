@@ -1,3 +1,4 @@
+import { commonPrefixLength } from "./groups.js";
 import { DEFAULT_INSTRUCTION, formatBody, PREFIX, SUFFIX } from "./template.js";
 
 /** What the prompt builder needs from a tokenizer (the model's own, in the llama engine). */
@@ -21,6 +22,13 @@ export interface PairTokens {
   truncated: boolean;
   /** Tokens BODY had before truncation. */
   bodyTokens: number;
+  /**
+   * Length of the pair's reusable head: PREFIX plus the BODY tokens that do not depend on the
+   * document (instruction and query). A function of the pair alone, never of the pairs it is
+   * batched with: engines evaluate the head and the rest as two fixed pieces, so that a pair's
+   * log-odds do not depend on what was evaluated before it (docs/architecture.md, determinism).
+   */
+  headLength: number;
 }
 
 /**
@@ -33,6 +41,8 @@ export interface PairTokens {
 export class PromptBuilder {
   readonly prefix: readonly number[];
   readonly suffix: readonly number[];
+  /** BODY tokens with an empty document, per instruction and query (the head candidates). */
+  private readonly heads = new Map<string, readonly number[]>();
 
   constructor(private readonly tokenizer: PromptTokenizer) {
     this.prefix = tokenizer.tokenize(PREFIX, true);
@@ -48,15 +58,25 @@ export class PromptBuilder {
   build(pair: PairText, maxLength: number): PairTokens {
     const budget = maxLength - this.prefix.length - this.suffix.length;
     if (budget < 1) throw new RangeError(`max_length ${maxLength} leaves no room for the query and document (minimum ${this.minMaxLength})`);
-    const body = this.tokenizer.tokenize(
-      formatBody(
-        (pair.instruction ?? DEFAULT_INSTRUCTION).normalize("NFC"),
-        pair.query.normalize("NFC"),
-        pair.document.normalize("NFC"),
-      ),
-      false,
-    );
+    const instruction = (pair.instruction ?? DEFAULT_INSTRUCTION).normalize("NFC");
+    const query = pair.query.normalize("NFC");
+    const body = this.tokenizer.tokenize(formatBody(instruction, query, pair.document.normalize("NFC")), false);
     const kept = body.length > budget ? body.slice(0, budget) : body;
-    return { tokens: [...this.prefix, ...kept, ...this.suffix], truncated: kept.length < body.length, bodyTokens: body.length };
+    // The head is where this body stops agreeing with the body of an empty document: BPE may merge
+    // the document's first characters into the template's last token, so it is measured, not assumed.
+    const headLength = this.prefix.length + commonPrefixLength([kept, this.emptyDocumentBody(instruction, query)]);
+    return { tokens: [...this.prefix, ...kept, ...this.suffix], truncated: kept.length < body.length, bodyTokens: body.length, headLength };
+  }
+
+  private emptyDocumentBody(instruction: string, query: string): readonly number[] {
+    const key = `${instruction}\0${query}`;
+    let head = this.heads.get(key);
+    if (!head) {
+      // Bounded: a request brings few queries, and re-tokenizing a head is cheap.
+      if (this.heads.size >= 256) this.heads.clear();
+      head = this.tokenizer.tokenize(formatBody(instruction, query, ""), false);
+      this.heads.set(key, head);
+    }
+    return head;
   }
 }

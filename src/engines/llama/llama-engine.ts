@@ -1,10 +1,9 @@
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
-import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import type { CustomBatchingPrioritizationStrategy, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { getLlama, LlamaLogLevel, TokenBias } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
-import { commonPrefixLength } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { Engine, EngineInfo, ScoreRequestOptions, ScoreStats } from "../engine.js";
@@ -45,6 +44,28 @@ interface Slot {
   sequence: LlamaContextSequence;
   /** Mirror of the tokens held by the sequence. */
   tokens: number[];
+  /** The prefix the sequence starts with, evaluated alone from position 0 (the only thing reused). */
+  head: readonly number[] | undefined;
+}
+
+/**
+ * One sequence's tokens per llama_decode. node-llama-cpp's default strategy packs the pending
+ * tokens of every sequence into one batch, and llama.cpp then splits that batch into ubatches
+ * whose shapes depend on the other sequences; its kernels round differently for different
+ * shapes (CPU flash attention takes another path for more query rows), so a pair's log-odds would
+ * depend on its neighbours. Decoding one sequence at a time keeps every pair's computation a
+ * function of its own tokens; a long input is still cut into batch-size chunks from its start.
+ */
+const oneSequencePerDecode: CustomBatchingPrioritizationStrategy = ({ items, size }) => {
+  const first = items[0];
+  return first ? [{ item: first, processAmount: Math.min(first.tokens.length, size) }] : [];
+};
+
+function sameTokens(a: readonly number[], b: readonly number[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function singleToken(model: LlamaModel, text: string): number {
@@ -97,16 +118,17 @@ export class LlamaEngine implements Engine {
       const scoringPath =
         facts.flavor === "causal" || (options.rankHead !== "rank-pooling" && lmHeadMatchesRankHead(path, model.fileInfo, yes, no)) ? "lm-head" : "rank-pooling";
       const requested = scoringPath === "rank-pooling" ? 1 : Math.max(1, Math.floor(options.sequences ?? (onGpu ? 8 : 1)));
-      const { context, sequences } = await LlamaEngine.createContext(model, scoringPath, {
+      const settings = {
         contextSize,
         sequences: requested,
         batchSize: options.batchSize ?? 512,
         threads: options.threads ?? (llama.cpuMathCores || availableParallelism()),
         flashAttention: options.flashAttention ?? true,
         kvCacheType: options.kvCacheType ?? "f16",
-      });
+      };
+      const { context, sequences } = await LlamaEngine.createContext(model, scoringPath, settings);
       if (sequences > 1) serializeSampling(context);
-      const slots = Array.from({ length: sequences }, () => ({ sequence: context.getSequence(), tokens: [] as number[] }));
+      const slots = Array.from({ length: sequences }, () => ({ sequence: context.getSequence(), tokens: [] as number[], head: undefined }));
       const info: EngineInfo = {
         backend: `llama.cpp via node-llama-cpp (${llama.gpu === false ? "cpu" : llama.gpu})`,
         model: basename(path),
@@ -115,6 +137,7 @@ export class LlamaEngine implements Engine {
         trainContext: facts.trainContext,
         maxSequenceLength: context.contextSize - 1,
         sequences,
+        numerics: `${llama.gpu === false ? "cpu" : llama.gpu} kv=${settings.kvCacheType} fa=${settings.flashAttention ? "on" : "off"} batch=${context.batchSize}`,
         shape: facts.shape,
         yesTokenId: yes,
         noTokenId: no,
@@ -141,6 +164,7 @@ export class LlamaEngine implements Engine {
         batchSize,
         threads: o.threads,
         flashAttention: o.flashAttention,
+        batching: { itemPrioritizationStrategy: oneSequencePerDecode },
         experimentalKvCacheKeyType: kvTypeName[o.kvCacheType] as never,
         experimentalKvCacheValueType: kvTypeName[o.kvCacheType] as never,
         ...(scoringPath === "rank-pooling" ? ({ _embeddings: true, _ranking: true } as object) : {}),
@@ -230,20 +254,34 @@ export class LlamaEngine implements Engine {
   private async clear(slot: Slot): Promise<void> {
     await slot.sequence.clearHistory();
     slot.tokens = [];
+    slot.head = undefined;
   }
 
+  /**
+   * Every pair is computed the same way, whatever the slot held before: its prefix evaluated alone
+   * from position 0 (or reused whole when the slot holds exactly that prefix, computed that same
+   * way), then its tail in a decode of its own. A partly matching prefix is not reused: its KV
+   * would come from a decode of another shape and differ in the last bits.
+   */
   private async scorePair(slot: Slot, prefix: readonly number[], tail: readonly number[], stats: ScoreStats): Promise<number> {
-    // Keep only what the sequence shares with this pair's prefix; the tail is always evaluated.
-    const keep = this.prefixReuse ? commonPrefixLength([slot.tokens, prefix]) : 0;
-    if (keep < slot.tokens.length) {
-      await slot.sequence.eraseContextTokenRanges([{ start: keep, end: slot.sequence.nextTokenIndex }]);
-      slot.tokens.length = keep;
+    if (this.prefixReuse && prefix.length > 0 && slot.head !== undefined && sameTokens(slot.head, prefix)) {
+      if (slot.tokens.length > prefix.length) {
+        await slot.sequence.eraseContextTokenRanges([{ start: prefix.length, end: slot.sequence.nextTokenIndex }]);
+        slot.tokens.length = prefix.length;
+      }
+    } else {
+      if (slot.tokens.length > 0 || slot.sequence.nextTokenIndex > 0) await this.clear(slot);
+      if (prefix.length > 0) {
+        await slot.sequence.controlledEvaluate([...prefix] as Token[]);
+        stats.evaluatedTokens += prefix.length;
+        slot.tokens.push(...prefix);
+        slot.head = prefix;
+      }
     }
-    const input = [...prefix.slice(keep), ...tail];
-    stats.evaluatedTokens += input.length;
+    stats.evaluatedTokens += tail.length;
     stats.pairTokens += prefix.length + tail.length;
-    const z = this.info.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, input) : await this.evaluateCausal(slot, input);
-    slot.tokens.push(...input);
+    const z = this.info.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, tail) : await this.evaluateCausal(slot, tail);
+    slot.tokens.push(...tail);
     if (slot.sequence.nextTokenIndex !== slot.tokens.length) {
       // Never score on a sequence whose contents we no longer know (e.g. a context shift).
       await this.clear(slot);
