@@ -38,7 +38,7 @@ interface EvalJson {
 const reports: string[] = [];
 
 test("eval --qrels --run needs no model and prints trec_eval's lines", () => {
-  const r = cli(["eval", "--qrels", toy.qrels, "--run", toy.run, "-m", "recip_rank", "P.5", "--per-query"]);
+  const r = cli(["eval", "--qrels", toy.qrels, "--run", toy.run, "--measure", "recip_rank", "P.5", "--per-query"]);
   assert.equal(r.code, 0, r.stderr);
   // q1's relevant documents sit at ranks 5 and 6 behind four distractors (hand-computed: 1/5).
   assert.match(r.stdout, /^recip_rank\s+\tq1\t0\.2000$/m);
@@ -51,7 +51,10 @@ test("eval --qrels --run needs no model and prints trec_eval's lines", () => {
   const bad = cli(["eval", "--qrels", toy.qrels, "--run", toy.qrels]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /qrels\.txt:1: expected "qid Q0 docno rank score tag", got 4 fields/);
-  assert.equal(cli(["eval", "--qrels", toy.qrels, "--run", toy.run, "-m", "bpref"]).code, 2);
+  assert.equal(cli(["eval", "--qrels", toy.qrels, "--run", toy.run, "--measure", "bpref"]).code, 2);
+  const habit = cli(["eval", "--qrels", toy.qrels, "--run", toy.run, "-m", "ndcg_cut.10"]);
+  assert.equal(habit.code, 2);
+  assert.match(habit.stderr, /-m is --model in every qwen-rerank command: give measures with --measure/);
 });
 
 test("eval --model reranks BEIR + run: before/after, significance, TREC run out, same as the JSONL form of the data", () => {
@@ -130,7 +133,7 @@ test("tune: every configuration evaluated, log-odds reused, best written as a pr
   assert.equal(written.maxLength, first.best.maxLength);
   assert.equal(written.model, model);
   // Loading the profile reproduces the tuned score.
-  const check = json<EvalJson>(cli(["eval", "--config", profile, "--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--dataset", toy.beir, "--run", toy.run, "--cache", cache, "--output", join(work, "check.run"), "-m", "ndcg_cut.10", "--json"]));
+  const check = json<EvalJson>(cli(["eval", "--config", profile, "--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--dataset", toy.beir, "--run", toy.run, "--cache", cache, "--output", join(work, "check.run"), "--measure", "ndcg_cut.10", "--json"]));
   close(check.measures.ndcg_cut_10?.reranked, first.best.value, "eval --config tuned.yaml");
   assert.equal(check.scoring.scoredPairs, 0);
   // A second run is answered from the cache entirely.

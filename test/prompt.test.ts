@@ -4,7 +4,7 @@ import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
 
-// The official example (REFERENCE.md): default instruction, 85 tokens.
+// The official example (docs/architecture.md, "The prompt"): default instruction, 85 tokens.
 const GOLDEN = [151644,8948,198,60256,3425,279,11789,20027,279,8502,3118,389,279,11361,323,279,758,1235,3897,13,7036,429,279,4226,646,1172,387,330,9693,1,476,330,2152,3263,151645,198,151644,872,198,27,641,1235,26818,16246,264,3482,2711,3239,11,17179,9760,46769,429,4226,279,3239,198,27,2859,26818,3555,374,279,6722,315,5616,5267,75692,26818,576,6722,315,5616,374,26549,13,151645,198,151644,77091,198,151667,271,151668,271];
 
 let engine: LlamaEngine;

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { Reranker } from "../src/reranker.js";
-import { createReranker } from "../src/reranker.js";
+import type { ScoringStack } from "../src/pipeline/stack.js";
+import { openStack } from "../src/pipeline/stack.js";
+import { DEFAULT_INSTRUCTION } from "../src/prompt/template.js";
+import { Reranker, createReranker } from "../src/reranker.js";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,9 +11,11 @@ import { RerankError, ValidationError } from "../src/errors/errors.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
 
+let stack: ScoringStack;
 let reranker: Reranker;
 before(async () => {
-  reranker = await createReranker({ model: testModel("causal"), maxLength: 256, sequences: 4, ...exactEngine });
+  stack = await openStack({ model: testModel("causal"), maxLength: 256, sequences: 4, ...exactEngine });
+  reranker = new Reranker(stack);
 });
 after(() => reranker.dispose());
 
@@ -124,10 +128,19 @@ test("precedence: call knobs, call preset, the reranker's own knobs, its preset;
   const tuned = await createReranker({ model: testModel("causal"), maxLength: 256, ...exactEngine, preset: "ecommerce", temperature: 2, bias: 0.5, threshold: 0.01 });
   try {
     const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
-    assert.deepEqual(tuned.resolveOptions({}), { instruction: ecommerce.instruction, temperature: 2, bias: 0.5, topP: ecommerce.topP, threshold: 0.01, maxLength: 256 });
-    assert.equal(tuned.resolveOptions({ preset: "academic" }).temperature, academic.temperature, "a call's preset beats the reranker's knobs");
-    assert.equal(tuned.resolveOptions({ preset: "academic" }).instruction, academic.instruction);
-    assert.equal(tuned.resolveOptions({ preset: "academic", temperature: 3 }).temperature, 3, "a call's knob beats its preset");
+    assert.deepEqual(tuned.knobsFor({}), {
+      instruction: ecommerce.instruction,
+      temperature: 2,
+      bias: 0.5,
+      topP: ecommerce.topP,
+      threshold: 0.01,
+      maxLength: 256,
+      overflow: "truncate",
+      language: undefined,
+    });
+    assert.equal(tuned.knobsFor({ preset: "academic" }).temperature, academic.temperature, "a call's preset beats the reranker's knobs");
+    assert.equal(tuned.knobsFor({ preset: "academic" }).instruction, academic.instruction);
+    assert.equal(tuned.knobsFor({ preset: "academic", temperature: 3 }).temperature, 3, "a call's knob beats its preset");
     const [top] = await tuned.rerank(QUERY_EN, DOCUMENTS, { topP: 1 });
     assert.ok(top && Math.abs(top.score - sigmoid(top.logit / 2 + 0.5)) < 1e-12);
   } finally {
@@ -146,12 +159,14 @@ test("top_p and threshold select in the library as documented", async () => {
 });
 
 test("the log-odds cache answers repeated pairs without the engine, for any temperature", async () => {
-  const cached = await createReranker({ model: testModel("causal"), maxLength: 256, ...exactEngine, cache: { maxEntries: 100 } });
+  const cachedStack = await openStack({ model: testModel("causal"), maxLength: 256, ...exactEngine, cache: { maxEntries: 100 } });
+  const cached = new Reranker(cachedStack);
   try {
     const first = await cached.rerank(QUERY_EN, DOCUMENTS);
     assert.deepEqual(cached.cacheStats && [cached.cacheStats.hits, cached.cacheStats.misses], [0, DOCUMENTS.length]);
-    const evaluation = await cached.evaluate(DOCUMENTS.map((document) => ({ query: QUERY_EN, document })));
-    assert.equal(evaluation.stats.evaluatedTokens, 0, "nothing reached the engine");
+    const again = await cachedStack.pipeline.run({ queries: [QUERY_EN], documents: DOCUMENTS, order: "input" });
+    assert.equal(again.stats.evaluatedTokens, 0, "nothing reached the engine");
+    assert.equal(again.cached, DOCUMENTS.length);
     const hot = await cached.rerank(QUERY_EN, DOCUMENTS, { temperature: 5, topN: 3 });
     assert.equal(cached.cacheStats?.hits, 2 * DOCUMENTS.length);
     assert.deepEqual(hot.map((r) => r.logit), first.slice(0, 3).map((r) => r.logit));
@@ -204,7 +219,7 @@ test("overflow chunk: a document 3x the context is scored by windows and MaxP eq
   assert.ok(chunked?.chunk && chunked.chunk.windows >= 3, `windows: ${chunked?.chunk?.windows}`);
   assert.ok(reranker.countTokens(long) > 3 * maxLength);
   assert.equal(chunked.truncated, false);
-  const plan = reranker.plan([{ query: QUERY_EN, document: long }], maxLength, "chunk");
+  const plan = stack.pipeline.planner.plan([{ instruction: DEFAULT_INSTRUCTION, query: QUERY_EN, document: long }], maxLength, "chunk");
   const windows = plan.spans.map((w) => w?.text ?? "");
   assert.equal(windows.length, chunked.chunk.windows);
   const own = await reranker.rerank(QUERY_EN, windows, { maxLength });

@@ -9,12 +9,14 @@ import { CohereRerank } from "@langchain/cohere";
 import { CohereClient, CohereClientV2 } from "cohere-ai";
 import type { Reranker } from "../src/reranker.js";
 import { createReranker } from "../src/reranker.js";
+import type { LogOddsSource } from "../src/pipeline/log-odds.js";
+import type { ScoringStack } from "../src/pipeline/stack.js";
+import { openStack } from "../src/pipeline/stack.js";
 import { Scheduler } from "../src/scheduler/scheduler.js";
 import { createApp } from "../src/server/app.js";
 import { ServerMetrics } from "../src/server/metrics.js";
 import type { RunningServer } from "../src/server/serve.js";
 import { startServer } from "../src/server/serve.js";
-import { RerankService } from "../src/server/service.js";
 import { exactEngine, repoRoot, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
 
@@ -236,30 +238,30 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
 });
 
 describe("scheduler limits through HTTP", () => {
-  let reranker: Reranker;
+  let stack: ScoringStack;
   let failNext = false;
   let evaluatedPairs = 0;
   let url: string;
   let close: () => Promise<void>;
   let scheduler: Scheduler;
   before(async () => {
-    reranker = await createReranker(rerankerOptions);
-    // The real reranker behind a switch that makes the next engine call fail.
-    const flaky = {
-      evaluatePrepared: (...args: Parameters<Reranker["evaluatePrepared"]>) => {
+    stack = await openStack(rerankerOptions);
+    // The real engine behind a switch that makes the next engine call fail.
+    const flaky: LogOddsSource = {
+      evaluate: (pairs, options) => {
         if (failNext) {
           failNext = false;
           return Promise.reject(new Error("simulated llama.cpp decode failure"));
         }
-        evaluatedPairs += args[0].length;
-        return reranker.evaluatePrepared(...args);
+        evaluatedPairs += pairs.length;
+        return stack.engineSource.evaluate(pairs, options);
       },
     };
     scheduler = new Scheduler(flaky, { maxBatchPairs: 2, maxQueuePairs: 40 });
     const metrics = new ServerMetrics(() => scheduler.state);
     scheduler.onBatch = (b) => metrics.observeBatch(b);
-    const service = new RerankService(reranker, scheduler, 60_000);
-    const app = createApp({ service: () => service, metrics, options: { apiKey: "secret-key" } });
+    const pipeline = stack.pipeline.withSource(scheduler);
+    const app = createApp({ pipeline: () => pipeline, metrics, options: { apiKey: "secret-key", requestTimeoutMs: 60_000 } });
     const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
     await new Promise((r) => server.once("listening", r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -271,7 +273,7 @@ describe("scheduler limits through HTTP", () => {
   });
   after(async () => {
     await close();
-    await reranker.dispose();
+    await stack.dispose();
   });
   const auth = { authorization: "Bearer secret-key" };
 
@@ -397,7 +399,7 @@ test("qwen-rerank serve: a bad config file is a clear error with file, line and 
 
 test("CORS is off by default and answers preflights for configured origins", async () => {
   const start = async (corsOrigins?: string[]) => {
-    const app = createApp({ service: () => undefined, metrics: new ServerMetrics(() => undefined), options: { corsOrigins } });
+    const app = createApp({ pipeline: () => undefined, metrics: new ServerMetrics(() => undefined), options: { corsOrigins } });
     const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
     await new Promise((r) => server.once("listening", r));
     return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };

@@ -1,8 +1,8 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { readModelFacts } from "../engines/llama/metadata.js";
-import { createReranker } from "../reranker.js";
+import { openStack } from "../pipeline/stack.js";
 import { startServer } from "../server/serve.js";
-import type { RerankerOptions } from "../reranker.js";
+import type { RerankerOptions } from "../pipeline/stack.js";
 import { flopsPerToken } from "../testmodel/shapes.js";
 import type { WorkloadSpec } from "./workload.js";
 import { buildWorkload } from "./workload.js";
@@ -31,17 +31,18 @@ const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
 
 /** qwen-rerank itself: exact prompt, prefix reuse, parallel sequences. */
 export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omit<RerankerOptions, "model">): Promise<PhaseResult> {
-  const reranker = await createReranker({ ...engine, model: modelPath, logLevel: "error" });
+  const stack = await openStack({ ...engine, model: modelPath, logLevel: "error" });
   try {
-    const countTokens = (t: string) => reranker.countTokens(t);
-    const work = buildWorkload(spec, countTokens);
-    await reranker.rerank(work.query, ["warm-up"]);
+    const { pipeline } = stack;
+    const work = buildWorkload(spec, (t) => pipeline.planner.countTokens(t));
+    await pipeline.run({ queries: [work.query], documents: ["warm-up"], order: "input" });
     const pairs = work.documents.map((document) => ({ query: work.query, document }));
     const started = performance.now();
-    const evaluation = await reranker.evaluate(pairs);
+    const evaluation = await pipeline.run({ queries: [work.query], documents: work.documents, order: "input" });
     const seconds = (performance.now() - started) / 1000;
     const { stats } = evaluation;
-    const shape = reranker.info.shape;
+    const info = stack.engine.info;
+    const shape = info.shape;
     let flops: number | null = null;
     if (shape) {
       // Attention cost depends on position: the evaluated tokens of a pair sit at the end of it.
@@ -51,8 +52,8 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
     }
     return {
-      engine: `qwen-rerank (${reranker.info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
-      model: reranker.info.model,
+      engine: `qwen-rerank (${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
+      model: info.model,
       pairs: pairs.length,
       seconds,
       pairsPerSecond: pairs.length / seconds,
@@ -61,11 +62,11 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       gflops: flops === null ? null : flops / seconds / 1e9,
       peakRssMB: peakRssMB(),
       threads: engine.threads ?? 0,
-      sequences: reranker.info.sequences,
-      scores: Array.from(evaluation.logits, (z) => 1 / (1 + Math.exp(-z))),
+      sequences: info.sequences,
+      scores: evaluation.results.map((r) => r.score),
     };
   } finally {
-    await reranker.dispose();
+    await stack.dispose();
   }
 }
 
@@ -77,9 +78,9 @@ export async function runServer(modelPath: string, spec: WorkloadSpec, engine: O
   const server = await startServer({ reranker: { ...engine, model: modelPath, logLevel: "error" }, port: 0, server: { maxDocuments: 1_000_000 } });
   try {
     await server.ready;
-    const service = server.service();
-    if (!service) throw new Error("the server did not load the model");
-    const work = buildWorkload(spec, (t) => service.reranker.countTokens(t));
+    const pipeline = server.pipeline();
+    if (!pipeline) throw new Error("the server did not load the model");
+    const work = buildWorkload(spec, (t) => pipeline.planner.countTokens(t));
     const post = async (documents: string[]) => {
       const res = await fetch(`${server.url}/v1/rerank`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: work.query, documents }) });
       if (!res.ok) throw new Error(`server answered ${res.status}: ${await res.text()}`);
@@ -94,7 +95,7 @@ export async function runServer(modelPath: string, spec: WorkloadSpec, engine: O
     const evaluatedTokens = (await evaluated()) - evaluatedBefore;
     const scores = new Array<number>(work.documents.length).fill(Number.NaN);
     for (const r of body.results) scores[r.index] = r.relevance_score;
-    const info = service.reranker.info;
+    const info = pipeline.info;
     return {
       engine: `qwen-rerank serve (HTTP /v1/rerank, ${info.flavor} head)`,
       model: info.model,

@@ -13,7 +13,7 @@ import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import { makeTestModel, modelExists } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";
-import { addEngineFlags, engineOptionsFrom, intArg } from "./engine-flags.js";
+import { addEngineFlags, engineOptionsFrom, intArg } from "./flags.js";
 
 interface BenchFlags {
   model?: string;

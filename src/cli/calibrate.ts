@@ -10,17 +10,17 @@ import type { Report } from "../eval/report.js";
 import { reliabilityChart, scoreHistogram } from "../eval/report.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
-import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, openReranker, scoreWithProgress, textTable } from "./eval-common.js";
-import type { RerankerFlagValues } from "./engine-flags.js";
-import { intArg } from "./engine-flags.js";
+import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
+import type { ModelFlagValues } from "./flags.js";
+import { addModelFlags, intArg } from "./flags.js";
+import { withModel } from "./model.js";
 
-interface CalibrateFlags extends DatasetFlags, RerankerFlagValues {
+interface CalibrateFlags extends DatasetFlags, ModelFlagValues {
   out: string;
   temperatureOnly?: boolean;
   bins: number;
   holdout: number;
   judgedOnly?: boolean;
-  overflow?: "truncate" | "chunk";
 }
 
 const fractionArg = (value: string): number => {
@@ -35,9 +35,9 @@ const isHeldOut = (qid: string, fraction: number) => fraction > 0 && createHash(
 async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
   const extras = applyConfigOptions(cmd);
   const set = await loadSetFrom(flags);
-  const { reranker, store } = await openReranker(flags, extras);
-  try {
-    const scores = await scoreWithProgress(reranker, set, { instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength, overflow: flags.overflow }, store(flags.cache), "scoring");
+  await withModel("calibrate", flags, extras, async (stack) => {
+    const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
+    const scores = await scoreWithProgress(pipeline, store, set, {}, "scoring");
     const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
     const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => isHeldOut(q, flags.holdout)) : fitSet;
     if (fitSet.logits.length === 0) throw new ValidationError("no labelled pair to fit on (lower --holdout, or check that the qrels judge the candidates)");
@@ -131,9 +131,7 @@ async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
         ],
       };
     });
-  } finally {
-    await reranker.dispose();
-  }
+  });
 }
 
 export function registerCalibrate(program: Command): void {
@@ -146,7 +144,7 @@ export function registerCalibrate(program: Command): void {
     .option("--holdout <fraction>", "fit on the other queries and report on this fraction of them (split by query id)", fractionArg, 0)
     .option("--judged-only", "leave unjudged candidates out (by default they count as non-relevant, as in the metrics)");
   addDatasetFlags(cmd, false);
-  addModelFlags(cmd);
+  addModelFlags(cmd, "calibrate");
   cmd.action(async () => {
     await run(cmd.opts<CalibrateFlags>(), cmd);
   });

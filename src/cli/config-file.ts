@@ -1,17 +1,17 @@
-import { readFileSync } from "node:fs";
 import type { Command, Option } from "commander";
-import { parseDocument } from "yaml";
 import { z } from "zod";
+import { KNOBS } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
+import { readYamlFile } from "../files/yaml.js";
 import type { Preset } from "../prompt/presets.js";
 
 const presetSchema = z
   .object({
     name: z.string().min(1),
     description: z.string().default(""),
-    instruction: z.string().trim().min(1),
-    temperature: z.number().positive().optional(),
-    topP: z.number().gt(0).lte(1).optional(),
+    instruction: KNOBS.instruction.schema,
+    temperature: KNOBS.temperature.schema.optional(),
+    topP: KNOBS.topP.schema.optional(),
     batchSize: z.number().int().min(1).optional(),
   })
   .strict();
@@ -77,26 +77,12 @@ export function applyEnvironment(cmd: Command, env: NodeJS.ProcessEnv = process.
 export function applyConfigFile(cmd: Command, path: string, profile?: string): ConfigExtras {
   // One file can serve several commands (score and serve): options of a sibling command are skipped.
   const siblings = new Set((cmd.parent?.commands ?? []).flatMap((c) => (c.options as Option[]).map((o) => o.attributeName())));
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new ValidationError(`cannot read config file ${path}: ${(error as Error).message}`);
-  }
-  const doc = parseDocument(text);
-  const parseError = doc.errors[0];
-  if (parseError) throw new ValidationError(`${path}:${parseError.linePos?.[0]?.line ?? "?"}: ${parseError.message.split("\n")[0] ?? "invalid YAML/JSON"}`);
-  const data: unknown = doc.toJS();
+  const { data, lineOf } = readYamlFile(path);
   if (data === null || data === undefined) {
     if (profile !== undefined) throw new ValidationError(`${path}: no profile "${profile}" (the file is empty)`);
     return {};
   }
   if (typeof data !== "object" || Array.isArray(data)) throw new ValidationError(`${path}: the config must be a mapping of option names to values`);
-  const lines = text.split("\n");
-  const lineOf = (key: string, after = 0): number | string => {
-    const i = lines.findIndex((l, n) => n >= after && new RegExp(`^\\s*["']?${key}["']?\\s*:`).test(l));
-    return i >= 0 ? i + 1 : "?";
-  };
   const record = data as Record<string, unknown>;
   const options = cmd.options as Option[];
   const apply = (entries: Record<string, unknown>, where: (key: string) => string) => {
@@ -138,15 +124,15 @@ export function applyConfigFile(cmd: Command, path: string, profile?: string): C
     extras.presets = parsed.data;
   }
   if (record.languageInstructions !== undefined) {
-    const map = record.languageInstructions;
     const where = `${path}:${lineOf("languageInstructions")}: languageInstructions`;
+    const map = record.languageInstructions;
     if (!map || typeof map !== "object" || Array.isArray(map)) throw new ValidationError(`${where}: must be a mapping of language codes to instructions`);
-    const entries = Object.entries(map as Record<string, unknown>);
-    for (const [code, instruction] of entries) {
-      if (!/^[a-z]{2,3}$/.test(code)) throw new ValidationError(`${where}.${code}: keys are ISO 639-1 codes such as zh`);
-      if (typeof instruction !== "string" || instruction.trim() === "") throw new ValidationError(`${where}.${code}: must be a non-empty string`);
+    const parsed = KNOBS.languageInstructions.schema.safeParse(map);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ValidationError(`${where}.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
     }
-    extras.languageInstructions = Object.fromEntries(entries.map(([k, v]) => [k, String(v).trim()]));
+    extras.languageInstructions = parsed.data;
   }
   return extras;
 }

@@ -4,7 +4,7 @@ import { parameterCount, SHAPES } from "../testmodel/shapes.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import { makeTestModel, modelExists } from "../testmodel/generate.js";
-import { intArg } from "./engine-flags.js";
+import { intArg } from "./flags.js";
 
 export function registerDev(program: Command): void {
   const dev = program.command("dev").description("developer tools").showHelpAfterError("(run with --help for usage)");

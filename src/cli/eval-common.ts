@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { Option } from "commander";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import type { EvalSet } from "../eval/dataset.js";
 import { loadEvalSet } from "../eval/dataset.js";
@@ -10,12 +9,10 @@ import type { Report } from "../eval/report.js";
 import { writeReport } from "../eval/report.js";
 import type { ScoringConfig, SetScores } from "../eval/score-set.js";
 import { scoreSet } from "../eval/score-set.js";
-import type { Reranker, RerankerOptions } from "../reranker.js";
-import { createReranker } from "../reranker.js";
-import type { ConfigExtras } from "./config-file.js";
-import { addEngineFlags, intArg } from "./engine-flags.js";
-import type { RerankerFlagValues } from "./engine-flags.js";
-import { rerankerOptionsFrom } from "./engine-flags.js";
+import { CachedSource } from "../pipeline/log-odds.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import type { ScoringStack } from "../pipeline/stack.js";
+import { intArg } from "./flags.js";
 import { progressBar } from "./progress.js";
 
 /** Where eval, tune and calibrate keep log-odds unless told otherwise. */
@@ -46,25 +43,12 @@ export function addDatasetFlags(cmd: Command, withMeasures = true): Command {
     .option("--top-k <n>", "candidates per query taken from the run", intArg(1, 100_000), 100)
     .option("--max-queries <n>", "use only the first n queries (a quick look before a full run; default: all)", intArg(1))
     .option("--relevance-level <n>", "judged relevance at or above which a document is relevant (trec_eval -l)", intArg(-1000, 1000), 1);
-  if (withMeasures) cmd.option("-m, --measure <names...>", "measures, trec_eval style: ndcg_cut.10 map recip_rank P.5,10 recall.100 success.1 set_F ... (also ndcg@10, mrr)");
+  if (withMeasures) cmd.option("--measure <names...>", "measures, trec_eval style: ndcg_cut.10 map recip_rank P.5,10 recall.100 success.1 set_F ... (also ndcg@10, mrr)");
   return cmd
     .option("--cache <file>", "log-odds already computed (reused, and appended to; makes runs resumable)", DEFAULT_CACHE)
     .option("--no-cache", "keep log-odds in memory only")
     .option("--report <file.html>", "write a self-contained HTML report with charts")
     .option("--json", "print the results as JSON on stdout");
-}
-
-/** The model flags of the scoring commands: the reranker's scoring knobs plus the engine's. */
-export function addModelFlags(cmd: Command): Command {
-  cmd
-    .option("--model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
-    .option("--config <file>", "YAML or JSON config or profile (e.g. one written by tune or calibrate)")
-    .option("--profile <name>", "apply the named profile of the config file")
-    .option("--instruction <text>", "the <Instruct> text (default: the official web-search instruction)")
-    .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
-    .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
-    .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]));
-  return addEngineFlags(cmd);
 }
 
 export function measuresFrom(flags: Pick<DatasetFlags, "measure">, fallback = DEFAULT_MEASURES): Measure[] {
@@ -81,28 +65,27 @@ export async function loadSetFrom(flags: DatasetFlags): Promise<EvalSet> {
   return { ...set, queries, firstStage: new Map([...set.firstStage].filter(([qid]) => kept.has(qid))), source: `${set.source} (first ${queries.length} queries)` };
 }
 
-/** A reranker whose engine context fits `maxLength` (the largest the command will ask for). */
-export async function openReranker(flags: RerankerFlagValues, extras: ConfigExtras, maxLength?: number): Promise<{ reranker: Reranker; store: (cache: string | false) => LogitStore }> {
-  if (!flags.model) throw new ValidationError("a model is required (--model or `model:` in --config)");
-  const options: RerankerOptions = rerankerOptionsFrom({ ...flags, model: flags.model }, extras);
-  if (maxLength !== undefined) options.maxLength = Math.max(maxLength, options.maxLength ?? 0);
-  const reranker = await createReranker(options);
-  const identity = modelIdentity(flags.model, reranker.info);
-  return { reranker, store: (cache) => LogitStore.open(cache === false ? undefined : cache, identity) };
+/**
+ * The pipeline of eval, tune and calibrate: log-odds from the store (`--cache FILE`, or memory with
+ * --no-cache) in front of the engine, so runs resume and configurations share pairs.
+ */
+export function storedPipeline(stack: ScoringStack, model: string, cache: string | false): { pipeline: Pipeline; store: LogitStore } {
+  const store = LogitStore.open(cache === false ? undefined : cache, modelIdentity(model, stack.engine.info));
+  return { pipeline: stack.pipeline.withSource(new CachedSource(store, stack.engineSource)), store };
 }
 
 /**
  * Scores a set with a progress bar (on a terminal). Ctrl-C stops at once: the queries already
  * finished are in the cache, the one in flight is scored again next time, and the message says so.
  */
-export async function scoreWithProgress(reranker: Reranker, set: EvalSet, config: ScoringConfig, store: LogitStore, label: string): Promise<SetScores> {
+export async function scoreWithProgress(pipeline: Pipeline, store: LogitStore, set: EvalSet, config: ScoringConfig, label: string): Promise<SetScores> {
   const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
   const bar = progressBar(total, label);
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
   try {
-    return await scoreSet(reranker, set, config, { store, signal: controller.signal, onProgress: (d) => bar.update(d) });
+    return await scoreSet(pipeline, set, config, { signal: controller.signal, onProgress: (d) => bar.update(d) });
   } catch (error) {
     if (controller.signal.aborted) {
       const where = store.path ? `${store.size} pairs are stored in ${store.path}; run the same command again to continue` : "nothing was kept (--no-cache)";

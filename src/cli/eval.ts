@@ -1,9 +1,11 @@
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
+import { Option } from "commander";
 import { ValidationError } from "../errors/errors.js";
 import { labelledScores, rerankedRun } from "../eval/apply.js";
 import { expectedCalibrationError, logLoss, reliability } from "../eval/calibration.js";
 import type { Measure, MetricReport } from "../eval/metrics.js";
-import { evaluateRun, formatTrecEval } from "../eval/metrics.js";
+import { evaluateRun, formatTrecEval, parseMeasures } from "../eval/metrics.js";
 import type { Report, ReportSection } from "../eval/report.js";
 import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
 import type { MeasureComparison } from "../eval/significance.js";
@@ -11,15 +13,17 @@ import { compareReports } from "../eval/significance.js";
 import { readQrels, readRun, writeRun } from "../eval/trec.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
-import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, measuresFrom, openReranker, percentile, scoreWithProgress, textTable } from "./eval-common.js";
-import type { RerankerFlagValues } from "./engine-flags.js";
-import { finiteNumberArg, positiveNumberArg, unitArg } from "./engine-flags.js";
+import { addDatasetFlags, loadSetFrom, maybeWriteReport, measuresFrom, percentile, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
+import type { ModelFlagValues } from "./flags.js";
+import { addModelFlags } from "./flags.js";
+import { withModel } from "./model.js";
 
-interface EvalFlags extends DatasetFlags, RerankerFlagValues {
+interface EvalFlags extends DatasetFlags, ModelFlagValues {
   perQuery?: boolean;
   complete?: boolean;
-  output: string;
-  overflow?: "truncate" | "chunk";
+  out: string;
+  /** The old name of --out. */
+  output?: string;
 }
 
 /** eval without a model: a run against qrels, like trec_eval. */
@@ -55,17 +59,29 @@ async function evaluateExistingRun(flags: EvalFlags): Promise<void> {
 }
 
 /** eval with a model: rerank the first stage's candidates, compare, write the run. */
+/** trec_eval's `-m` is a measure; here `-m` is --model, as in every command: say so instead of "model file not found". */
+function refuseMeasureAsModel(model: string | undefined): void {
+  if (model === undefined || existsSync(model)) return;
+  try {
+    parseMeasures([model]);
+  } catch {
+    return;
+  }
+  throw new ValidationError(`"${model}" is a measure, but -m is --model in every qwen-rerank command: give measures with --measure`);
+}
+
 async function evaluateReranking(flags: EvalFlags, cmd: Command): Promise<void> {
+  refuseMeasureAsModel(flags.model);
   const measures = measuresFrom(flags);
   const extras = applyConfigOptions(cmd);
   const set = await loadSetFrom(flags);
-  const { reranker, store } = await openReranker(flags, extras);
-  try {
-    const cache = store(flags.cache);
-    const scores = await scoreWithProgress(reranker, set, { instruction: flags.instruction, preset: flags.preset, maxLength: flags.maxLength, overflow: flags.overflow }, cache, "reranking");
+  const output = flags.output ?? flags.out;
+  await withModel("eval", flags, extras, async (stack) => {
+    const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
+    const scores = await scoreWithProgress(pipeline, store, set, {}, "reranking");
     const k = scores.knobs;
     const run = rerankedRun(set, scores.logits, k);
-    await writeRun(flags.output, run, "qwen-rerank");
+    await writeRun(output, run, "qwen-rerank");
     const options = { relevanceLevel: flags.relevanceLevel };
     const before = evaluateRun(set.qrels, set.firstStage, measures, options);
     const after = evaluateRun(set.qrels, run, measures, options);
@@ -88,19 +104,19 @@ async function evaluateReranking(flags: EvalFlags, cmd: Command): Promise<void> 
       const out: Record<string, unknown> = {
         dataset: set.source,
         queries: after.queries,
-        model: reranker.info.model,
+        model: stack.engine.info.model,
         knobs,
         measures: comparison,
         scoring,
         logLoss: logLoss(labelled.logits, labelled.labels, calibration),
         ece: expectedCalibrationError(labelled.logits, labelled.labels, calibration),
-        run: flags.output,
+        run: output,
       };
       if (flags.perQuery) out.perQuery = { firstStage: Object.fromEntries(before.perQuery), reranked: Object.fromEntries(after.perQuery) };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     } else {
       process.stdout.write(`dataset: ${set.source}: ${after.queries} queries, ${scores.pairs} pairs\n`);
-      process.stdout.write(`model: ${reranker.info.model} (${reranker.info.flavor}); max_length ${k.maxLength}; instruction: ${k.instruction}\n\n`);
+      process.stdout.write(`model: ${stack.engine.info.model} (${stack.engine.info.flavor}); max_length ${k.maxLength}; instruction: ${k.instruction}\n\n`);
       process.stdout.write(
         textTable(
           ["measure", "first stage", "reranked", "delta", "p (t-test)", "p (randomisation)"],
@@ -119,12 +135,10 @@ async function evaluateReranking(flags: EvalFlags, cmd: Command): Promise<void> 
       process.stdout.write(
         `\nscoring: ${scores.scoredPairs} pairs scored, ${scores.cachedPairs} from the cache; ${pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`,
       );
-      process.stdout.write(`wrote reranked run ${flags.output}\n`);
+      process.stdout.write(`wrote reranked run ${output}\n`);
     }
     await maybeWriteReport(flags.report, () => rerankReport(set.source, measures, before, after, comparison, labelled, calibration, scoring));
-  } finally {
-    await reranker.dispose();
-  }
+  });
 }
 
 function rerankReport(
@@ -193,15 +207,11 @@ export function registerEval(program: Command): void {
     .command("eval")
     .description("evaluate a TREC run against qrels (no model), or rerank a data set and compare with its first stage")
     .option("--per-query", "also print each query's values")
-    .option("-c, --complete", "average over every judged query; queries missing from the run score 0 (trec_eval -c)")
-    .option("-o, --output <file>", "where the reranked TREC run is written", "reranked.run")
-    .option("--temperature <t>", "score = sigmoid(logit / t + bias) (default: 1)", positiveNumberArg)
-    .option("--bias <b>", "offset added to logit / t (default: 0)", finiteNumberArg)
-    .option("--top-p <p>", "keep each query's best documents until their softmax weight reaches p (default: off)", unitArg(false))
-    .option("--threshold <s>", "drop documents scoring below s (default: none)", unitArg(true));
+    .option("--complete", "average over every judged query; queries missing from the run score 0 (trec_eval -c)")
+    .option("-o, --out <file>", "where the reranked TREC run is written", "reranked.run")
+    .addOption(new Option("--output <file>", "the former name of --out").hideHelp());
   addDatasetFlags(cmd);
-  addModelFlags(cmd);
-  // -c is --complete here, as in trec_eval; --config has no short form.
+  addModelFlags(cmd, "eval");
   cmd.action(async () => {
     const flags = cmd.opts<EvalFlags>();
     if (flags.model !== undefined || flags.dataset !== undefined || flags.config !== undefined) await evaluateReranking(flags, cmd);

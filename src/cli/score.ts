@@ -1,31 +1,20 @@
-import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
 import type { Command } from "commander";
-import { Option } from "commander";
 import { ValidationError } from "../errors/errors.js";
-import type { RerankResult, Reranker } from "../reranker.js";
-import { createReranker } from "../reranker.js";
+import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
+import type { RerankResult } from "../reranker.js";
+import { Reranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";
-import { addEngineFlags, finiteNumberArg, intArg, languageArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
+import type { ModelFlagValues } from "./flags.js";
+import { addModelFlags } from "./flags.js";
+import { withModel } from "./model.js";
 import { progressBar } from "./progress.js";
 
-interface ScoreFlags {
-  model?: string;
+interface ScoreFlags extends ModelFlagValues {
   query?: string;
   doc?: string[];
   input?: string;
-  instruction?: string;
-  preset?: string;
-  language?: string;
-  languageInstruction?: Record<string, string>;
-  overflow?: "truncate" | "chunk";
-  temperature?: number;
-  bias?: number;
-  topP?: number;
-  threshold?: number;
   topN?: number;
-  maxLength?: number;
   json?: boolean;
 }
 
@@ -36,23 +25,11 @@ interface Job {
 }
 
 async function* readJobs(path: string): AsyncGenerator<Job> {
-  const lines = createInterface({ input: createReadStream(path, "utf8"), crlfDelay: Infinity });
-  let n = 0;
-  for await (const raw of lines) {
-    n++;
-    if (raw.trim() === "") continue;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      throw new ValidationError(`${path}:${n}: not valid JSON`);
-    }
-    const o = parsed as { query?: unknown; documents?: unknown };
-    if (typeof o?.query !== "string") throw new ValidationError(`${path}:${n}: "query" must be a string`);
-    if (!Array.isArray(o.documents) || o.documents.some((d) => typeof d !== "string")) {
-      throw new ValidationError(`${path}:${n}: "documents" must be an array of strings`);
-    }
-    yield { query: o.query, documents: o.documents as string[], line: n };
+  for await (const { text, line } of readLines(path)) {
+    const o = parseJsonLine(path, line, text);
+    if (typeof o.query !== "string") throw new FileLineError(path, line, '"query" must be a string');
+    if (!Array.isArray(o.documents) || o.documents.some((d) => typeof d !== "string")) throw new FileLineError(path, line, '"documents" must be an array of strings');
+    yield { query: o.query, documents: o.documents as string[], line };
   }
 }
 
@@ -77,20 +54,16 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
   if (inline && flags.input) throw new ValidationError("use either --query/--doc or --input, not both");
   if (!inline && !flags.input) throw new ValidationError("give --query with one or more --doc, or --input FILE.jsonl");
   if (inline && (flags.query === undefined || !flags.doc?.length)) throw new ValidationError("--query needs at least one --doc (and --doc needs --query)");
-  const reranker: Reranker = await createReranker(rerankerOptionsFrom({ ...flags, model: flags.model }, extras));
-  try {
+  await withModel("score", flags, extras, async (stack) => {
+    const reranker = new Reranker(stack);
     const jobs: AsyncIterable<Job> | Job[] = flags.input ? readJobs(flags.input) : [{ query: flags.query ?? "", documents: flags.doc ?? [] }];
     let first = true;
     for await (const job of jobs) {
       const bar = progressBar(job.documents.length, "scoring");
       let results: RerankResult[];
       try {
-        results = await reranker.rerank(job.query, job.documents, {
-          topN: flags.topN,
-          language: flags.language,
-          overflow: flags.overflow,
-          onProgress: (d) => bar.update(d),
-        });
+        // The other knob flags are the reranker's defaults; top_n is the one per-call knob.
+        results = await reranker.rerank(job.query, job.documents, { topN: flags.topN, onProgress: (d) => bar.update(d) });
       } catch (error) {
         if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
         throw error;
@@ -114,34 +87,18 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
       }
       first = false;
     }
-  } finally {
-    await reranker.dispose();
-  }
+  });
 }
 
 export function registerScore(program: Command): void {
   const cmd = program
     .command("score")
     .description("rerank documents for a query (inline or from a JSONL file) and print the scores")
-    .option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
-    .option("-c, --config <file>", "YAML or JSON config (options in camelCase, presets, languageInstructions, profiles)")
-    .option("--profile <name>", "apply the named profile of the config file")
     .option("-q, --query <text>", "the query")
     .option("-d, --doc <text>", "a document (repeat for more)", (v: string, prev: string[] = []) => [...prev, v])
     .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
-    .option("--instruction <text>", "the <Instruct> text (default: the official web-search instruction)")
-    .option("--preset <name>", "a scenario preset: its instruction and knobs (see `qwen-rerank presets`)")
-    .option("--language <code>", "route the instruction by the query language: auto, or a code such as zh", languageArg)
-    .option("--language-instruction <code=text>", "instruction for one query language (repeat)", languageInstructionArg)
-    .option("--temperature <t>", "score = sigmoid(logit / t + bias); never changes the order (default: 1)", positiveNumberArg)
-    .option("--bias <b>", "offset added to logit / t before the sigmoid, as fitted by `qwen-rerank calibrate` (default: 0)", finiteNumberArg)
-    .option("--top-p <p>", "keep the best documents until their softmax(logit/t) weight reaches p (default: 1, off)", unitArg(false))
-    .option("--threshold <s>", "drop documents whose score is below s (default: none)", unitArg(true))
-    .option("--top-n <n>", "print only the n best", intArg(1))
-    .option("--max-length <n>", "max tokens per pair; the document is cut to fit (default: 8192)", intArg(1, 32768))
-    .addOption(new Option("--overflow <mode>", "over-long documents: truncate (official) or chunk (best of overlapping windows)").choices(["truncate", "chunk"]))
     .option("--json", "one JSON object per query on stdout");
-  addEngineFlags(cmd).action(async () => {
+  addModelFlags(cmd, "score").action(async () => {
     const extras = applyConfigOptions(cmd);
     await run(cmd.opts<ScoreFlags>(), extras);
   });

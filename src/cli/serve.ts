@@ -2,11 +2,10 @@ import type { Command } from "commander";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
-import type { EngineFlagValues } from "./engine-flags.js";
-import { addEngineFlags, finiteNumberArg, intArg, languageInstructionArg, positiveNumberArg, rerankerOptionsFrom, unitArg } from "./engine-flags.js";
+import type { ModelFlagValues } from "./flags.js";
+import { addModelFlags, intArg, rerankerOptionsFrom } from "./flags.js";
 
-interface ServeFlags {
-  model?: string;
+interface ServeFlags extends ModelFlagValues {
   host: string;
   port: number;
   config?: string;
@@ -19,14 +18,7 @@ interface ServeFlags {
   maxBatchTokens: number;
   maxQueuePairs: number;
   requestTimeout: number;
-  maxLength?: number;
-  instruction?: string;
   preset?: string;
-  languageInstruction?: Record<string, string>;
-  temperature?: number;
-  bias?: number;
-  topP?: number;
-  threshold?: number;
   modelName?: string;
   cacheEntries: number;
   cacheBytes: number;
@@ -37,11 +29,8 @@ export function registerServe(program: Command): void {
   const cmd = program
     .command("serve")
     .description("serve Cohere / Jina / vLLM / TEI compatible rerank APIs over HTTP, with Prometheus metrics")
-    .option("-m, --model <file>", "GGUF file or hf: URI (required, here or in --config)")
     .option("--host <host>", "address to bind", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", intArg(0, 65535), 8080)
-    .option("-c, --config <file>", "YAML or JSON file with any of these options in camelCase (e.g. maxDocuments: 500), presets, languageInstructions, profiles")
-    .option("--profile <name>", "apply the named profile of the config file (its values win over the file's top level)")
     .option("--api-key <key>", "require Authorization: Bearer <key> (all endpoints but /health)")
     .option("--cors-origin <origin>", "allow CORS from this origin (repeat; * for any; default: CORS off)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--max-documents <n>", "documents per request", intArg(1), 1000)
@@ -51,24 +40,17 @@ export function registerServe(program: Command): void {
     .option("--max-batch-tokens <n>", "tokens per engine batch", intArg(1), 32768)
     .option("--max-queue-pairs <n>", "pairs waiting before requests get 429", intArg(1), 10000)
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
-    .option("--max-length <n>", "default max tokens per pair, also the engine context (default: 8192)", intArg(1, 32768))
-    .option("--instruction <text>", "default instruction")
-    .option("--language-instruction <code=text>", "instruction for one query language, used by requests with language: auto (repeat)", languageInstructionArg)
-    .option("--preset <name>", "default preset of every request (its batch size also sets --max-batch-pairs unless given)")
-    .option("--temperature <t>", "default temperature: score = sigmoid(logit / t + bias) (default: 1)", positiveNumberArg)
-    .option("--bias <b>", "offset added to logit / t before the sigmoid, as fitted by `qwen-rerank calibrate` (default: 0)", finiteNumberArg)
-    .option("--top-p <p>", "default top_p of requests that set none (default: 1, off)", unitArg(false))
-    .option("--threshold <s>", "default threshold of requests that set none (default: none)", unitArg(true))
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
     .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
     .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
     .option("--quiet", "no per-request log lines");
-  addEngineFlags(cmd);
+  // Knob flags are the defaults of every request; a preset's batch size also sets --max-batch-pairs unless given.
+  addModelFlags(cmd, "serve");
   cmd.action(async () => {
     // Precedence: command line, then QWEN_RERANK_* environment variables, then the config file.
     applyEnvironment(cmd);
     const extras = applyConfigOptions(cmd);
-    const f = cmd.opts<ServeFlags & EngineFlagValues>();
+    const f = cmd.opts<ServeFlags>();
     if (!f.model) {
       cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
       return;
@@ -78,7 +60,7 @@ export function registerServe(program: Command): void {
       f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry(extras.presets).get(f.preset).batchSize : undefined;
     const running = await startServer({
       reranker: {
-        ...rerankerOptionsFrom({ ...f, model: f.model }, extras),
+        ...rerankerOptionsFrom("serve", { ...f, model: f.model }, extras),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
       },
       server: {

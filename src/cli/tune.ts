@@ -15,15 +15,15 @@ import { PresetRegistry } from "../prompt/presets.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
-import { addDatasetFlags, addModelFlags, loadSetFrom, maybeWriteReport, openReranker, scoreWithProgress, textTable } from "./eval-common.js";
-import type { RerankerFlagValues } from "./engine-flags.js";
-import { intArg } from "./engine-flags.js";
+import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
+import type { ModelFlagValues } from "./flags.js";
+import { addModelFlags, intArg } from "./flags.js";
+import { withModel } from "./model.js";
 
-interface TuneFlags extends DatasetFlags, RerankerFlagValues {
+interface TuneFlags extends DatasetFlags, ModelFlagValues {
   space: string;
   out: string;
   show: number;
-  overflow?: "truncate" | "chunk";
 }
 
 const shorten = (s: string, width: number) => (s.length > width ? `${s.slice(0, width - 1)}…` : s);
@@ -39,9 +39,8 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
     maxLength: flags.maxLength ?? DEFAULT_MAX_LENGTH,
   });
   const set = await loadSetFrom(flags);
-  const { reranker, store } = await openReranker(flags, extras, Math.max(...space.maxLengths));
-  try {
-    const cache = store(flags.cache);
+  await withModel("tune", flags, extras, async (stack) => {
+    const { pipeline, store: cache } = storedPipeline(stack, flags.model ?? "", flags.cache);
     const scorings = space.instructions.length * space.maxLengths.length;
     process.stderr.write(
       `qwen-rerank: tuning ${space.objective.name} over ${spaceSize(space)} configurations (${scorings} scorings of ${set.queries.length} queries; temperature, top_p and threshold reuse the log-odds)${cache.size > 0 ? `; ${cache.size} pairs already in ${cache.path}` : ""}\n`,
@@ -54,7 +53,7 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
     for (const instruction of space.instructions) {
       for (const maxLength of space.maxLengths) {
         k++;
-        const scores = await scoreWithProgress(reranker, set, { instruction: instruction.instruction, maxLength, overflow: flags.overflow }, cache, `scoring ${k}/${scorings}`);
+        const scores = await scoreWithProgress(pipeline, cache, set, { instruction: instruction.instruction, maxLength }, `scoring ${k}/${scorings}`);
         cachedPairs += scores.cachedPairs;
         scoredPairs += scores.scoredPairs;
         scoresOf.set(`${instruction.instruction}\0${maxLength}`, scores);
@@ -107,9 +106,7 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
     }
     const bestScores = scoresOf.get(`${best.instruction.instruction}\0${best.maxLength}`);
     await maybeWriteReport(flags.report, () => tuneReport(set.source, board, firstStage.mean[space.objective.name] ?? 0, space.objective.name, best, bestScores, set, flags.relevanceLevel, firstStage));
-  } finally {
-    await reranker.dispose();
-  }
+  }, Math.max(...space.maxLengths));
 }
 
 function tuneReport(
@@ -172,7 +169,7 @@ export function registerTune(program: Command): void {
     .option("-o, --out <file>", "where the best configuration is written (a config file for serve/score/eval --config)", "tuned.yaml")
     .option("--show <n>", "leaderboard rows printed", intArg(1), 20);
   addDatasetFlags(cmd, false);
-  addModelFlags(cmd);
+  addModelFlags(cmd, "tune");
   cmd.action(async () => {
     await run(cmd.opts<TuneFlags>(), cmd);
   });

@@ -1,7 +1,7 @@
 import type { PrefixGroup } from "../prompt/groups.js";
 import type { PromptTokenizer } from "../prompt/tokens.js";
 
-/** How the model file produces the yes/no decision (DESIGN.md section 2, GGUF flavours). */
+/** How the model file produces the yes/no decision (docs/architecture.md, "GGUF flavours"). */
 export type ModelFlavor = "causal" | "rank";
 
 /** The Qwen3 hyper-parameters an engine found in the model (used for FLOP accounting). */

@@ -1,6 +1,6 @@
 import type { ErrorCode } from "./errors.js";
 
-/** HTTP status per error code (DESIGN.md section 4). */
+/** HTTP status per error code (docs/architecture.md, "Errors"). */
 export const httpStatusOf: Record<ErrorCode, number> = {
   invalid_request: 400,
   invalid_option: 422,

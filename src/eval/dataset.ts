@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ValidationError } from "../errors/errors.js";
-import { FileLineError, parseJsonLine, readLines } from "./lines.js";
+import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
 import type { Qrels, Run } from "./trec.js";
 import { readQrels, readRun, topK } from "./trec.js";
 

@@ -1,16 +1,9 @@
 import { writeFile } from "node:fs/promises";
 import { Document } from "yaml";
+import type { DefaultKnobs } from "../config/knobs.js";
 
-/** The option values a profile sets; keys are the CLI options in camelCase, as config files use. */
-export interface ProfileValues {
-  model?: string | undefined;
-  instruction?: string | undefined;
-  maxLength?: number | undefined;
-  temperature?: number | undefined;
-  bias?: number | undefined;
-  topP?: number | undefined;
-  threshold?: number | undefined;
-}
+/** The option values a profile sets: the model and any knob defaults (camelCase, as config files use). */
+export type ProfileValues = { model?: string | undefined } & DefaultKnobs;
 
 /**
  * Writes a config file that `serve --config`, `score --config` and `eval --config` load: the

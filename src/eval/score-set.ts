@@ -1,16 +1,10 @@
+import type { CallKnobs } from "../config/knobs.js";
 import { RerankError } from "../errors/errors.js";
-import type { Overflow } from "../prompt/chunking.js";
-import type { Reranker, ResolvedKnobs } from "../reranker.js";
+import type { Pipeline, ResolvedKnobs } from "../pipeline/pipeline.js";
 import type { EvalSet } from "./dataset.js";
-import type { LogitStore } from "./logit-store.js";
 
 /** What changes the log-odds of a pair (everything else is applied afterwards). */
-export interface ScoringConfig {
-  instruction?: string | undefined;
-  preset?: string | undefined;
-  maxLength?: number | undefined;
-  overflow?: Overflow | undefined;
-}
+export type ScoringConfig = Pick<CallKnobs, "instruction" | "preset" | "language" | "maxLength" | "overflow">;
 
 export interface SetScores {
   /** Per query id, the log-odds of its candidates in candidate order. */
@@ -30,47 +24,43 @@ export interface SetScores {
 }
 
 export interface ScoreSetOptions {
-  store: LogitStore;
   signal?: AbortSignal | undefined;
   /** Pairs done so far (from the store or the engine) of the whole set. */
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
 
 /**
- * Scores every candidate of every query under one scoring configuration. Each query is one
- * engine call (its pairs share the prompt prefix); the store answers pairs scored before and
- * records fresh ones as soon as their query is done.
+ * Scores every candidate of every query under one scoring configuration, through `pipeline`
+ * (whose source is usually the log-odds store in front of the engine: pairs scored before are
+ * answered from it, fresh ones recorded). Each query is one call: its pairs share the prompt head.
  */
-export async function scoreSet(reranker: Reranker, set: EvalSet, config: ScoringConfig, options: ScoreSetOptions): Promise<SetScores> {
-  const knobs = reranker.resolveOptions({ instruction: config.instruction, preset: config.preset, maxLength: config.maxLength });
+export async function scoreSet(pipeline: Pipeline, set: EvalSet, config: ScoringConfig, options: ScoreSetOptions = {}): Promise<SetScores> {
+  const knobs = pipeline.resolve(config);
   const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
   const out: SetScores = { logits: new Map(), knobs, pairs: total, cachedPairs: 0, scoredPairs: 0, evaluatedTokens: 0, seconds: 0, queryMs: [], truncatedPairs: 0 };
   let done = 0;
   for (const query of set.queries) {
     if (options.signal?.aborted) throw new RerankError("cancelled", "interrupted");
-    const plan = reranker.plan(
-      query.candidates.map((c) => ({ instruction: knobs.instruction, query: query.text, document: c.text })),
-      knobs.maxLength,
-      config.overflow ?? "truncate",
-    );
     const started = performance.now();
-    const evaluation = await reranker.evaluatePrepared(plan.prepared, {
-      cache: options.store,
+    const result = await pipeline.run({
+      queries: [query.text],
+      documents: query.candidates.map((c) => c.text),
+      knobs: config,
+      order: "input",
       signal: options.signal,
       onProgress: (d, n) => options.onProgress?.(done + Math.round((d / n) * query.candidates.length), total),
     });
-    const fresh = plan.prepared.length - (evaluation.cached ?? 0);
+    const fresh = result.pairs - result.cached;
     if (fresh > 0) {
       const ms = performance.now() - started;
       out.queryMs.push(ms);
       out.seconds += ms / 1000;
-      out.evaluatedTokens += evaluation.stats.evaluatedTokens;
+      out.evaluatedTokens += result.stats.evaluatedTokens;
       out.scoredPairs += fresh;
     }
-    out.cachedPairs += evaluation.cached ?? 0;
-    const reduced = reranker.reduce(plan, evaluation);
-    out.truncatedPairs += reduced.truncated.filter(Boolean).length;
-    out.logits.set(query.qid, reduced.logits);
+    out.cachedPairs += result.cached;
+    out.truncatedPairs += result.results.filter((r) => r.truncated).length;
+    out.logits.set(query.qid, Float64Array.from(result.results, (r) => r.logit));
     done += query.candidates.length;
     options.onProgress?.(done, total);
   }

@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
-import { FileLineError, readLines } from "./lines.js";
+import { FileLineError, readLines } from "../files/lines.js";
 
 /** Relevance judgements: query id -> document id -> graded relevance (unjudged = absent). */
 export type Qrels = Map<string, Map<string, number>>;

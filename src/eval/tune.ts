@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
-import { parseDocument } from "yaml";
 import { z } from "zod";
+import { KNOBS } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
+import { readYamlFile } from "../files/yaml.js";
 import type { PresetRegistry } from "../prompt/presets.js";
 import type { PostHocKnobs } from "./apply.js";
 import { rerankedRun } from "./apply.js";
@@ -9,17 +9,17 @@ import type { EvalSet } from "./dataset.js";
 import type { Measure, MetricReport } from "./metrics.js";
 import { evaluateRun, parseMeasures } from "./metrics.js";
 
-const positiveList = z.array(z.number().positive()).min(1);
+// Each searched knob is a list of values, each value validated by the knob's own schema.
 const spaceSchema = z
   .object({
     metric: z.string().min(1).default("ndcg_cut.10"),
     measures: z.array(z.string().min(1)).default([]),
-    instructions: z.array(z.string().trim().min(1)).default([]),
-    presets: z.array(z.string().min(1)).default([]),
-    maxLength: z.array(z.number().int().min(1).max(32768)).min(1).optional(),
-    temperature: positiveList.default([1]),
-    topP: z.array(z.number().gt(0).lte(1)).min(1).default([1]),
-    threshold: z.array(z.number().min(0).max(1)).min(1).default([0]),
+    instructions: z.array(KNOBS.instruction.schema).default([]),
+    presets: z.array(KNOBS.preset.schema).default([]),
+    maxLength: z.array(KNOBS.maxLength.schema).min(1).optional(),
+    temperature: z.array(KNOBS.temperature.schema).min(1).default([1]),
+    topP: z.array(KNOBS.topP.schema).min(1).default([1]),
+    threshold: z.array(KNOBS.threshold.schema).min(1).default([0]),
   })
   .strict();
 
@@ -49,20 +49,9 @@ export interface TuneSpace {
  * Errors name the file, line and key.
  */
 export function readSpace(path: string, presets: PresetRegistry, defaults: { instruction: string; maxLength: number }): TuneSpace {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new ValidationError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, "space");
-  }
-  const doc = parseDocument(text);
-  const parseError = doc.errors[0];
-  if (parseError) throw new ValidationError(`${path}:${parseError.linePos?.[0]?.line ?? "?"}: ${parseError.message.split("\n")[0] ?? "invalid YAML"}`);
-  const lineOf = (key: string): number | string => {
-    const i = text.split("\n").findIndex((l) => new RegExp(`^\\s*["']?${key}["']?\\s*:`).test(l));
-    return i >= 0 ? i + 1 : "?";
-  };
-  const parsed = spaceSchema.safeParse(doc.toJS() ?? {});
+  const file = readYamlFile(path);
+  const lineOf = (key: string) => file.lineOf(key);
+  const parsed = spaceSchema.safeParse(file.data ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? "");

@@ -1,6 +1,6 @@
 import { OverloadedError, RerankError } from "../errors/errors.js";
 import type { ScoreStats } from "../engines/engine.js";
-import type { PreparedPair, Reranker } from "../reranker.js";
+import type { LogOdds, LogOddsOptions, LogOddsSource, PreparedPair } from "../pipeline/log-odds.js";
 
 /** Scheduler limits. */
 export interface SchedulerOptions {
@@ -12,22 +12,6 @@ export interface SchedulerOptions {
   maxQueuePairs?: number | undefined;
 }
 
-export interface SubmitOptions {
-  /** Aborting drops the request's pairs that have not been evaluated yet. */
-  signal?: AbortSignal | undefined;
-  /** Milliseconds before the request fails with a timeout error and its pending pairs are dropped. Default: none. */
-  timeoutMs?: number | undefined;
-}
-
-export interface JobResult {
-  logits: Float64Array;
-  truncated: boolean[];
-  stats: ScoreStats;
-  /** Milliseconds from submit to the first batch that held one of its pairs. */
-  queueMs: number;
-  /** Milliseconds from then to the last pair. */
-  inferenceMs: number;
-}
 
 interface Job {
   pairs: readonly PreparedPair[];
@@ -35,10 +19,11 @@ interface Job {
   done: number;
   logits: Float64Array;
   stats: ScoreStats;
+  cached: number;
   submittedAt: number;
   startedAt: number | undefined;
   settled: boolean;
-  resolve(r: JobResult): void;
+  resolve(r: LogOdds): void;
   reject(e: unknown): void;
   cleanup(): void;
 }
@@ -67,13 +52,13 @@ export interface SchedulerState {
 }
 
 /**
- * Sits between callers (HTTP handlers, the CLI) and the engine: merges the pairs of concurrent
- * requests into engine calls bounded by pairs and tokens, takes a fair share from every waiting
- * request per batch, drops the pending pairs of requests that are cancelled or time out, and
- * refuses work when its queue is full. One engine call runs at a time; an engine failure fails
- * the requests of that batch only.
+ * A log-odds source in front of another (the engine): merges the pairs of concurrent requests
+ * into calls bounded by pairs and tokens, takes a fair share from every waiting request per batch,
+ * drops the pending pairs of requests that are cancelled or time out, and refuses work when its
+ * queue is full. One call runs at a time; a failure fails the requests of that batch only. A
+ * pair's log-odds do not depend on the batch it lands in (docs/architecture.md, "Determinism").
  */
-export class Scheduler {
+export class Scheduler implements LogOddsSource {
   private readonly jobs: Job[] = [];
   private running = false;
   private readonly maxBatchPairs: number;
@@ -83,7 +68,7 @@ export class Scheduler {
   onBatch?: (info: BatchInfo) => void;
 
   constructor(
-    private readonly reranker: Pick<Reranker, "evaluatePrepared">,
+    private readonly inner: LogOddsSource,
     options: SchedulerOptions = {},
   ) {
     this.maxBatchPairs = options.maxBatchPairs ?? 64;
@@ -99,16 +84,17 @@ export class Scheduler {
     return this.jobs.reduce((n, j) => n + (j.pairs.length - j.next), 0);
   }
 
-  submit(pairs: readonly PreparedPair[], options: SubmitOptions = {}): Promise<JobResult> {
+  /** Queues the pairs of one request; resolves when all are scored. `onProgress` is not reported. */
+  evaluate(pairs: readonly PreparedPair[], options: LogOddsOptions = {}): Promise<LogOdds> {
     if (options.signal?.aborted) return Promise.reject(new RerankError("cancelled", "the request was cancelled"));
-    if (pairs.length === 0) return Promise.resolve({ logits: new Float64Array(0), truncated: [], stats: { evaluatedTokens: 0, pairTokens: 0 }, queueMs: 0, inferenceMs: 0 });
+    if (pairs.length === 0) return Promise.resolve({ logits: new Float64Array(0), stats: { evaluatedTokens: 0, pairTokens: 0 }, cached: 0, queueMs: 0, inferenceMs: 0 });
     const queued = this.queuedPairs();
     if (queued + pairs.length > this.maxQueuePairs) {
       // A rough wait estimate: the queue drains at about one batch per second on a small CPU.
       const retry = Math.max(1, Math.ceil(queued / this.maxBatchPairs));
       return Promise.reject(new OverloadedError(`the queue is full (${queued} pairs waiting, limit ${this.maxQueuePairs})`, retry));
     }
-    return new Promise<JobResult>((resolve, reject) => {
+    return new Promise<LogOdds>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => this.fail(job, new RerankError("cancelled", "the request was cancelled"));
       const job: Job = {
@@ -117,6 +103,7 @@ export class Scheduler {
         done: 0,
         logits: new Float64Array(pairs.length),
         stats: { evaluatedTokens: 0, pairTokens: 0 },
+        cached: 0,
         submittedAt: performance.now(),
         startedAt: undefined,
         settled: false,
@@ -193,12 +180,14 @@ export class Scheduler {
     const tokens = pairs.reduce((n, p) => n + p.tokens.length, 0);
     const requests = new Set(slices.map((s) => s.job)).size;
     try {
-      const { logits, stats } = await this.reranker.evaluatePrepared(pairs);
+      const { logits, stats, cached } = await this.inner.evaluate(pairs);
       this.onBatch?.({ pairs: pairs.length, tokens, evaluatedTokens: stats.evaluatedTokens, requests, ms: performance.now() - started });
       let k = 0;
       for (const s of slices) {
         for (let i = s.from; i < s.to; i++) s.job.logits[i] = logits[k++] ?? Number.NaN;
         s.job.done += s.to - s.from;
+        // Cache hits, like tokens, are per batch: shared out by pairs.
+        s.job.cached += Math.round((cached * (s.to - s.from)) / pairs.length);
         // Token accounting is shared out by pair tokens (prefix reuse is per batch, not per request).
         const own = s.job.pairs.slice(s.from, s.to).reduce((n, p) => n + p.tokens.length, 0);
         s.job.stats.pairTokens += own;
@@ -221,8 +210,8 @@ export class Scheduler {
     const startedAt = job.startedAt ?? now;
     job.resolve({
       logits: job.logits,
-      truncated: job.pairs.map((p) => p.truncated),
       stats: job.stats,
+      cached: job.cached,
       queueMs: startedAt - job.submittedAt,
       inferenceMs: now - startedAt,
     });

@@ -17,7 +17,7 @@ export function takeTopN<T>(ranked: readonly T[], topN: number | undefined): T[]
 }
 
 /**
- * Nucleus selection over the documents of one request (DESIGN.md section 3): weights
+ * Nucleus selection over the documents of one request (docs/tuning.md, "top_p, threshold, top_n"): weights
  * w_i = softmax(z_i / T) over the documents, keep the best until their cumulative weight reaches
  * topP; always at least one. Expects a list ranked best first.
  */
@@ -48,7 +48,7 @@ export interface SelectionOptions {
   temperature?: number | undefined;
 }
 
-/** The selection pipeline of DESIGN.md section 3, on a ranked list: top_p, then threshold, then top_n. */
+/** Selection on a ranked list: top_p, then threshold, then top_n (docs/tuning.md). */
 export function select<T extends Ranked & { score: number }>(ranked: readonly T[], o: SelectionOptions): T[] {
   return takeTopN(applyThreshold(takeTopP(ranked, o.topP, o.temperature ?? 1), o.threshold), o.topN);
 }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineInfo } from "../engines/engine.js";
+import type { PipelineResult } from "../pipeline/pipeline.js";
 import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
 import type { CacheStats } from "../scoring/logit-cache.js";
 
@@ -43,6 +44,13 @@ export class ServerMetrics {
       const c = cache();
       return c && c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0;
     });
+  }
+
+  /** Records one answered request. */
+  observeRequest(outcome: PipelineResult): void {
+    this.queueSeconds.observe(outcome.queueMs / 1000);
+    this.inferenceSeconds.observe(outcome.inferenceMs / 1000);
+    for (const r of outcome.results) this.scores.observe(r.score);
   }
 
   /** Records one engine batch of the scheduler. */

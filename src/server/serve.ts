@@ -1,15 +1,14 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import type { RerankerOptions } from "../reranker.js";
-import { createReranker } from "../reranker.js";
-import type { Reranker } from "../reranker.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import type { RerankerOptions, ScoringStack } from "../pipeline/stack.js";
+import { openStack } from "../pipeline/stack.js";
 import type { SchedulerOptions } from "../scheduler/scheduler.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import type { ServerOptions } from "./app.js";
 import { createApp } from "./app.js";
 import { ServerMetrics } from "./metrics.js";
-import { RerankService } from "./service.js";
 
 export interface StartServerOptions {
   reranker: RerankerOptions;
@@ -19,7 +18,7 @@ export interface StartServerOptions {
   host?: string | undefined;
   /** Default 8080; 0 picks a free port. */
   port?: number | undefined;
-  /** Per-request timeout in milliseconds. Default 120000. */
+  /** Per-request timeout in milliseconds (wins over `server.requestTimeoutMs`). Default 120000. */
   requestTimeoutMs?: number | undefined;
   /** How long shutdown waits for in-flight requests. Default 30000 ms. */
   shutdownGraceMs?: number | undefined;
@@ -29,8 +28,8 @@ export interface StartServerOptions {
 
 export interface RunningServer {
   url: string;
-  /** The service once the model is loaded (for tools that drive the server in-process). */
-  service(): RerankService | undefined;
+  /** The server's pipeline once the model is loaded (for tools that drive the server in-process). */
+  pipeline(): Pipeline | undefined;
   /** Resolves when the model is loaded; rejects if loading failed. */
   ready: Promise<void>;
   /** Stops accepting, finishes in-flight requests (bounded), disposes the engine. */
@@ -39,17 +38,18 @@ export interface RunningServer {
 
 /**
  * Starts listening at once (so /health can answer 503 while the model loads), then loads the
- * model. Everything model-related goes through one Reranker and one Scheduler.
+ * model. Every request takes the one pipeline: its log-odds come from the LRU cache (when on), then
+ * the scheduler, which merges concurrent requests into engine calls.
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
-  let service: RerankService | undefined;
-  let reranker: Reranker | undefined;
+  let pipeline: Pipeline | undefined;
+  let stack: ScoringStack | undefined;
   let scheduler: Scheduler | undefined;
   const metrics = new ServerMetrics(
     () => scheduler?.state,
-    () => reranker?.cacheStats,
+    () => stack?.cache?.stats,
   );
-  const app = createApp({ service: () => service, metrics, options: options.server ?? {} });
+  const app = createApp({ pipeline: () => pipeline, metrics, options: { ...options.server, requestTimeoutMs: options.requestTimeoutMs ?? options.server?.requestTimeoutMs ?? 120_000 } });
   const server = serve({ fetch: app.fetch, hostname: options.host ?? "127.0.0.1", port: options.port ?? 8080 });
   await new Promise<void>((resolve, reject) => {
     if (server.listening) resolve();
@@ -60,11 +60,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
   const ready = (async () => {
-    reranker = await createReranker(options.reranker);
-    scheduler = new Scheduler(reranker, options.scheduler);
+    stack = await openStack(options.reranker);
+    scheduler = new Scheduler(stack.engineSource, options.scheduler);
     scheduler.onBatch = (b) => metrics.observeBatch(b);
-    metrics.setEngine(reranker.info, reranker.resolveOptions({}).maxLength);
-    service = new RerankService(reranker, scheduler, options.requestTimeoutMs ?? 120_000);
+    pipeline = stack.pipeline.withSource(stack.cached(scheduler));
+    metrics.setEngine(stack.engine.info, pipeline.resolve({}).maxLength);
   })();
   ready.then(
     () => options.onReady?.(),
@@ -88,9 +88,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       http.closeAllConnections();
       clearTimeout(graceTimer);
       await ready.catch(() => undefined);
-      await reranker?.dispose();
+      await stack?.dispose();
     })();
     return closing;
   };
-  return { url: `http://${host}:${address.port}`, service: () => service, ready, close };
+  return { url: `http://${host}:${address.port}`, pipeline: () => pipeline, ready, close };
 }

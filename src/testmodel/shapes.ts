@@ -9,7 +9,7 @@ export interface Qwen3Shape extends ModelShape {
 /** Rows of the embedding matrix in the real files (151,669 tokens padded). */
 export const VOCAB_ROWS = 151936;
 
-/** The published Qwen3-Reranker shapes (DESIGN.md section 2) plus a tiny one for fast tests. */
+/** The published Qwen3-Reranker shapes (docs/architecture.md, "Shapes") plus a tiny one for fast tests. */
 export const SHAPES = {
   tiny: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, headDim: 16, ffn: 128, tiedEmbeddings: true, contextLength: 40960 },
   "0.6b": { layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, ffn: 3072, tiedEmbeddings: true, contextLength: 40960 },

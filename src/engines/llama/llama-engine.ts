@@ -11,7 +11,7 @@ import { lmHeadMatchesRankHead } from "./head-check.js";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
 import type { KvCacheType, LlamaEngineOptions } from "./options.js";
-import { serializeSampling } from "./sampling-lock.js";
+import { checkNodeLlamaCppVersion, rankPoolingContextOptions, rankPoolingOutput, serializeSampling } from "./internals.js";
 
 // yes/no get the same finite bias so that top-k 2 keeps exactly them without materialising the
 // 151k-entry probability map (~170 ms per pair); a common offset leaves logit(yes) - logit(no)
@@ -96,6 +96,7 @@ export class LlamaEngine implements Engine {
   }
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
+    checkNodeLlamaCppVersion();
     const path = await resolveModelSource(options.model, options.modelsDirectory, options.allowDownload ?? true);
     let llama: Llama;
     try {
@@ -167,7 +168,7 @@ export class LlamaEngine implements Engine {
         batching: { itemPrioritizationStrategy: oneSequencePerDecode },
         experimentalKvCacheKeyType: kvTypeName[o.kvCacheType] as never,
         experimentalKvCacheValueType: kvTypeName[o.kvCacheType] as never,
-        ...(scoringPath === "rank-pooling" ? ({ _embeddings: true, _ranking: true } as object) : {}),
+        ...(scoringPath === "rank-pooling" ? rankPoolingContextOptions : {}),
       });
     try {
       return { context: await attempt(o.sequences, o.batchSize), sequences: o.sequences };
@@ -325,13 +326,8 @@ export class LlamaEngine implements Engine {
 
   private async evaluateRank(slot: Slot, input: readonly number[]): Promise<number> {
     await slot.sequence.controlledEvaluate(input as Token[]);
-    // llama.cpp pools the last token through cls.output and applies softmax in the graph, so the
-    // two outputs are [P(yes), P(no)] of sequence 0 (node-llama-cpp reads sequence 0 only, which
-    // is why rank-head files use one sequence).
-    const addon = (this.context as unknown as { _ctx: { getEmbedding(n: number, max: number): Float64Array } })._ctx;
-    const out = addon.getEmbedding(input.length, 2);
-    const pYes = out[0] ?? Number.NaN;
-    const pNo = out[1] ?? Number.NaN;
+    // llama.cpp pools the last token through cls.output and applies softmax in the graph.
+    const { pYes, pNo } = rankPoolingOutput(this.context, input.length);
     return Math.log(pYes) - Math.log(pNo);
   }
 

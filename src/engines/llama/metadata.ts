@@ -22,7 +22,7 @@ export interface ModelFacts {
 }
 
 /**
- * Detects the GGUF flavour (DESIGN.md section 2): rank head when pooling_type is RANK and
+ * Detects the GGUF flavour (docs/architecture.md, "GGUF flavours"): rank head when pooling_type is RANK and
  * `cls.output.weight` is present, with labels ["yes","no"]; plain causal LM otherwise.
  */
 export function readModelFacts(info: GgufFileInfo, trainContext: number): ModelFacts {

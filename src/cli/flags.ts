@@ -1,35 +1,16 @@
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
-import type { RerankerOptions } from "../reranker.js";
-import type { ConfigExtras } from "./config-file.js";
+import type { DefaultKnobs, ModelCommand } from "../config/knobs.js";
+import { KNOBS, knobsOfCommand } from "../config/knobs.js";
 import type { KvCacheType } from "../engines/llama/options.js";
+import type { RerankerOptions } from "../pipeline/stack.js";
+import type { ConfigExtras } from "./config-file.js";
 
 export const intArg =
   (min: number, max = Number.MAX_SAFE_INTEGER) =>
   (value: string): number => {
     const n = Number(value);
     if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return n;
-  };
-
-export const positiveNumberArg = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a number > 0");
-  return n;
-};
-
-export const finiteNumberArg = (value: string): number => {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError("expected a number");
-  return n;
-};
-
-/** A number in [0, 1] (or (0, 1] when zero is not allowed). */
-export const unitArg =
-  (allowZero: boolean) =>
-  (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n > 1 || n < 0 || (!allowZero && n === 0)) throw new InvalidArgumentError(allowZero ? "expected a number in [0, 1]" : "expected a number in (0, 1]");
     return n;
   };
 
@@ -89,28 +70,54 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
 }
 
 /** Collects repeated `code=instruction` values into a language -> instruction map. */
-export const languageInstructionArg = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
+const languageInstructionArg = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
   const m = /^([a-z]{2,3})=(.+)$/s.exec(value.trim());
   if (!m?.[1] || !m[2]) throw new InvalidArgumentError('expected CODE=INSTRUCTION, e.g. zh="Given a Chinese query, ..."');
   return { ...previous, [m[1]]: m[2].trim() };
 };
 
-/** A language for routing: "auto" or an ISO 639-1 code. */
-export const languageArg = (value: string): string => {
-  if (!/^(auto|[a-z]{2,3})$/.test(value)) throw new InvalidArgumentError('expected "auto" or an ISO 639-1 code such as zh');
-  return value;
-};
+const knobOptions = (command: ModelCommand) =>
+  knobsOfCommand(command).map(([name, spec]) => {
+    const option = new Option(spec.flag, `${spec.help} (default: ${spec.default})`);
+    option.argParser((value: string, previous: unknown) => {
+      if (spec.cli === "language-map") return languageInstructionArg(value, previous as Record<string, string> | undefined);
+      // The knob's own schema validates, so the CLI refuses exactly what the library and server refuse.
+      const result = spec.schema.safeParse(spec.cli === "number" ? (value.trim() === "" ? Number.NaN : Number(value)) : value);
+      if (!result.success) throw new InvalidArgumentError(result.error.issues[0]?.message ?? "invalid value");
+      return result.data;
+    });
+    return { name, option };
+  });
 
-/** The reranker knobs that score and serve share, as parsed flags. */
-export interface RerankerFlagValues extends EngineFlagValues {
+/** The knob flags of a model command, from the knob table (src/config/knobs.ts). */
+export function addKnobFlags(cmd: Command, command: ModelCommand): Command {
+  for (const { option } of knobOptions(command)) cmd.addOption(option);
+  return cmd;
+}
+
+/** The knob values among a command's parsed flags, by knob name (--language-instruction fills languageInstructions). */
+export function knobDefaultsFrom(command: ModelCommand, flags: object): DefaultKnobs {
+  const values = flags as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const { name, option } of knobOptions(command)) {
+    const value = values[option.attributeName()];
+    if (value !== undefined && KNOBS[name].perReranker) out[name] = value;
+  }
+  return out;
+}
+
+/** The options of every command that loads a model: model, config file, knobs, engine. */
+export function addModelFlags(cmd: Command, command: ModelCommand): Command {
+  cmd
+    .option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
+    .option("-c, --config <file>", "YAML or JSON config: options in camelCase, presets, languageInstructions, profiles (tune and calibrate write one)")
+    .option("--profile <name>", "apply the named profile of the config file (its values win over the file's top level)");
+  return addEngineFlags(addKnobFlags(cmd, command));
+}
+
+/** The model, knob and engine flags, as parsed (attribute names; --language-instruction is `languageInstruction`). */
+export interface ModelFlagValues extends EngineFlagValues, Omit<DefaultKnobs, "languageInstructions"> {
   model?: string;
-  maxLength?: number;
-  instruction?: string;
-  temperature?: number;
-  bias?: number;
-  topP?: number;
-  threshold?: number;
-  preset?: string;
   languageInstruction?: Record<string, string>;
 }
 
@@ -118,18 +125,13 @@ export interface RerankerFlagValues extends EngineFlagValues {
  * Reranker options from a command's flags and its config file's extras (custom presets, language
  * map; a language given on the command line wins over the file's). Warnings go to stderr.
  */
-export function rerankerOptionsFrom(flags: RerankerFlagValues & { model: string }, extras: ConfigExtras): RerankerOptions {
+export function rerankerOptionsFrom(command: ModelCommand, flags: ModelFlagValues & { model: string }, extras: ConfigExtras): RerankerOptions {
+  const knobs = knobDefaultsFrom(command, flags);
   return {
+    ...knobs,
     model: flags.model,
-    maxLength: flags.maxLength,
-    instruction: flags.instruction,
-    temperature: flags.temperature,
-    bias: flags.bias,
-    topP: flags.topP,
-    threshold: flags.threshold,
-    preset: flags.preset,
     presets: extras.presets,
-    languageInstructions: { ...extras.languageInstructions, ...flags.languageInstruction },
+    languageInstructions: { ...extras.languageInstructions, ...knobs.languageInstructions },
     onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
     ...engineOptionsFrom(flags),
   };

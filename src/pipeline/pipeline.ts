@@ -1,0 +1,256 @@
+import type { CallKnobs, DefaultKnobs } from "../config/knobs.js";
+import { defaultKnobsSchema, callOptionsSchema } from "../config/knobs.js";
+import { parseOrThrow } from "../config/validation.js";
+import type { EngineInfo, ScoreStats } from "../engines/engine.js";
+import { RerankError, ValidationError } from "../errors/errors.js";
+import type { ChunkSpan, Overflow } from "../prompt/chunking.js";
+import { detectLanguage, isNonEnglishInstruction } from "../prompt/language.js";
+import type { Preset } from "../prompt/presets.js";
+import { PresetRegistry } from "../prompt/presets.js";
+import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
+import type { PromptTokenizer } from "../prompt/tokens.js";
+import { PromptBuilder } from "../prompt/tokens.js";
+import { rankByLogit, select } from "../scoring/selection.js";
+import { scoreFromLogit } from "../scoring/temperature.js";
+import type { LogOddsOptions, LogOddsSource } from "./log-odds.js";
+import { Planner } from "./plan.js";
+
+/** The knobs of one call after presets and defaults are applied. */
+export interface ResolvedKnobs {
+  instruction: string;
+  temperature: number;
+  bias: number;
+  topP: number | undefined;
+  threshold: number | undefined;
+  maxLength: number;
+  overflow: Overflow;
+  language: string | undefined;
+}
+
+/** What every call of a reranker starts from: its knob defaults, presets and language map. */
+export interface PipelineSettings extends DefaultKnobs {
+  /** Extra presets (a built-in of the same name is replaced). Default: none. */
+  presets?: Preset[] | undefined;
+  /** Receives warnings (e.g. a non-English instruction), once per distinct message. Default: process.emitWarning. */
+  onWarning?: ((message: string) => void) | undefined;
+}
+
+/** One result, whichever way the pipeline was called. */
+export interface RerankResult {
+  /** Position of the document (or pair) in the input. */
+  index: number;
+  /** sigmoid(logit / temperature + bias), in [0, 1]. */
+  score: number;
+  /** Raw log-odds z = logit(yes) - logit(no). */
+  logit: number;
+  /** True when the document was cut to fit max_length. */
+  truncated: boolean;
+  /** The document text, when asked for. */
+  document?: string;
+  /** The query's language, when the call asked for language routing. */
+  language?: string;
+  /** With overflow "chunk": the window that gave the score (document token offsets and text). */
+  chunk?: ChunkSpan;
+}
+
+export interface PipelineRequest extends LogOddsOptions {
+  /** One query for every document, or one query per document. */
+  queries: readonly string[];
+  documents: readonly string[];
+  knobs?: CallKnobs | undefined;
+  /** "ranked": best first, then top_p, threshold and top_n; "input": input order, nothing dropped. */
+  order: "ranked" | "input";
+  /** Cut each document to about this many tokens (Cohere v2 max_tokens_per_doc). Default: none. */
+  maxTokensPerDoc?: number | undefined;
+  /** Refuse (payload_too_large) instead of truncating a pair that does not fit (TEI truncate=false). */
+  refuseTruncation?: boolean | undefined;
+}
+
+export interface PipelineResult {
+  results: RerankResult[];
+  /** The first query's language, when the call asked for language routing. */
+  language: string | undefined;
+  knobs: ResolvedKnobs;
+  /** Pairs evaluated (windows of chunked documents count one each) and their prompt tokens. */
+  pairs: number;
+  tokens: number;
+  /** Pairs answered by a cache. */
+  cached: number;
+  stats: ScoreStats;
+  queueMs: number;
+  inferenceMs: number;
+}
+
+/** State shared by a pipeline and the pipelines derived from it with `withSource`. */
+interface Shared {
+  info: EngineInfo;
+  planner: Planner;
+  presets: PresetRegistry;
+  defaults: Omit<DefaultKnobs, "preset" | "maxLength" | "bias"> & { maxLength: number; bias: number; preset: Preset | undefined };
+  languageInstructions: Record<string, string>;
+  onWarning: (message: string) => void;
+  warned: Set<string>;
+}
+
+/**
+ * The one path of every scoring call, from the library, the server and eval alike:
+ * knobs → instruction routing → plan (truncate or chunk) → log-odds (from a source: the engine,
+ * a cache, the scheduler) → MaxP over windows → scores → selection.
+ */
+export class Pipeline {
+  private constructor(
+    private readonly shared: Shared,
+    private readonly source: LogOddsSource,
+  ) {}
+
+  /** Validates the settings (before a model is loaded, when `info` is not known yet, pass none). */
+  static checkSettings(settings: PipelineSettings): void {
+    const { presets, onWarning: _onWarning, ...knobs } = settings;
+    parseOrThrow(defaultKnobsSchema, knobs);
+    if (knobs.preset !== undefined) new PresetRegistry(presets).get(knobs.preset);
+  }
+
+  static create(engine: { info: EngineInfo; tokenizer: PromptTokenizer }, settings: PipelineSettings, source: LogOddsSource): Pipeline {
+    const { presets, onWarning, ...knobs } = settings;
+    const d = parseOrThrow(defaultKnobsSchema, knobs);
+    const registry = new PresetRegistry(presets);
+    const shared: Shared = {
+      info: engine.info,
+      planner: new Planner(new PromptBuilder(engine.tokenizer), engine.tokenizer),
+      presets: registry,
+      defaults: {
+        ...d,
+        preset: d.preset !== undefined ? registry.get(d.preset) : undefined,
+        bias: d.bias ?? 0,
+        maxLength: Math.min(d.maxLength ?? DEFAULT_MAX_LENGTH, engine.info.maxSequenceLength),
+      },
+      languageInstructions: { ...d.languageInstructions },
+      onWarning: onWarning ?? ((message) => process.emitWarning(message, "QwenRerankWarning")),
+      warned: new Set(),
+    };
+    return new Pipeline(shared, source);
+  }
+
+  /** The same pipeline (knobs, presets, prompt) with its log-odds taken from another source. */
+  withSource(source: LogOddsSource): Pipeline {
+    return new Pipeline(this.shared, source);
+  }
+
+  get info(): EngineInfo {
+    return this.shared.info;
+  }
+
+  get presets(): PresetRegistry {
+    return this.shared.presets;
+  }
+
+  get planner(): Planner {
+    return this.shared.planner;
+  }
+
+  async run(request: PipelineRequest): Promise<PipelineResult> {
+    const { queries, documents } = request;
+    if (queries.length !== 1 && queries.length !== documents.length) {
+      throw new ValidationError(`got ${queries.length} queries for ${documents.length} documents: give one query, or one per document`, "queries");
+    }
+    const knobs = this.resolve(request.knobs ?? {});
+    const queryOf = (i: number) => (queries.length === 1 ? queries[0] : queries[i]) ?? "";
+    const routes = new Map<string, { instruction: string; language: string | undefined }>();
+    const routeOf = (query: string) => {
+      let r = routes.get(query);
+      if (!r) routes.set(query, (r = this.route(query, request.knobs?.instruction, knobs)));
+      return r;
+    };
+    const maxLength = this.maxLengthFor(queryOf(0), routeOf(queryOf(0)).instruction, knobs.maxLength, request.maxTokensPerDoc);
+    const pairs = documents.map((document, i) => ({ instruction: routeOf(queryOf(i)).instruction, query: queryOf(i), document }));
+    const planner = this.shared.planner;
+    const plan = planner.plan(pairs, maxLength, knobs.overflow);
+    if (request.refuseTruncation) {
+      const k = plan.prepared.findIndex((p) => p.truncated);
+      if (k >= 0) throw new RerankError("payload_too_large", `input ${plan.owner[k]} is longer than max_length ${maxLength} tokens and truncation is off`);
+    }
+    const logOdds = await this.source.evaluate(plan.prepared, { signal: request.signal, onProgress: request.onProgress, timeoutMs: request.timeoutMs });
+    const reduced = planner.reduce(plan, logOdds.logits);
+    const results = reduced.map((r, index) => {
+      const result: RerankResult = { index, score: scoreFromLogit(r.logit, knobs.temperature, knobs.bias), logit: r.logit, truncated: r.truncated };
+      const language = routeOf(queryOf(index)).language;
+      if (language !== undefined) result.language = language;
+      if (r.chunk) result.chunk = r.chunk;
+      return result;
+    });
+    return {
+      results: request.order === "ranked" ? select(rankByLogit(results), { topP: knobs.topP, threshold: knobs.threshold, topN: request.knobs?.topN, temperature: knobs.temperature }) : results,
+      language: routeOf(queryOf(0)).language,
+      knobs,
+      pairs: plan.prepared.length,
+      tokens: plan.prepared.reduce((n, p) => n + p.tokens.length, 0),
+      cached: logOdds.cached,
+      stats: logOdds.stats,
+      queueMs: logOdds.queueMs,
+      inferenceMs: logOdds.inferenceMs,
+    };
+  }
+
+  /**
+   * The knobs of a call: most specific first, the call's knobs, the call's preset, the reranker's
+   * own knobs, the reranker's preset, the official defaults. (A tuned or calibrated profile loaded
+   * together with --preset keeps its temperature; a request that names a preset gets that preset's.)
+   */
+  resolve(callKnobs: CallKnobs): ResolvedKnobs {
+    const o = parseOrThrow(callOptionsSchema, callKnobs);
+    const d = this.shared.defaults;
+    const callPreset = o.preset !== undefined ? this.shared.presets.get(o.preset) : undefined;
+    const maxLength = o.maxLength ?? d.maxLength;
+    const { maxSequenceLength } = this.shared.info;
+    if (maxLength > maxSequenceLength) {
+      throw new ValidationError(`${maxLength} exceeds the engine's context of ${maxSequenceLength} tokens (raise maxLength when creating the reranker)`, "maxLength");
+    }
+    const min = this.shared.planner.minMaxLength;
+    if (maxLength < min) throw new ValidationError(`must be at least ${min} (the template alone)`, "maxLength");
+    return {
+      instruction: o.instruction ?? callPreset?.instruction ?? d.instruction ?? d.preset?.instruction ?? DEFAULT_INSTRUCTION,
+      temperature: o.temperature ?? callPreset?.temperature ?? d.temperature ?? d.preset?.temperature ?? 1,
+      bias: d.bias,
+      topP: o.topP ?? callPreset?.topP ?? d.topP ?? d.preset?.topP,
+      threshold: o.threshold ?? d.threshold,
+      maxLength,
+      overflow: o.overflow ?? d.overflow ?? "truncate",
+      language: o.language ?? d.language,
+    };
+  }
+
+  /**
+   * The instruction for one query: an explicit instruction of the call wins; then, with language
+   * routing, the instruction mapped to the query's language; then the resolved one. Warns (once
+   * per instruction) when the instruction is not English.
+   */
+  private route(query: string, callInstruction: string | undefined, knobs: ResolvedKnobs): { instruction: string; language: string | undefined } {
+    let instruction = knobs.instruction;
+    let language: string | undefined;
+    if (knobs.language !== undefined) {
+      const map = this.shared.languageInstructions;
+      // English is always a candidate: unmapped queries must not be forced into a mapped language.
+      language = knobs.language === "auto" ? detectLanguage(query, [...new Set(["en", ...Object.keys(map)])]) : knobs.language;
+      const mapped = map[language];
+      if (callInstruction === undefined && mapped !== undefined) instruction = mapped;
+    }
+    const warned = this.shared.warned;
+    if (!warned.has(instruction)) {
+      // Checked once per distinct instruction; the set is bounded because clients choose them.
+      if (warned.size >= 1000) warned.clear();
+      warned.add(instruction);
+      if (isNonEnglishInstruction(instruction)) {
+        this.shared.onWarning(
+          `the instruction "${instruction.slice(0, 60)}" is not in English; Qwen3-Reranker was trained with English instructions, which usually score better even for other languages`,
+        );
+      }
+    }
+    return { instruction, language };
+  }
+
+  private maxLengthFor(query: string, instruction: string, maxLength: number, maxTokensPerDoc: number | undefined): number {
+    if (maxTokensPerDoc === undefined) return maxLength;
+    // BODY without the document, plus the allowed document tokens (official truncation does the cut).
+    return Math.min(maxLength, this.shared.planner.overhead(instruction, query) + maxTokensPerDoc);
+  }
+}
