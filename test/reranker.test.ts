@@ -237,3 +237,20 @@ test("overflow chunk: a document 3x the context is scored by windows and MaxP eq
   assert.equal(cut?.truncated, true);
   assert.ok((cut?.logit ?? 0) <= chunked.logit + 1e-4);
 });
+
+test("language and overflow as reranker defaults (serve --language auto --overflow chunk) apply to every call that sets none", async () => {
+  const zh = "Given a Chinese web search query, retrieve relevant passages that answer the query";
+  const routed = await createReranker({ model: testModel("causal"), maxLength: 160, ...exactEngine, language: "auto", overflow: "chunk", languageInstructions: { zh } });
+  try {
+    const long = Array.from({ length: 80 }, (_, i) => `Sentence ${i} tells about rivers, cities and the capital.`).join(" ");
+    const [r] = await routed.rerank("中国的首都是哪里？", [long]);
+    assert.equal(r?.language, "zh");
+    assert.ok(r?.chunk && r.chunk.windows >= 3, "chunked by default");
+    const [explicit] = await routed.rerank("中国的首都是哪里？", [long], { instruction: zh, overflow: "chunk" });
+    assert.equal(r.logit, explicit?.logit, "the same windows and instruction: bit-identical by design (determinism)");
+    const [cut] = await routed.rerank("中国的首都是哪里？", [long], { overflow: "truncate" });
+    assert.equal(cut?.truncated, true, "a call's own overflow wins");
+  } finally {
+    await routed.dispose();
+  }
+});

@@ -2,12 +2,16 @@ import { createHash } from "node:crypto";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { ValidationError } from "../errors/errors.js";
+import type { LabelledScores } from "../eval/apply.js";
 import { labelledScores } from "../eval/apply.js";
-import type { Calibration } from "../eval/calibration.js";
+import type { Calibration, CalibrationFit } from "../eval/calibration.js";
 import { brier, expectedCalibrationError, fitCalibration, logLoss, MAX_TEMPERATURE, MIN_TEMPERATURE, reliability } from "../eval/calibration.js";
+import type { EvalSet } from "../eval/dataset.js";
+import type { ProfileValues } from "../eval/profile.js";
 import { writeProfile } from "../eval/profile.js";
 import type { Report } from "../eval/report.js";
 import { reliabilityChart, scoreHistogram } from "../eval/report.js";
+import type { ScoringStack } from "../pipeline/stack.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
@@ -32,106 +36,133 @@ const fractionArg = (value: string): number => {
 /** A query's side of the holdout split: a hash of its id, so the split repeats across runs. */
 const isHeldOut = (qid: string, fraction: number) => fraction > 0 && createHash("sha1").update(qid).digest().readUInt32BE(0) / 2 ** 32 < fraction;
 
+interface Figures {
+  logLoss: number;
+  ece: number;
+  brier: number;
+}
+
+/** What calibrate found: the fit, and the figures before and after on the evaluated pairs. */
+interface CalibrationOutcome {
+  source: string;
+  fitSet: LabelledScores;
+  /** The held-out pairs, or the fitted ones when there is no holdout. */
+  testSet: LabelledScores;
+  positives: number;
+  fit: CalibrationFit;
+  /** What the reranker serves now: the official scores, T = 1 and no bias. */
+  before: Calibration;
+  after: Calibration;
+  figures: { before: Figures; after: Figures };
+  /** The instruction the scores were computed with. */
+  instruction: string;
+  warning: string | undefined;
+}
+
+/** Scores the set, fits the calibration on the fit queries and measures it on the held-out ones. */
+async function calibrate(flags: CalibrateFlags, set: EvalSet, stack: ScoringStack): Promise<CalibrationOutcome> {
+  const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
+  const scores = await scoreWithProgress(pipeline, store, set, {}, "scoring");
+  const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
+  const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => isHeldOut(q, flags.holdout)) : fitSet;
+  if (fitSet.logits.length === 0) throw new ValidationError("no labelled pair to fit on (lower --holdout, or check that the qrels judge the candidates)");
+  if (testSet.logits.length === 0) throw new ValidationError("the holdout holds no pair: raise --holdout or use more queries");
+  const positives = fitSet.labels.reduce((s, y) => s + y, 0);
+  if (positives === 0 || positives === fitSet.labels.length) {
+    throw new ValidationError(`every fitted pair is ${positives === 0 ? "non-relevant" : "relevant"}: calibration needs both kinds (check --relevance-level)`);
+  }
+  const fit = fitCalibration(fitSet.logits, fitSet.labels, !flags.temperatureOnly);
+  const before: Calibration = { temperature: 1, bias: 0 };
+  const after: Calibration = { temperature: fit.temperature, bias: fit.bias };
+  const measure = (c: Calibration): Figures => ({
+    logLoss: logLoss(testSet.logits, testSet.labels, c),
+    ece: expectedCalibrationError(testSet.logits, testSet.labels, c, flags.bins),
+    brier: brier(testSet.logits, testSet.labels, c),
+  });
+  const warning = fit.clamped
+    ? `the best temperature lies outside [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}] and was clamped: ${fit.temperature >= MAX_TEMPERATURE ? "the scores barely track (or run against) the labels" : "the labels are almost perfectly separated"}`
+    : undefined;
+  return { source: set.source, fitSet, testSet, positives, fit, before, after, figures: { before: measure(before), after: measure(after) }, instruction: scores.knobs.instruction, warning };
+}
+
+const evaluatedOn = (o: CalibrationOutcome, flags: CalibrateFlags) => (flags.holdout > 0 ? `${o.testSet.logits.length} held-out pairs` : "the same pairs");
+
+function profileOf(o: CalibrationOutcome, flags: CalibrateFlags): ProfileValues {
+  return {
+    model: flags.model,
+    instruction: flags.instruction !== undefined || flags.preset !== undefined ? o.instruction : undefined,
+    maxLength: flags.maxLength,
+    temperature: o.fit.temperature,
+    bias: flags.temperatureOnly ? undefined : o.fit.bias,
+  };
+}
+
+function asJson(o: CalibrationOutcome, flags: CalibrateFlags): object {
+  return {
+    dataset: o.source,
+    pairs: { fit: o.fitSet.logits.length, evaluated: o.testSet.logits.length, relevant: o.positives },
+    holdout: flags.holdout,
+    temperature: o.fit.temperature,
+    bias: o.fit.bias,
+    clamped: o.fit.clamped,
+    before: o.figures.before,
+    after: o.figures.after,
+    profile: flags.out,
+  };
+}
+
+const figureRows = (o: CalibrationOutcome): Array<Array<string | number>> => [
+  ["before (T 1, bias 0)", o.figures.before.logLoss, o.figures.before.ece, o.figures.before.brier],
+  ["after", o.figures.after.logLoss, o.figures.after.ece, o.figures.after.brier],
+];
+
+function asText(o: CalibrationOutcome, flags: CalibrateFlags): string {
+  return (
+    `fitted on ${o.fitSet.logits.length} pairs (${o.positives} relevant) of ${o.source}: temperature ${o.fit.temperature.toFixed(4)}, bias ${o.fit.bias.toFixed(4)}\n\n` +
+    textTable([flags.holdout > 0 ? "held-out pairs" : "all pairs", "log-loss", "ECE", "Brier"], figureRows(o)) +
+    `\nwrote profile ${flags.out}\n`
+  );
+}
+
+function asReport(o: CalibrationOutcome, flags: CalibrateFlags): Report {
+  return {
+    title: "qwen-rerank calibrate",
+    subtitle: `${o.source}: fitted on ${o.fitSet.logits.length} pairs, evaluated on ${evaluatedOn(o, flags)}`,
+    sections: [
+      {
+        kind: "table",
+        title: "Calibration",
+        note: `score = sigmoid(logit / T + bias); fitted T = ${o.fit.temperature.toFixed(4)}, bias = ${o.fit.bias.toFixed(4)}.${o.warning ? ` Warning: ${o.warning}.` : ""}`,
+        columns: ["", "log-loss", "ECE", "Brier"],
+        rows: figureRows(o),
+      },
+      {
+        kind: "chart",
+        title: "Reliability diagram",
+        chart: reliabilityChart([
+          { label: "before", bins: reliability(o.testSet.logits, o.testSet.labels, o.before, flags.bins) },
+          { label: "after", bins: reliability(o.testSet.logits, o.testSet.labels, o.after, flags.bins) },
+        ]),
+      },
+      { kind: "chart", title: "Scores before calibration", chart: scoreHistogram(o.testSet, o.before) },
+      { kind: "chart", title: "Scores after calibration", chart: scoreHistogram(o.testSet, o.after) },
+    ],
+  };
+}
+
 async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
   const extras = applyConfigOptions(cmd);
   const set = await loadSetFrom(flags);
-  await withModel("calibrate", flags, extras, async (stack) => {
-    const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
-    const scores = await scoreWithProgress(pipeline, store, set, {}, "scoring");
-    const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
-    const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => isHeldOut(q, flags.holdout)) : fitSet;
-    if (fitSet.logits.length === 0) throw new ValidationError("no labelled pair to fit on (lower --holdout, or check that the qrels judge the candidates)");
-    if (testSet.logits.length === 0) throw new ValidationError("the holdout holds no pair: raise --holdout or use more queries");
-    const positives = fitSet.labels.reduce((s, y) => s + y, 0);
-    if (positives === 0 || positives === fitSet.labels.length) {
-      throw new ValidationError(`every fitted pair is ${positives === 0 ? "non-relevant" : "relevant"}: calibration needs both kinds (check --relevance-level)`);
-    }
-    const fit = fitCalibration(fitSet.logits, fitSet.labels, !flags.temperatureOnly);
-    // "Before" is what the reranker serves now: the official scores, T = 1 and no bias.
-    const before: Calibration = { temperature: 1, bias: 0 };
-    const after: Calibration = { temperature: fit.temperature, bias: fit.bias };
-    const measure = (c: Calibration) => ({
-      logLoss: logLoss(testSet.logits, testSet.labels, c),
-      ece: expectedCalibrationError(testSet.logits, testSet.labels, c, flags.bins),
-      brier: brier(testSet.logits, testSet.labels, c),
-    });
-    const m0 = measure(before);
-    const m1 = measure(after);
-    const knobs = scores.knobs;
-    await writeProfile(
-      flags.out,
-      {
-        model: flags.model,
-        instruction: flags.instruction !== undefined || flags.preset !== undefined ? knobs.instruction : undefined,
-        maxLength: flags.maxLength,
-        temperature: fit.temperature,
-        bias: flags.temperatureOnly ? undefined : fit.bias,
-      },
-      [
-        `qwen-rerank calibrate: fitted on ${fitSet.logits.length} labelled pairs of ${set.source}.`,
-        `log-loss ${m0.logLoss.toFixed(4)} -> ${m1.logLoss.toFixed(4)}, ECE ${m0.ece.toFixed(4)} -> ${m1.ece.toFixed(4)} on ${flags.holdout > 0 ? `${testSet.logits.length} held-out pairs` : "the same pairs"}.`,
-        `Load it with: qwen-rerank serve --config ${flags.out}`,
-      ],
-    );
-    const warning = fit.clamped
-      ? `the best temperature lies outside [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}] and was clamped: ${fit.temperature >= MAX_TEMPERATURE ? "the scores barely track (or run against) the labels" : "the labels are almost perfectly separated"}`
-      : undefined;
-    if (warning) process.stderr.write(`qwen-rerank: warning: ${warning}\n`);
-    if (flags.json) {
-      const out = {
-        dataset: set.source,
-        pairs: { fit: fitSet.logits.length, evaluated: testSet.logits.length, relevant: positives },
-        holdout: flags.holdout,
-        temperature: fit.temperature,
-        bias: fit.bias,
-        clamped: fit.clamped,
-        before: m0,
-        after: m1,
-        profile: flags.out,
-      };
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    } else {
-      process.stdout.write(`fitted on ${fitSet.logits.length} pairs (${positives} relevant) of ${set.source}: temperature ${fit.temperature.toFixed(4)}, bias ${fit.bias.toFixed(4)}\n\n`);
-      process.stdout.write(
-        textTable(
-          [flags.holdout > 0 ? "held-out pairs" : "all pairs", "log-loss", "ECE", "Brier"],
-          [
-            ["before (T 1, bias 0)", m0.logLoss, m0.ece, m0.brier],
-            ["after", m1.logLoss, m1.ece, m1.brier],
-          ],
-        ),
-      );
-      process.stdout.write(`\nwrote profile ${flags.out}\n`);
-    }
-    await maybeWriteReport(flags.report, (): Report => {
-      return {
-        title: "qwen-rerank calibrate",
-        subtitle: `${set.source}: fitted on ${fitSet.logits.length} pairs, evaluated on ${flags.holdout > 0 ? `${testSet.logits.length} held-out pairs` : "the same pairs"}`,
-        sections: [
-          {
-            kind: "table",
-            title: "Calibration",
-            note: `score = sigmoid(logit / T + bias); fitted T = ${fit.temperature.toFixed(4)}, bias = ${fit.bias.toFixed(4)}.${warning ? ` Warning: ${warning}.` : ""}`,
-            columns: ["", "log-loss", "ECE", "Brier"],
-            rows: [
-              ["before (T 1, bias 0)", m0.logLoss, m0.ece, m0.brier],
-              ["after", m1.logLoss, m1.ece, m1.brier],
-            ],
-          },
-          {
-            kind: "chart",
-            title: "Reliability diagram",
-            chart: reliabilityChart([
-              { label: "before", bins: reliability(testSet.logits, testSet.labels, before, flags.bins) },
-              { label: "after", bins: reliability(testSet.logits, testSet.labels, after, flags.bins) },
-            ]),
-          },
-          { kind: "chart", title: "Scores before calibration", chart: scoreHistogram(testSet, before) },
-          { kind: "chart", title: "Scores after calibration", chart: scoreHistogram(testSet, after) },
-        ],
-      };
-    });
-  });
+  const outcome = await withModel("calibrate", flags, extras, (stack) => calibrate(flags, set, stack));
+  const { before, after } = outcome.figures;
+  await writeProfile(flags.out, profileOf(outcome, flags), [
+    `qwen-rerank calibrate: fitted on ${outcome.fitSet.logits.length} labelled pairs of ${outcome.source}.`,
+    `log-loss ${before.logLoss.toFixed(4)} -> ${after.logLoss.toFixed(4)}, ECE ${before.ece.toFixed(4)} -> ${after.ece.toFixed(4)} on ${evaluatedOn(outcome, flags)}.`,
+    `Load it with: qwen-rerank serve --config ${flags.out}`,
+  ]);
+  if (outcome.warning) process.stderr.write(`qwen-rerank: warning: ${outcome.warning}\n`);
+  process.stdout.write(flags.json ? `${JSON.stringify(asJson(outcome, flags), null, 2)}\n` : asText(outcome, flags));
+  await maybeWriteReport(flags.report, () => asReport(outcome, flags));
 }
 
 export function registerCalibrate(program: Command): void {

@@ -2,15 +2,21 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { ValidationError } from "../errors/errors.js";
+import type { LabelledScores } from "../eval/apply.js";
 import { labelledScores, rerankedRun } from "../eval/apply.js";
+import type { Calibration } from "../eval/calibration.js";
 import { expectedCalibrationError, logLoss, reliability } from "../eval/calibration.js";
+import type { EvalSet } from "../eval/dataset.js";
 import type { Measure, MetricReport } from "../eval/metrics.js";
 import { evaluateRun, formatTrecEval, parseMeasures } from "../eval/metrics.js";
 import type { Report, ReportSection } from "../eval/report.js";
 import { barChart, deltaChart, reliabilityChart, scoreHistogram } from "../eval/report.js";
 import type { MeasureComparison } from "../eval/significance.js";
 import { compareReports } from "../eval/significance.js";
+import type { Run } from "../eval/trec.js";
 import { readQrels, readRun, writeRun } from "../eval/trec.js";
+import type { ResolvedKnobs } from "../pipeline/pipeline.js";
+import type { ScoringStack } from "../pipeline/stack.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, measuresFrom, percentile, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
@@ -58,7 +64,6 @@ async function evaluateExistingRun(flags: EvalFlags): Promise<void> {
   }));
 }
 
-/** eval with a model: rerank the first stage's candidates, compare, write the run. */
 /** trec_eval's `-m` is a measure; here `-m` is --model, as in every command: say so instead of "model file not found". */
 function refuseMeasureAsModel(model: string | undefined): void {
   if (model === undefined || existsSync(model)) return;
@@ -70,87 +75,115 @@ function refuseMeasureAsModel(model: string | undefined): void {
   throw new ValidationError(`"${model}" is a measure, but -m is --model in every qwen-rerank command: give measures with --measure`);
 }
 
-async function evaluateReranking(flags: EvalFlags, cmd: Command): Promise<void> {
-  refuseMeasureAsModel(flags.model);
-  const measures = measuresFrom(flags);
-  const extras = applyConfigOptions(cmd);
-  const set = await loadSetFrom(flags);
-  const output = flags.output ?? flags.out;
-  await withModel("eval", flags, extras, async (stack) => {
-    const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
-    const scores = await scoreWithProgress(pipeline, store, set, {}, "reranking");
-    const k = scores.knobs;
-    const run = rerankedRun(set, scores.logits, k);
-    await writeRun(output, run, "qwen-rerank");
-    const options = { relevanceLevel: flags.relevanceLevel };
-    const before = evaluateRun(set.qrels, set.firstStage, measures, options);
-    const after = evaluateRun(set.qrels, run, measures, options);
-    const comparison = compareReports(before, after, measures);
-    const pairsPerSecond = scores.seconds > 0 ? scores.scoredPairs / scores.seconds : 0;
-    const scoring = {
+/** What a reranking evaluation found. */
+interface RerankingOutcome {
+  source: string;
+  model: { name: string; flavor: string };
+  measures: Measure[];
+  knobs: ResolvedKnobs;
+  run: Run;
+  before: MetricReport;
+  after: MetricReport;
+  comparison: Record<string, MeasureComparison>;
+  labelled: LabelledScores;
+  calibration: Calibration;
+  scoring: {
+    pairs: number;
+    cachedPairs: number;
+    scoredPairs: number;
+    truncatedPairs: number;
+    seconds: number;
+    pairsPerSecond: number;
+    evaluatedTokens: number;
+    queryLatencyMs: { p50: number; p95: number; max: number };
+  };
+}
+
+/** Reranks the first stage's candidates and measures both runs. */
+async function evaluateReranking(flags: EvalFlags, measures: Measure[], set: EvalSet, stack: ScoringStack): Promise<RerankingOutcome> {
+  const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
+  const scores = await scoreWithProgress(pipeline, store, set, {}, "reranking");
+  const k = scores.knobs;
+  const run = rerankedRun(set, scores.logits, k);
+  const options = { relevanceLevel: flags.relevanceLevel };
+  const before = evaluateRun(set.qrels, set.firstStage, measures, options);
+  const after = evaluateRun(set.qrels, run, measures, options);
+  return {
+    source: set.source,
+    model: { name: stack.engine.info.model, flavor: stack.engine.info.flavor },
+    measures,
+    knobs: k,
+    run,
+    before,
+    after,
+    comparison: compareReports(before, after, measures),
+    labelled: labelledScores(set, scores.logits, flags.relevanceLevel),
+    calibration: { temperature: k.temperature, bias: k.bias },
+    scoring: {
       pairs: scores.pairs,
       cachedPairs: scores.cachedPairs,
       scoredPairs: scores.scoredPairs,
       truncatedPairs: scores.truncatedPairs,
       seconds: scores.seconds,
-      pairsPerSecond,
+      pairsPerSecond: scores.seconds > 0 ? scores.scoredPairs / scores.seconds : 0,
       evaluatedTokens: scores.evaluatedTokens,
       queryLatencyMs: { p50: percentile(scores.queryMs, 50), p95: percentile(scores.queryMs, 95), max: percentile(scores.queryMs, 100) },
-    };
-    const labelled = labelledScores(set, scores.logits, flags.relevanceLevel);
-    const calibration = { temperature: k.temperature, bias: k.bias };
-    const knobs = { instruction: k.instruction, maxLength: k.maxLength, temperature: k.temperature, bias: k.bias, topP: k.topP ?? null, threshold: k.threshold ?? null };
-    if (flags.json) {
-      const out: Record<string, unknown> = {
-        dataset: set.source,
-        queries: after.queries,
-        model: stack.engine.info.model,
-        knobs,
-        measures: comparison,
-        scoring,
-        logLoss: logLoss(labelled.logits, labelled.labels, calibration),
-        ece: expectedCalibrationError(labelled.logits, labelled.labels, calibration),
-        run: output,
-      };
-      if (flags.perQuery) out.perQuery = { firstStage: Object.fromEntries(before.perQuery), reranked: Object.fromEntries(after.perQuery) };
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    } else {
-      process.stdout.write(`dataset: ${set.source}: ${after.queries} queries, ${scores.pairs} pairs\n`);
-      process.stdout.write(`model: ${stack.engine.info.model} (${stack.engine.info.flavor}); max_length ${k.maxLength}; instruction: ${k.instruction}\n\n`);
-      process.stdout.write(
-        textTable(
-          ["measure", "first stage", "reranked", "delta", "p (t-test)", "p (randomisation)"],
-          measures.map((m) => {
-            const c = comparison[m.name] as MeasureComparison;
-            return [m.name, c.firstStage, c.reranked, `${c.delta >= 0 ? "+" : ""}${c.delta.toFixed(4)}`, c.pTTest, c.pRandomisation];
-          }),
-        ),
-      );
-      if (flags.perQuery) {
-        process.stdout.write("\nper query (first stage -> reranked):\n");
-        for (const [qid, v] of after.perQuery) {
-          process.stdout.write(`${qid}\t${measures.map((m) => `${m.name} ${(before.perQuery.get(qid)?.[m.name] ?? 0).toFixed(4)} -> ${(v[m.name] ?? 0).toFixed(4)}`).join("\t")}\n`);
-        }
-      }
-      process.stdout.write(
-        `\nscoring: ${scores.scoredPairs} pairs scored, ${scores.cachedPairs} from the cache; ${pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`,
-      );
-      process.stdout.write(`wrote reranked run ${output}\n`);
-    }
-    await maybeWriteReport(flags.report, () => rerankReport(set.source, measures, before, after, comparison, labelled, calibration, scoring));
-  });
+    },
+  };
 }
 
-function rerankReport(
-  source: string,
-  measures: readonly Measure[],
-  before: MetricReport,
-  after: MetricReport,
-  comparison: Record<string, MeasureComparison>,
-  labelled: ReturnType<typeof labelledScores>,
-  calibration: { temperature: number; bias: number },
-  scoring: { scoredPairs: number; cachedPairs: number; pairsPerSecond: number; queryLatencyMs: { p50: number; p95: number } },
-): Report {
+function rerankingJson(o: RerankingOutcome, flags: EvalFlags, output: string): object {
+  const k = o.knobs;
+  const out: Record<string, unknown> = {
+    dataset: o.source,
+    queries: o.after.queries,
+    model: o.model.name,
+    knobs: { instruction: k.instruction, maxLength: k.maxLength, temperature: k.temperature, bias: k.bias, topP: k.topP ?? null, threshold: k.threshold ?? null },
+    measures: o.comparison,
+    scoring: o.scoring,
+    logLoss: logLoss(o.labelled.logits, o.labelled.labels, o.calibration),
+    ece: expectedCalibrationError(o.labelled.logits, o.labelled.labels, o.calibration),
+    run: output,
+  };
+  if (flags.perQuery) out.perQuery = { firstStage: Object.fromEntries(o.before.perQuery), reranked: Object.fromEntries(o.after.perQuery) };
+  return out;
+}
+
+function rerankingText(o: RerankingOutcome, flags: EvalFlags, output: string): string {
+  const { measures, comparison, before, after, scoring } = o;
+  let text = `dataset: ${o.source}: ${after.queries} queries, ${scoring.pairs} pairs\n`;
+  text += `model: ${o.model.name} (${o.model.flavor}); max_length ${o.knobs.maxLength}; instruction: ${o.knobs.instruction}\n\n`;
+  text += textTable(
+    ["measure", "first stage", "reranked", "delta", "p (t-test)", "p (randomisation)"],
+    measures.map((m) => {
+      const c = comparison[m.name] as MeasureComparison;
+      return [m.name, c.firstStage, c.reranked, `${c.delta >= 0 ? "+" : ""}${c.delta.toFixed(4)}`, c.pTTest, c.pRandomisation];
+    }),
+  );
+  if (flags.perQuery) {
+    text += "\nper query (first stage -> reranked):\n";
+    for (const [qid, v] of after.perQuery) {
+      text += `${qid}\t${measures.map((m) => `${m.name} ${(before.perQuery.get(qid)?.[m.name] ?? 0).toFixed(4)} -> ${(v[m.name] ?? 0).toFixed(4)}`).join("\t")}\n`;
+    }
+  }
+  text += `\nscoring: ${scoring.scoredPairs} pairs scored, ${scoring.cachedPairs} from the cache; ${scoring.pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`;
+  return `${text}wrote reranked run ${output}\n`;
+}
+
+async function runReranking(flags: EvalFlags, cmd: Command): Promise<void> {
+  refuseMeasureAsModel(flags.model);
+  const measures = measuresFrom(flags);
+  const extras = applyConfigOptions(cmd);
+  const set = await loadSetFrom(flags);
+  const output = flags.output ?? flags.out;
+  const outcome = await withModel("eval", flags, extras, (stack) => evaluateReranking(flags, measures, set, stack));
+  await writeRun(output, outcome.run, "qwen-rerank");
+  process.stdout.write(flags.json ? `${JSON.stringify(rerankingJson(outcome, flags, output), null, 2)}\n` : rerankingText(outcome, flags, output));
+  await maybeWriteReport(flags.report, () => rerankReport(outcome));
+}
+
+function rerankReport(o: RerankingOutcome): Report {
+  const { source, measures, before, after, comparison, labelled, calibration, scoring } = o;
   const primary = measures[0] as Measure;
   const sections: ReportSection[] = [
     {
@@ -214,7 +247,7 @@ export function registerEval(program: Command): void {
   addModelFlags(cmd, "eval");
   cmd.action(async () => {
     const flags = cmd.opts<EvalFlags>();
-    if (flags.model !== undefined || flags.dataset !== undefined || flags.config !== undefined) await evaluateReranking(flags, cmd);
+    if (flags.model !== undefined || flags.dataset !== undefined || flags.config !== undefined) await runReranking(flags, cmd);
     else await evaluateExistingRun(flags);
   });
 }

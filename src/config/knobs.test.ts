@@ -38,4 +38,6 @@ test("the server's extension fields and the CLI flags come from the table", () =
     ["instruction", "preset", "language", "languageInstructions", "maxLength", "overflow"],
     "tune searches temperature, top_p and threshold itself",
   );
+  const serve = knobsOfCommand("serve").map(([n]) => n);
+  for (const name of ["overflow", "language", "temperature", "bias"]) assert.ok(serve.includes(name as never), `serve --${name}`);
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import type { PipelineResult } from "../../pipeline/pipeline.js";
 import { cohereMeta, defineDialect, extensionFields, knobsOf, nullable, queryField, relevanceResults, topNField } from "./dialect.js";
 
 const documentItem = z.union([z.string(), z.object({ text: z.string() }).loose()], { error: "must be a string or an object with a string `text`" });
@@ -20,41 +21,30 @@ export const rerankV1Schema = z
   })
   .loose();
 
-const rerankV1Call = (b: z.infer<typeof rerankV1Schema>) => ({
-  queries: [b.query],
-  documents: b.documents.map(textOf),
-  knobs: { ...knobsOf(b), topN: b.top_n },
-  order: "ranked" as const,
-});
+/**
+ * The dialects of the v1 body. They differ in where they listen, whether documents come back by
+ * default, and what follows the results.
+ */
+const v1Dialect = (name: string, paths: readonly string[], documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) =>
+  defineDialect({
+    name,
+    paths,
+    schema: rerankV1Schema,
+    call: (b) => ({ queries: [b.query], documents: b.documents.map(textOf), knobs: { ...knobsOf(b), topN: b.top_n }, order: "ranked" }),
+    respond: (b, outcome, { modelName, documents }) => ({
+      id: randomUUID(),
+      model: b.model ?? modelName,
+      results: relevanceResults(outcome, documents, b.return_documents ?? documentsByDefault, b.return_logits),
+      usage: { total_tokens: outcome.tokens },
+      ...trailer(outcome),
+    }),
+  });
 
 /** Cohere v1 and Jina: POST /v1/rerank. */
-export const cohereV1 = defineDialect({
-  name: "cohere-v1",
-  paths: ["/v1/rerank"],
-  schema: rerankV1Schema,
-  call: rerankV1Call,
-  respond: (b, outcome, { modelName, documents }) => ({
-    id: randomUUID(),
-    model: b.model ?? modelName,
-    results: relevanceResults(outcome, documents, b.return_documents ?? false, b.return_logits),
-    usage: { total_tokens: outcome.tokens },
-    meta: cohereMeta("1", outcome),
-  }),
-});
+export const cohereV1 = v1Dialect("cohere-v1", ["/v1/rerank"], false, (outcome) => ({ meta: cohereMeta("1", outcome) }));
 
 /** vLLM's (and Jina's) POST /rerank: the v1 body; documents come back unless return_documents is false. */
-export const vllmRerank = defineDialect({
-  name: "vllm-rerank",
-  paths: ["/rerank"],
-  schema: rerankV1Schema,
-  call: rerankV1Call,
-  respond: (b, outcome, { modelName, documents }) => ({
-    id: randomUUID(),
-    model: b.model ?? modelName,
-    usage: { total_tokens: outcome.tokens },
-    results: relevanceResults(outcome, documents, b.return_documents ?? true, b.return_logits),
-  }),
-});
+export const vllmRerank = v1Dialect("vllm-rerank", ["/rerank"], true, () => ({}));
 
 /** Cohere v2: POST /v2/rerank, string documents, max_tokens_per_doc. */
 export const cohereV2 = defineDialect({
