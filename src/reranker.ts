@@ -1,6 +1,7 @@
 import type { CallOptions } from "./config/knobs.js";
 import { documentsSchema, pairsSchema, parseOrThrow, querySchema } from "./config/validation.js";
 import type { EngineInfo } from "./engines/engine.js";
+import type { Monitor } from "./monitor/monitor.js";
 import type { PipelineRequest, RerankResult, ResolvedKnobs } from "./pipeline/pipeline.js";
 import type { RerankerOptions, ScoringStack } from "./pipeline/stack.js";
 import { openStack } from "./pipeline/stack.js";
@@ -61,6 +62,11 @@ export class Reranker {
   knobsFor(options: CallOptions = {}): ResolvedKnobs {
     const { returnDocuments: _returnDocuments, ...knobs } = options;
     return this.stack.pipeline.resolve(knobs);
+  }
+
+  /** Latency, throughput and score figures of this reranker's calls (`monitor.snapshot()`); undefined with `monitor: false`. */
+  get monitor(): Monitor | undefined {
+    return this.stack.monitor;
   }
 
   /** Cache counters, or undefined when the cache is off. */

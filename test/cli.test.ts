@@ -67,6 +67,9 @@ test("bad input exits with code 2 and a message, never a stack trace", () => {
     [["score", "--model", model, "--input", notJson], /notjson\.jsonl:1: not valid JSON/],
     [["score", "--model", model, "--query", "q", "--doc", "d", "--max-length", "10"], /maxLength/],
     [["score", "--model", model, "--bogus"], /unknown option/],
+    [["serve", "--model", model, "--adaptive", "fast"], /--adaptive/],
+    [["serve", "--model", model, "--target-score-mean", "1.5"], /target-score-mean/],
+    [["serve", "--model", model, "--monitor-window", "0"], /monitor-window/],
     [["dev", "make-model", "--shape", "huge", "--out", join(work, "x.gguf")], /shape/],
   ];
   for (const [args, message] of cases) {

@@ -254,3 +254,33 @@ test("language and overflow as reranker defaults (serve --language auto --overfl
     await routed.dispose();
   }
 });
+
+test("reranker.monitor records every call, scores before selection, and reports the current knobs", async () => {
+  const monitor = reranker.monitor;
+  assert.ok(monitor, "on by default");
+  const before = monitor.snapshot().total_requests;
+  const heard: number[][] = [];
+  const stop = monitor.onRecord((r) => heard.push([...r.scores]));
+  const top = await reranker.rerank(QUERY_EN, DOCUMENTS.slice(0, 3), { topN: 1 });
+  await assert.rejects(reranker.rerank(QUERY_EN, ["x"], { maxLength: 10 }));
+  stop();
+  const s = monitor.snapshot();
+  assert.equal(s.total_requests, before + 2);
+  assert.ok(s.total_errors >= 1 && (s.errors_by_code.invalid_request ?? 0) >= 1);
+  assert.equal(heard[0]?.length, 3, "the monitor sees all three scores, not only the top one");
+  assert.ok(heard[0]?.includes(top[0]?.score ?? -1));
+  assert.ok(s.avg_latency_ms > 0 && s.score_mean > 0 && s.score_mean < 1);
+  assert.deepEqual(s.current, { temperature: 1, batch_size: null, max_length: 256, top_p: null, threshold: null });
+});
+
+test("adaptive temperature with a fixed threshold warns; bad adaptive options are refused before the model loads", async () => {
+  const warnings: string[] = [];
+  const adaptive = await createReranker({ model: testModel("causal"), maxLength: 256, ...exactEngine, threshold: 0.5, adaptive: { targetScoreMean: 0.7 }, onWarning: (m) => warnings.push(m) });
+  try {
+    assert.ok(warnings.some((w) => /threshold 0\.5 is fixed while adaptive control changes the temperature/.test(w)), warnings.join("; "));
+  } finally {
+    await adaptive.dispose();
+  }
+  await assert.rejects(createReranker({ model: "/no/such/model.gguf", adaptive: { mode: "fast" as "seed" } }), /^ValidationError: adaptive\.mode/);
+  await assert.rejects(createReranker({ model: testModel("causal"), adaptive: { mode: "seed" }, monitor: false }), /adaptive control needs the monitor/);
+});

@@ -222,6 +222,17 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     assert.equal((await fetch(`${server.url}/health`)).status, 200);
   });
 
+  test("GET /stats: the monitor's snapshot with the current knobs and no adjustments", async () => {
+    await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 3) });
+    const stats = (await (await fetch(`${server.url}/stats`)).json()) as Record<string, unknown> & { current: Record<string, unknown>; latency_ms: { p95: number } };
+    for (const key of ["avg_latency_ms", "score_mean", "total_requests", "score_std", "score_histogram", "pairs_per_s", "cache_hit_ratio", "languages", "batch_pairs"]) assert.ok(key in stats, key);
+    assert.ok((stats.total_requests as number) >= 1);
+    assert.ok(stats.latency_ms.p95 > 0 && (stats.avg_latency_ms as number) > 0);
+    assert.equal(stats.current.temperature, 1);
+    assert.equal(stats.current.batch_size, 64, "the scheduler's pairs per engine batch");
+    assert.deepEqual(stats.adjustments, []);
+  });
+
   test("health, models and metrics endpoints", async () => {
     const health = await fetch(`${server.url}/health`);
     assert.equal(health.status, 200);
@@ -337,6 +348,30 @@ test("serve with a log-odds cache: repeated requests hit it, at any temperature"
     assert.deepEqual(b.results.map((r) => r.logit), a.results.map((r) => r.logit));
     assert.equal(await metric(server.url, "qwen_rerank_cache_hits"), 4);
     assert.equal(await metric(server.url, "qwen_rerank_cache_hit_ratio"), 0.5);
+  } finally {
+    await server.close();
+  }
+});
+
+test("adaptive control through serve: a change shows in /stats, /metrics, the log and the next response's headers", async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  // A latency band no request can leave: every check finds the engine "fast", so the seed rule
+  // doubles the batch size, capped at 16 (the scheduler starts at 64).
+  const adaptive = { mode: "seed", adjustEvery: 2, rule: { fastMs: 1e6, slowMs: 2e6 } } as const;
+  const server = await startServer({ reranker: { ...rerankerOptions, adaptive }, port: 0, server: { log: (l) => lines.push(l) } });
+  try {
+    await server.ready;
+    for (let i = 0; i < 2; i++) assert.equal((await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2) })).status, 200);
+    const stats = (await (await fetch(`${server.url}/stats`)).json()) as { adjustments: Array<Record<string, unknown>>; current: { batch_size: number; temperature: number } };
+    const change = stats.adjustments.find((a) => a.knob === "batch_size");
+    assert.deepEqual([change?.from, change?.to], [64, 16]);
+    assert.deepEqual(change?.figure && (change.figure as { name: string }).name, "avg_latency_ms");
+    assert.equal(stats.current.batch_size, 16);
+    const next = await post(`${server.url}/v1/rerank`, { query: QUERY_EN, documents: ["a"] });
+    assert.equal(next.headers.get("x-batch-size"), "16");
+    assert.equal(Number(next.headers.get("x-temperature")), stats.current.temperature);
+    assert.equal(await metric(server.url, 'qwen_rerank_adjustments_total{knob="batch_size"}'), 1);
+    assert.ok(lines.some((l) => l.event === "adjustment" && l.knob === "batch_size" && l.to === 16));
   } finally {
     await server.close();
   }

@@ -14,6 +14,15 @@ export const intArg =
     return n;
   };
 
+/** A number in (min, max) (bounds excluded). */
+export const numberArg =
+  (min: number, max: number) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || n <= min || n >= max) throw new InvalidArgumentError(`expected a number above ${min}${Number.isFinite(max) ? ` and below ${max}` : ""}`);
+    return n;
+  };
+
 /** The engine options every model-backed command shares (names match the library options). */
 export function addEngineFlags(cmd: Command): Command {
   return cmd

@@ -1,9 +1,12 @@
 import type { Command } from "commander";
+import { Option } from "commander";
+import type { AdaptiveOptions } from "../monitor/adaptive.js";
+import { AdaptiveController } from "../monitor/adaptive.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags, intArg, rerankerOptionsFrom } from "./flags.js";
+import { addModelFlags, intArg, numberArg, rerankerOptionsFrom } from "./flags.js";
 
 interface ServeFlags extends ModelFlagValues {
   host: string;
@@ -20,9 +23,47 @@ interface ServeFlags extends ModelFlagValues {
   requestTimeout: number;
   preset?: string;
   modelName?: string;
+  monitor: boolean;
+  monitorWindow: number;
+  monitorSeconds: number;
+  adaptive?: "seed";
+  adjustEvery: number;
+  sloP95Ms?: number;
+  sloMaxBatch: number;
+  targetScoreMean?: number;
+  adaptiveSlowMs?: number;
+  adaptiveFastMs?: number;
+  adaptiveMinBatch?: number;
+  adaptiveMaxBatch?: number;
+  adaptiveHighMean?: number;
+  adaptiveLowMean?: number;
+  adaptiveMinTemperature?: number;
+  adaptiveMaxTemperature?: number;
   cacheEntries: number;
   cacheBytes: number;
   quiet?: boolean;
+}
+
+function adaptiveOptionsFrom(f: ServeFlags): AdaptiveOptions | undefined {
+  const rule = {
+    slowMs: f.adaptiveSlowMs,
+    fastMs: f.adaptiveFastMs,
+    minBatch: f.adaptiveMinBatch,
+    maxBatch: f.adaptiveMaxBatch,
+    highMean: f.adaptiveHighMean,
+    lowMean: f.adaptiveLowMean,
+    minTemperature: f.adaptiveMinTemperature,
+    maxTemperature: f.adaptiveMaxTemperature,
+  };
+  const options: AdaptiveOptions = {
+    mode: f.adaptive,
+    rule: Object.fromEntries(Object.entries(rule).filter(([, v]) => v !== undefined)),
+    sloP95Ms: f.sloP95Ms,
+    sloMaxBatch: f.sloMaxBatch,
+    targetScoreMean: f.targetScoreMean,
+    adjustEvery: f.adjustEvery,
+  };
+  return AdaptiveController.wanted(options) ? options : undefined;
 }
 
 export function registerServe(program: Command): void {
@@ -42,6 +83,22 @@ export function registerServe(program: Command): void {
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
     .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
+    .option("--monitor-window <n>", "requests the rolling figures of GET /stats cover", intArg(1), 1000)
+    .option("--monitor-seconds <s>", "seconds of history the rolling figures of GET /stats cover", intArg(1), 300)
+    .option("--no-monitor", "no request monitor (GET /stats answers 404)")
+    .addOption(new Option("--adaptive <mode>", "adaptive control by the guide's rule: batch size from the average latency, temperature from the score mean").choices(["seed"]))
+    .option("--adjust-every <n>", "requests between two adaptive checks", intArg(1), 50)
+    .option("--slo-p95-ms <ms>", "batch size: the largest that keeps p95 latency under this (additive increase, halving when over)", intArg(1))
+    .option("--slo-max-batch <n>", "largest batch size the latency objective may reach", intArg(1), 64)
+    .option("--target-score-mean <x>", "temperature: the one that puts the score mean of recent requests at x, solved from their log-odds", numberArg(0, 1))
+    .option("--adaptive-slow-ms <ms>", "seed rule: average latency above which the batch size halves (default: 1000)", numberArg(0, Infinity))
+    .option("--adaptive-fast-ms <ms>", "seed rule: average latency below which the batch size doubles (default: 200)", numberArg(0, Infinity))
+    .option("--adaptive-min-batch <n>", "seed rule: smallest batch size (default: 4)", intArg(1))
+    .option("--adaptive-max-batch <n>", "seed rule: largest batch size (default: 16)", intArg(1))
+    .option("--adaptive-high-mean <x>", "seed rule: score mean above which the temperature rises by 10% (default: 0.9)", numberArg(0, 1))
+    .option("--adaptive-low-mean <x>", "seed rule: score mean below which the temperature falls by 10% (default: 0.6)", numberArg(0, 1))
+    .option("--adaptive-min-temperature <t>", "smallest temperature adaptive control sets (default: 0.3)", numberArg(0, Infinity))
+    .option("--adaptive-max-temperature <t>", "largest temperature adaptive control sets (default: 1)", numberArg(0, Infinity))
     .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
     .option("--quiet", "no per-request log lines");
   // Knob flags are the defaults of every request; a preset's batch size also sets --max-batch-pairs unless given.
@@ -62,6 +119,8 @@ export function registerServe(program: Command): void {
       reranker: {
         ...rerankerOptionsFrom("serve", { ...f, model: f.model }, extras),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
+        monitor: f.monitor ? { windowRequests: f.monitorWindow, windowSeconds: f.monitorSeconds } : false,
+        adaptive: adaptiveOptionsFrom(f),
       },
       server: {
         apiKey: f.apiKey,
@@ -93,6 +152,6 @@ export function registerServe(program: Command): void {
       await running.close().catch(() => undefined);
       throw error;
     }
-    process.stderr.write(`qwen-rerank: ready at ${running.url} (POST /v1/rerank, /v2/rerank, /rerank, /score; GET /health, /metrics)\n`);
+    process.stderr.write(`qwen-rerank: ready at ${running.url} (POST /v1/rerank, /v2/rerank, /rerank, /score; GET /health, /stats, /metrics)\n`);
   });
 }

@@ -41,10 +41,15 @@ export interface LogOddsSource {
 
 /** Straight to the engine: pairs grouped by head, results back in input order. */
 export class EngineSource implements LogOddsSource {
-  constructor(private readonly engine: Engine) {}
+  /** `onCall` hears the size of every engine call (the monitor's batch sizes). */
+  constructor(
+    private readonly engine: Engine,
+    private readonly onCall?: (pairs: number) => void,
+  ) {}
 
   async evaluate(pairs: readonly PreparedPair[], options: LogOddsOptions = {}): Promise<LogOdds> {
     const started = performance.now();
+    this.onCall?.(pairs.length);
     const { groups, indices } = groupByHead(pairs);
     const total = pairs.length;
     const onProgress = options.onProgress;

@@ -7,6 +7,7 @@ import type { ChunkSpan, Overflow } from "../prompt/chunking.js";
 import { detectLanguage, isNonEnglishInstruction } from "../prompt/language.js";
 import type { Preset } from "../prompt/presets.js";
 import { PresetRegistry } from "../prompt/presets.js";
+import type { Monitor } from "../monitor/monitor.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { PromptTokenizer } from "../prompt/tokens.js";
 import { PromptBuilder } from "../prompt/tokens.js";
@@ -90,6 +91,7 @@ interface Shared {
   languageInstructions: Record<string, string>;
   onWarning: (message: string) => void;
   warned: Set<string>;
+  monitor: Monitor | undefined;
 }
 
 /**
@@ -103,14 +105,15 @@ export class Pipeline {
     private readonly source: LogOddsSource,
   ) {}
 
-  /** Validates the settings (before a model is loaded, when `info` is not known yet, pass none). */
+  /** Validates the settings before a model is loaded, so that bad input costs no model load. */
   static checkSettings(settings: PipelineSettings): void {
     const { presets, onWarning: _onWarning, ...knobs } = settings;
     parseOrThrow(defaultKnobsSchema, knobs);
     if (knobs.preset !== undefined) new PresetRegistry(presets).get(knobs.preset);
   }
 
-  static create(engine: { info: EngineInfo; tokenizer: PromptTokenizer }, settings: PipelineSettings, source: LogOddsSource): Pipeline {
+  /** `monitor`, when given, records every request of this pipeline and of those derived from it. */
+  static create(engine: { info: EngineInfo; tokenizer: PromptTokenizer }, settings: PipelineSettings, source: LogOddsSource, monitor?: Monitor): Pipeline {
     const { presets, onWarning, ...knobs } = settings;
     const d = parseOrThrow(defaultKnobsSchema, knobs);
     const registry = new PresetRegistry(presets);
@@ -127,8 +130,18 @@ export class Pipeline {
       languageInstructions: { ...d.languageInstructions },
       onWarning: onWarning ?? ((message) => process.emitWarning(message, "QwenRerankWarning")),
       warned: new Set(),
+      monitor,
     };
     return new Pipeline(shared, source);
+  }
+
+  /**
+   * Replaces the reranker's default temperature (adaptive control): calls and their presets that
+   * name a temperature still win. Shared with every pipeline derived by `withSource`.
+   */
+  setDefaultTemperature(t: number): void {
+    if (!Number.isFinite(t) || t <= 0) throw new ValidationError("must be a positive number", "temperature");
+    this.shared.defaults.temperature = t;
   }
 
   /** The same pipeline (knobs, presets, prompt) with its log-odds taken from another source. */
@@ -148,7 +161,38 @@ export class Pipeline {
     return this.shared.planner;
   }
 
+  /** Runs one request through the chain; the monitor (when there is one) records it, failed or not. */
   async run(request: PipelineRequest): Promise<PipelineResult> {
+    const monitor = this.shared.monitor;
+    if (!monitor) return (await this.execute(request)).result;
+    const started = performance.now();
+    try {
+      const { result, all } = await this.execute(request);
+      monitor.record({
+        endedAt: Date.now(),
+        latencyMs: performance.now() - started,
+        queueMs: result.queueMs,
+        inferenceMs: result.inferenceMs,
+        pairs: result.pairs,
+        tokens: result.tokens,
+        evaluatedTokens: result.stats.evaluatedTokens,
+        cached: result.cached,
+        scores: all.map((r) => r.score),
+        logits: all.map((r) => r.logit),
+        truncated: all.filter((r) => r.truncated).length,
+        chunked: all.filter((r) => r.chunk).length,
+        language: result.language,
+      });
+      return result;
+    } catch (error) {
+      const code = error instanceof RerankError ? error.code : "engine_failure";
+      monitor.record({ endedAt: Date.now(), latencyMs: performance.now() - started, queueMs: 0, inferenceMs: 0, pairs: 0, tokens: 0, evaluatedTokens: 0, cached: 0, scores: [], logits: [], truncated: 0, chunked: 0, language: undefined, error: code });
+      throw error;
+    }
+  }
+
+  /** The chain itself; `all` holds every result before selection (what the monitor watches). */
+  private async execute(request: PipelineRequest): Promise<{ result: PipelineResult; all: RerankResult[] }> {
     const { queries, documents } = request;
     if (queries.length !== 1 && queries.length !== documents.length) {
       throw new ValidationError(`got ${queries.length} queries for ${documents.length} documents: give one query, or one per document`, "queries");
@@ -178,8 +222,8 @@ export class Pipeline {
       if (r.chunk) result.chunk = r.chunk;
       return result;
     });
-    return {
-      results: request.order === "ranked" ? select(rankByLogit(results), { topP: knobs.topP, threshold: knobs.threshold, topN: request.knobs?.topN, temperature: knobs.temperature }) : results,
+    const result: PipelineResult = {
+      results: request.order === "ranked" ? select(rankByLogit(results), { topP: knobs.topP, threshold: knobs.threshold, topN: request.knobs?.topN, temperature: knobs.temperature }) : [...results],
       language: routeOf(queryOf(0)).language,
       knobs,
       pairs: plan.prepared.length,
@@ -189,6 +233,7 @@ export class Pipeline {
       queueMs: logOdds.queueMs,
       inferenceMs: logOdds.inferenceMs,
     };
+    return { result, all: results };
   }
 
   /**

@@ -6,6 +6,11 @@ import { RerankError, ValidationError } from "../errors/errors.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { LogitCacheOptions } from "../scoring/logit-cache.js";
 import { LogitCache } from "../scoring/logit-cache.js";
+import { parseOrThrow } from "../config/validation.js";
+import type { AdaptiveOptions } from "../monitor/adaptive.js";
+import { AdaptiveController, adaptiveOptionsSchema } from "../monitor/adaptive.js";
+import type { MonitorOptions } from "../monitor/monitor.js";
+import { Monitor } from "../monitor/monitor.js";
 import type { LogOddsSource } from "./log-odds.js";
 import { CachedSource, EngineSource } from "./log-odds.js";
 import type { PipelineSettings } from "./pipeline.js";
@@ -20,6 +25,14 @@ import { Pipeline } from "./pipeline.js";
 export interface RerankerOptions extends LlamaEngineOptions, PipelineSettings {
   /** LRU cache of log-odds (reused across temperature/top_p/threshold/top_n). Default: off. */
   cache?: LogitCacheOptions | undefined;
+  /** The monitor's rolling window, or false for no monitor. Default: the last 1000 requests within 300 s. */
+  monitor?: MonitorOptions | false | undefined;
+  /**
+   * Opt-in adaptive control of temperature (and, in the server, the batch size) from the monitor's
+   * figures: the guide's seed rule, a p95 latency objective, or a score-mean target. Needs the
+   * monitor. Default: off.
+   */
+  adaptive?: AdaptiveOptions | undefined;
 }
 
 /** A loaded model and the parts every way of calling it is built from. */
@@ -29,6 +42,12 @@ export interface ScoringStack {
   engineSource: LogOddsSource;
   /** The LRU of log-odds, when configured. */
   cache: LogitCache | undefined;
+  /** Watches every request of every pipeline of this stack (undefined when turned off). */
+  monitor: Monitor | undefined;
+  /** Turns the knobs from the monitor's figures (undefined unless `adaptive` asked for it). */
+  adaptive: AdaptiveController | undefined;
+  /** Gives the adaptive controller a batch size to turn (the server's scheduler). */
+  attachBatchSize(knob: { get(): number; set(pairs: number): void }): void;
   /** The pipeline over `cached(engineSource)`: what the library uses. */
   pipeline: Pipeline;
   /** `source` behind the LRU when there is one (the server puts its scheduler there). */
@@ -41,24 +60,61 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { presets, onWarning, cache, ...rest } = options;
+  const { presets, onWarning, cache, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
   const { knobs, rest: engineOptions } = splitDefaultKnobs(rest);
   const settings: PipelineSettings = { ...knobs, presets, onWarning };
   // Validate the defaults before paying for a model load.
   Pipeline.checkSettings(settings);
+  if (adaptiveOptions !== undefined) parseOrThrow(adaptiveOptionsSchema, adaptiveOptions, "adaptive");
+  const adaptiveWanted = AdaptiveController.wanted(adaptiveOptions);
+  if (adaptiveWanted) {
+    if (monitorOptions === false) throw new ValidationError("adaptive control needs the monitor", "adaptive");
+    const adaptsTemperature = adaptiveOptions.mode === "seed" || adaptiveOptions.targetScoreMean !== undefined;
+    if (adaptsTemperature && knobs.threshold !== undefined) {
+      (onWarning ?? ((m: string) => process.emitWarning(m, "QwenRerankWarning")))(
+        `threshold ${knobs.threshold} is fixed while adaptive control changes the temperature: the same document can pass one hour and not the next; prefer top_p or top_n`,
+      );
+    }
+  }
   const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH });
   try {
     const info = engine.info;
     const lru = cache ? new LogitCache(`${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`, cache) : undefined;
-    const engineSource = new EngineSource(engine);
+    const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
+    const engineSource = new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
     const cached = (source: LogOddsSource) => (lru ? new CachedSource(lru, source) : source);
+    const pipeline = Pipeline.create(engine, settings, cached(engineSource), monitor);
+    // A library call is one engine call, whatever its size: no batch limit until a server attaches its scheduler's.
+    let batch: { get(): number; set(pairs: number): void } | undefined;
+    monitor?.describeCurrent(() => {
+      const k = pipeline.resolve({});
+      return { temperature: k.temperature, batch_size: batch?.get() ?? null, max_length: k.maxLength, top_p: k.topP ?? null, threshold: k.threshold ?? null };
+    });
+    const adaptive =
+      monitor && adaptiveWanted
+        ? new AdaptiveController(adaptiveOptions, monitor, {
+            batchSize: () => batch?.get(),
+            setBatchSize: (pairs) => batch?.set(pairs),
+            temperature: () => pipeline.resolve({}).temperature,
+            bias: () => pipeline.resolve({}).bias,
+            setTemperature: (t) => pipeline.setDefaultTemperature(t),
+          })
+        : undefined;
     return {
       engine,
       engineSource,
       cache: lru,
-      pipeline: Pipeline.create(engine, settings, cached(engineSource)),
+      monitor,
+      adaptive,
+      attachBatchSize: (knob) => {
+        batch = knob;
+      },
+      pipeline,
       cached,
-      dispose: () => engine.dispose(),
+      dispose: () => {
+        adaptive?.dispose();
+        return engine.dispose();
+      },
     };
   } catch (error) {
     await engine.dispose();

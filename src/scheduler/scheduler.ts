@@ -61,7 +61,7 @@ export interface SchedulerState {
 export class Scheduler implements LogOddsSource {
   private readonly jobs: Job[] = [];
   private running = false;
-  private readonly maxBatchPairs: number;
+  private maxBatchPairs: number;
   private readonly maxBatchTokens: number;
   private readonly maxQueuePairs: number;
   /** Called after every engine call (for metrics). */
@@ -74,6 +74,16 @@ export class Scheduler implements LogOddsSource {
     this.maxBatchPairs = options.maxBatchPairs ?? 64;
     this.maxBatchTokens = options.maxBatchTokens ?? 32768;
     this.maxQueuePairs = options.maxQueuePairs ?? 10000;
+  }
+
+  /** Changes the most pairs of one engine call from the next batch on (adaptive control). */
+  setMaxBatchPairs(pairs: number): void {
+    this.maxBatchPairs = Math.max(1, Math.floor(pairs));
+  }
+
+  /** The most pairs and tokens in one engine call. */
+  get limits(): { maxBatchPairs: number; maxBatchTokens: number; maxQueuePairs: number } {
+    return { maxBatchPairs: this.maxBatchPairs, maxBatchTokens: this.maxBatchTokens, maxQueuePairs: this.maxQueuePairs };
   }
 
   get state(): SchedulerState {

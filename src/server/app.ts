@@ -9,6 +9,8 @@ import type { RequestIdVariables } from "hono/request-id";
 import { requestId } from "hono/request-id";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
+import type { Adjustment } from "../monitor/adaptive.js";
+import type { Monitor } from "../monitor/monitor.js";
 import type { Pipeline, PipelineResult } from "../pipeline/pipeline.js";
 import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
@@ -40,6 +42,12 @@ export interface ServerOptions {
 export interface AppDeps {
   /** The pipeline once the model is loaded; undefined while loading (503). */
   pipeline(): Pipeline | undefined;
+  /** The monitor behind GET /stats, once loaded; undefined while loading or with monitoring off. */
+  monitor?: (() => Monitor | undefined) | undefined;
+  /** The adaptive controller's changes so far (GET /stats). Default: none. */
+  adjustments?: (() => readonly Adjustment[]) | undefined;
+  /** The scheduler's batch size, reported on every response. Default: none. */
+  batchSize?: (() => number | undefined) | undefined;
   metrics: ServerMetrics;
   options: ServerOptions;
 }
@@ -110,6 +118,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.header("x-queue-time", outcome.queueMs.toFixed(1));
       c.header("x-inference-time", outcome.inferenceMs.toFixed(1));
       if (outcome.language !== undefined) c.header("x-query-language", outcome.language);
+      // What this request ran with, so a client can see adaptive control at work.
+      c.header("x-temperature", String(outcome.knobs.temperature));
+      const batchSize = deps.batchSize?.();
+      if (batchSize !== undefined) c.header("x-batch-size", String(batchSize));
       deps.metrics.observeRequest(outcome);
       lastEngineError = undefined;
       response = c.json(respond(outcome, modelName()) as object, 200);
@@ -149,6 +161,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!pipeline) return c.json({ status: "loading" }, 503);
     if (lastEngineError) return c.json({ status: "unhealthy", error: lastEngineError }, 503);
     return c.json({ status: "ok", model: modelName(), flavor: pipeline.info.flavor });
+  });
+  app.get("/stats", (c) => {
+    if (!deps.pipeline()) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
+    const monitor = deps.monitor?.();
+    if (!monitor) return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor)" } }, 404);
+    return c.json({ ...monitor.snapshot(), adjustments: deps.adjustments?.() ?? [] });
   });
   app.get("/v1/models", (c) =>
     c.json({ object: "list", data: [{ id: modelName(), object: "model", created: 0, owned_by: "qwen-rerank", max_model_len: deps.pipeline()?.info.maxSequenceLength ?? null }] }),

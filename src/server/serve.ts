@@ -49,7 +49,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     () => scheduler?.state,
     () => stack?.cache?.stats,
   );
-  const app = createApp({ pipeline: () => pipeline, metrics, options: { ...options.server, requestTimeoutMs: options.requestTimeoutMs ?? options.server?.requestTimeoutMs ?? 120_000 } });
+  const app = createApp({
+    pipeline: () => pipeline,
+    monitor: () => stack?.monitor,
+    adjustments: () => stack?.adaptive?.adjustments ?? [],
+    batchSize: () => scheduler?.limits.maxBatchPairs,
+    metrics, options: { ...options.server, requestTimeoutMs: options.requestTimeoutMs ?? options.server?.requestTimeoutMs ?? 120_000 } });
   const server = serve({ fetch: app.fetch, hostname: options.host ?? "127.0.0.1", port: options.port ?? 8080 });
   await new Promise<void>((resolve, reject) => {
     if (server.listening) resolve();
@@ -64,6 +69,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     scheduler = new Scheduler(stack.engineSource, options.scheduler);
     scheduler.onBatch = (b) => metrics.observeBatch(b);
     pipeline = stack.pipeline.withSource(stack.cached(scheduler));
+    const batches = scheduler;
+    stack.attachBatchSize({ get: () => batches.limits.maxBatchPairs, set: (pairs) => batches.setMaxBatchPairs(pairs) });
+    const log = options.server?.log;
+    stack.adaptive?.onAdjust((a) => {
+      metrics.adjustments.inc({ knob: a.knob });
+      log?.({ event: "adjustment", ...a });
+    });
     metrics.setEngine(stack.engine.info, pipeline.resolve({}).maxLength);
   })();
   ready.then(
