@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -231,6 +231,30 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     assert.equal(stats.current.temperature, 1);
     assert.equal(stats.current.batch_size, 64, "the scheduler's pairs per engine batch");
     assert.deepEqual(stats.adjustments, []);
+  });
+
+  test("qwen-rerank stats URL: JSON once, a table when piped, clear errors", async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "stats", ...args], { cwd: repoRoot, timeout: 60_000 }, (error, stdout, stderr) =>
+          resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const json = await run([server.url, "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    const stats = JSON.parse(json.stdout) as { total_requests: number; current: { batch_size: number } };
+    assert.ok(stats.total_requests >= 1);
+    assert.equal(stats.current.batch_size, 64);
+    const table = await run([server.url]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^latency +avg [\d.]+ ms +p50/m);
+    assert.match(table.stdout, /^current +temperature 1 +batch_size 64/m);
+    const bad = await run(["not a url"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /is not a URL/);
+    const gone = await run(["http://127.0.0.1:1"]);
+    assert.equal(gone.code, 3);
+    assert.match(gone.stderr, /cannot reach http:\/\/127\.0\.0\.1:1\/stats/);
   });
 
   test("health, models and metrics endpoints", async () => {

@@ -10,6 +10,7 @@ import { registerTune } from "./tune.js";
 import { registerPresets } from "./presets.js";
 import { registerScore } from "./score.js";
 import { registerServe } from "./serve.js";
+import { registerStats } from "./stats.js";
 
 const program = new Command("qwen-rerank")
   .description("Run and tune Qwen3-Reranker models: exact scores, serving, benchmarks, evaluation and tuning")
@@ -17,6 +18,7 @@ const program = new Command("qwen-rerank")
   .exitOverride();
 registerScore(program);
 registerServe(program);
+registerStats(program);
 registerPresets(program);
 registerBench(program);
 registerEval(program);
