@@ -112,8 +112,4 @@ export function textTable(columns: string[], rows: Array<Array<string | number>>
   return `${[line(columns), ...cells.map(line)].join("\n")}\n`;
 }
 
-export const percentile = (xs: readonly number[], p: number): number => {
-  if (xs.length === 0) return 0;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
-};
+export { percentileOf as percentile } from "../monitor/monitor.js";

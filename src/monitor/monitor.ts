@@ -32,16 +32,8 @@ export interface RequestRecord {
 /** Histogram bins of scores over [0, 1]. */
 export const SCORE_BINS = 10;
 
-/** What the window keeps of a request: its latencies and the sums its figures need. */
-interface Entry {
-  endedAt: number;
-  latencyMs: number;
-  queueMs: number;
-  inferenceMs: number;
-  pairs: number;
-  tokens: number;
-  evaluatedTokens: number;
-  cached: number;
+/** What the window keeps of a request: its own figures, and sums in place of its scores. */
+interface Entry extends Omit<RequestRecord, "scores" | "logits"> {
   documents: number;
   scoreSum: number;
   scoreSquares: number;
@@ -50,10 +42,6 @@ interface Entry {
   /** Standard deviation of the scores inside this request (undefined below 2 documents). */
   spread: number | undefined;
   histogram: number[];
-  truncated: number;
-  chunked: number;
-  language: string | undefined;
-  error: string | undefined;
 }
 
 export interface MonitorSnapshot {
@@ -123,27 +111,8 @@ function entryOf(r: RequestRecord): Entry {
     logitSquares += z * z;
   }
   const n = r.scores.length;
-  return {
-    endedAt: r.endedAt,
-    latencyMs: r.latencyMs,
-    queueMs: r.queueMs,
-    inferenceMs: r.inferenceMs,
-    pairs: r.pairs,
-    tokens: r.tokens,
-    evaluatedTokens: r.evaluatedTokens,
-    cached: r.cached,
-    documents: n,
-    scoreSum,
-    scoreSquares,
-    logitSum,
-    logitSquares,
-    spread: n >= 2 ? std(scoreSum, scoreSquares, n) : undefined,
-    histogram,
-    truncated: r.truncated,
-    chunked: r.chunked,
-    language: r.language,
-    error: r.error,
-  };
+  const { scores: _scores, logits: _logits, ...own } = r;
+  return { ...own, documents: n, scoreSum, scoreSquares, logitSum, logitSquares, spread: n >= 2 ? std(scoreSum, scoreSquares, n) : undefined, histogram };
 }
 
 /**
