@@ -78,20 +78,20 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
   };
 }
 
-/** Collects repeated `code=instruction` values into a language -> instruction map. */
-const languageInstructionArg = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
-  const m = /^([a-z]{2,3})=(.+)$/s.exec(value.trim());
-  if (!m?.[1] || !m[2]) throw new InvalidArgumentError('expected CODE=INSTRUCTION, e.g. zh="Given a Chinese query, ..."');
-  return { ...previous, [m[1]]: m[2].trim() };
-};
-
 const knobOptions = (command: ModelCommand) =>
   knobsOfCommand(command).map(([name, spec]) => {
     const option = new Option(spec.flag, `${spec.help} (default: ${spec.default})`);
     option.argParser((value: string, previous: unknown) => {
-      if (spec.cli === "language-map") return languageInstructionArg(value, previous as Record<string, string> | undefined);
+      let raw: unknown = value;
+      if (spec.cli === "number") raw = value.trim() === "" ? Number.NaN : Number(value);
+      if (spec.cli === "language-map") {
+        // Repeated CODE=INSTRUCTION flags collect into one map.
+        const eq = value.indexOf("=");
+        if (eq < 1) throw new InvalidArgumentError('expected CODE=INSTRUCTION, e.g. zh="Given a Chinese query, ..."');
+        raw = { ...(previous as Record<string, string> | undefined), [value.slice(0, eq).trim()]: value.slice(eq + 1) };
+      }
       // The knob's own schema validates, so the CLI refuses exactly what the library and server refuse.
-      const result = spec.schema.safeParse(spec.cli === "number" ? (value.trim() === "" ? Number.NaN : Number(value)) : value);
+      const result = spec.schema.safeParse(raw);
       if (!result.success) throw new InvalidArgumentError(result.error.issues[0]?.message ?? "invalid value");
       return result.data;
     });

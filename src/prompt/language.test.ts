@@ -24,4 +24,8 @@ test("non-English instructions are recognised", () => {
   assert.equal(isNonEnglishInstruction("Given a web search query, retrieve relevant passages that answer the query"), false);
   assert.equal(isNonEnglishInstruction("根据网页搜索查询，检索能够回答该查询的相关段落"), true);
   assert.equal(isNonEnglishInstruction("Dada una consulta de búsqueda web, recupera los pasajes relevantes que respondan a la consulta"), true);
+  assert.equal(isNonEnglishInstruction("Dada una consulta, recupera pasajes relevantes"), true);
+  // short English sentences that tinyld guesses as another language at near-zero confidence
+  assert.equal(isNonEnglishInstruction("Given a Chinese query, retrieve passages"), false);
+  assert.equal(isNonEnglishInstruction("Given a Chinese web search query, retrieve relevant passages that answer the query"), false);
 });

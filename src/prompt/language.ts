@@ -1,4 +1,4 @@
-import { detect } from "tinyld";
+import { detect, detectAll } from "tinyld";
 
 /** "und" (undetermined) when a text gives no reliable signal. */
 export const UNDETERMINED = "und";
@@ -6,6 +6,8 @@ export const UNDETERMINED = "und";
 const KANA = /[\u3040-\u30ff]/u;
 const HANGUL = /[\uac00-\ud7af\u1100-\u11ff]/u;
 const HAN = /\p{Script=Han}/u;
+/** tinyld accuracy below which a non-English guess for an instruction is not trusted. */
+const MIN_CONFIDENCE = 0.05;
 const NON_LATIN_LETTER = /[^\p{Script=Latin}\P{L}]/u;
 
 /**
@@ -33,6 +35,9 @@ export function detectLanguage(text: string, candidates?: readonly string[]): st
  */
 export function isNonEnglishInstruction(instruction: string): boolean {
   if (NON_LATIN_LETTER.test(instruction)) return true;
-  const guess = detect(instruction);
-  return guess !== "" && guess !== "en";
+  // tinyld's top guess for a short English sentence can be another language at near-zero
+  // confidence ("Given a Chinese query, retrieve passages": Volapük at 0.03); a real Spanish
+  // instruction scores ~0.1. Below that confidence, say nothing.
+  const top = detectAll(instruction)[0];
+  return top !== undefined && top.lang !== "en" && top.accuracy >= MIN_CONFIDENCE;
 }

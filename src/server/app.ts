@@ -151,9 +151,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const paths = [...new Set(DIALECTS.flatMap((d) => d.paths))];
   for (const path of paths) {
-    // Metrics label /v1/score like /score: one endpoint, two spellings.
-    const label = path === "/v1/score" ? "/score" : path;
-    app.post(path, handle(label, DIALECTS.filter((d) => d.paths.includes(path))));
+    const dialects = DIALECTS.filter((d) => d.paths.includes(path));
+    // Metrics label an endpoint by its dialect's first path: /v1/score counts as /score.
+    app.post(path, handle(dialects[0]?.paths[0] ?? path, dialects));
   }
 
   app.get("/health", (c) => {
