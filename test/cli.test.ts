@@ -5,13 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { createReranker } from "../src/reranker.js";
+import { CLI, cliMany } from "./fixtures/cli.js";
 import { repoRoot, testModel } from "./fixtures/models.js";
 
 const work = mkdtempSync(join(tmpdir(), "qr-cli-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 
 function cli(args: string[], timeout = 300_000) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), ...args], { encoding: "utf8", timeout, cwd: repoRoot });
+  const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: "utf8", timeout, cwd: repoRoot });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -50,7 +51,7 @@ test("score --input reads JSONL, one result line per query; --top-n and --temper
   assert.ok(first && Math.abs(first.score - 1 / (1 + Math.exp(-first.logit / 0.5))) < 1e-9);
 });
 
-test("bad input exits with code 2 and a message, never a stack trace", () => {
+test("bad input exits with code 2 and a message, never a stack trace", async () => {
   const badJsonl = join(work, "bad.jsonl");
   writeFileSync(badJsonl, `${JSON.stringify({ query: "q", documents: ["a"] })}\n{"query": "q", "documents": [1]}\n`);
   const notJson = join(work, "notjson.jsonl");
@@ -72,8 +73,9 @@ test("bad input exits with code 2 and a message, never a stack trace", () => {
     [["serve", "--model", model, "--monitor-window", "0"], /monitor-window/],
     [["dev", "make-model", "--shape", "huge", "--out", join(work, "x.gguf")], /shape/],
   ];
-  for (const [args, message] of cases) {
-    const r = cli(args);
+  const results = await cliMany(cases.map(([args]) => args));
+  for (const [i, [args, message]] of cases.entries()) {
+    const r = results[i] ?? { code: null, stderr: "" };
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, message, args.join(" "));
     assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
@@ -179,18 +181,23 @@ test("score --config FILE --profile NAME applies the profile and the file's cust
   assert.match(missing.stderr, /no profile "nope"/);
 });
 
-test("score --instruction, --top-p and --threshold do what they say", () => {
+test("score --instruction, --top-p and --threshold do what they say", async () => {
   const docs = DOCS_FOR_KNOBS;
   const base = ["score", "--model", model, "--query", "capital of China", ...docs.flatMap((d) => ["--doc", d]), "--json", ...exact, "--max-length", "256"];
   const all = (JSON.parse(cli(base).stdout) as { results: Array<{ index: number; score: number; logit: number }> }).results;
-  const instr = cli([...base, "--instruction", "Judge whether the passage mentions a city"]);
-  const other = (JSON.parse(instr.stdout) as { results: Array<{ index: number; logit: number }> }).results;
-  assert.notDeepEqual(other.map((r) => r.logit), all.map((r) => r.logit));
-  const nucleus = (JSON.parse(cli([...base, "--top-p", "0.000001"]).stdout) as { results: unknown[] }).results;
-  assert.equal(nucleus.length, 1);
   const cut = all[2]?.score ?? 0;
-  const kept = (JSON.parse(cli([...base, "--threshold", String(cut)]).stdout) as { results: Array<{ score: number }> }).results;
-  assert.deepEqual(kept.map((r) => r.score), all.filter((r) => r.score >= cut).map((r) => r.score));
-  assert.equal(cli([...base, "--top-p", "0"]).code, 2);
-  assert.equal(cli([...base, "--threshold", "1.5"]).code, 2);
+  const [instr, nucleusRun, kept, badTopP, badThreshold] = await cliMany([
+    [...base, "--instruction", "Judge whether the passage mentions a city"],
+    [...base, "--top-p", "0.000001"],
+    [...base, "--threshold", String(cut)],
+    [...base, "--top-p", "0"],
+    [...base, "--threshold", "1.5"],
+  ]);
+  const other = (JSON.parse(instr?.stdout ?? "") as { results: Array<{ index: number; logit: number }> }).results;
+  assert.notDeepEqual(other.map((r) => r.logit), all.map((r) => r.logit));
+  assert.equal((JSON.parse(nucleusRun?.stdout ?? "") as { results: unknown[] }).results.length, 1);
+  const keptScores = (JSON.parse(kept?.stdout ?? "") as { results: Array<{ score: number }> }).results.map((r) => r.score);
+  assert.deepEqual(keptScores, all.filter((r) => r.score >= cut).map((r) => r.score));
+  assert.equal(badTopP?.code, 2);
+  assert.equal(badThreshold?.code, 2);
 });

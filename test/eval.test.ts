@@ -7,19 +7,18 @@ import { after, test } from "node:test";
 import { parse } from "yaml";
 import { findChromium, inspectPage } from "./fixtures/browser.js";
 import { writeToyDatasets } from "./fixtures/datasets.js";
-import { repoRoot, testModel } from "./fixtures/models.js";
+import { testModel } from "./fixtures/models.js";
+import { CLI } from "./fixtures/cli.js";
 
 const work = mkdtempSync(join(tmpdir(), "qr-eval-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 const toy = writeToyDatasets(work);
 const model = testModel("causal");
 const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--max-length", "512"];
-const main = join(repoRoot, "src/cli/main.ts");
-// The commands run in a scratch folder (their default outputs land there), so tsx is named by URL.
-const tsx = import.meta.resolve("tsx");
+// The commands run in a scratch folder (their default outputs land there).
 
 function cli(args: string[], timeout = 300_000) {
-  const r = spawnSync(process.execPath, ["--import", tsx, main, ...args], { encoding: "utf8", timeout, cwd: work });
+  const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: "utf8", timeout, cwd: work });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 const json = <T>(r: { code: number | null; stdout: string; stderr: string }): T => {
@@ -141,7 +140,7 @@ test("tune: every configuration evaluated, log-odds reused, best written as a pr
   assert.equal(second.scoring.scoredPairs, 0);
   assert.deepEqual(second.leaderboard.map((e) => e.value), values);
   // serve loads the profile.
-  const child = spawn(process.execPath, ["--import", tsx, main, "serve", "--port", "0", "--config", profile, "--gpu", "cpu"], { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...CLI, "serve", "--port", "0", "--config", profile, "--gpu", "cpu"], { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
@@ -160,7 +159,7 @@ test("tune is resumable: Ctrl-C keeps what was scored, the next run continues fr
   writeFileSync(spaceFile, `instructions:\n${Array.from({ length: 3 }, (_, i) => `  - "Instruction number ${i}: find passages that answer the query"`).join("\n")}\n`);
   const cache = join(work, "resume-cache.jsonl");
   const args = ["tune", "--model", model, ...exact, "--dataset", toy.jsonl, "--space", spaceFile, "--cache", cache, "--out", join(work, "resumed.yaml"), "--json"];
-  const child = spawn(process.execPath, ["--import", tsx, main, ...args], { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));

@@ -270,7 +270,7 @@ test("reranker.monitor records every call, scores before selection, and reports 
   assert.equal(heard[0]?.length, 3, "the monitor sees all three scores, not only the top one");
   assert.ok(heard[0]?.includes(top[0]?.score ?? -1));
   assert.ok(s.avg_latency_ms > 0 && s.score_mean > 0 && s.score_mean < 1);
-  assert.deepEqual(s.current, { temperature: 1, batch_size: null, max_length: 256, top_p: null, threshold: null });
+  assert.deepEqual(s.current, { temperature: 1, batch_size: null, max_length: 256, top_p: null, threshold: null, sequences: 4, context_tokens: 256, engine_batch_tokens: 512 });
 });
 
 test("adaptive temperature with a fixed threshold warns; bad adaptive options are refused before the model loads", async () => {

@@ -18,6 +18,7 @@ import { ServerMetrics } from "../src/server/metrics.js";
 import type { RunningServer } from "../src/server/serve.js";
 import { startServer } from "../src/server/serve.js";
 import { exactEngine, repoRoot, testModel } from "./fixtures/models.js";
+import { CLI } from "./fixtures/cli.js";
 import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
 
 const model = testModel("causal");
@@ -236,7 +237,7 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
   test("qwen-rerank stats URL: JSON once, a table when piped, clear errors", async () => {
     const run = (args: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        execFile(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "stats", ...args], { cwd: repoRoot, timeout: 60_000 }, (error, stdout, stderr) =>
+        execFile(process.execPath, [...CLI, "stats", ...args], { cwd: repoRoot, timeout: 60_000 }, (error, stdout, stderr) =>
           resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
       });
@@ -419,7 +420,7 @@ test("qwen-rerank serve: env vars and config file, prints the URL, logs a line p
   const dir = mkdtempSync(join(tmpdir(), "qr-serve-"));
   const config = join(dir, "server.yaml");
   writeFileSync(config, `# server settings\nmaxDocuments: 5\nkvCacheType: f32\nflashAttention: false\n`);
-  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "serve", "--port", "0", "--config", config], {
+  const child = spawn(process.execPath, [...CLI, "serve", "--port", "0", "--config", config], {
     cwd: repoRoot,
     env: { ...process.env, QWEN_RERANK_MODEL: model, QWEN_RERANK_MAX_LENGTH: "256" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -451,7 +452,7 @@ test("qwen-rerank serve: a bad config file is a clear error with file, line and 
   const dir = mkdtempSync(join(tmpdir(), "qr-serve-"));
   const config = join(dir, "bad.yaml");
   writeFileSync(config, `port: 8081\nmaxDocumnets: 5\n`);
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(repoRoot, "src/cli/main.ts"), "serve", "--model", model, "--config", config], { cwd: repoRoot, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...CLI, "serve", "--model", model, "--config", config], { cwd: repoRoot, encoding: "utf8", timeout: 60_000 });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /bad\.yaml:2: unknown option "maxDocumnets"/);
 });

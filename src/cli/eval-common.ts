@@ -70,7 +70,7 @@ export async function loadSetFrom(flags: DatasetFlags): Promise<EvalSet> {
  * --no-cache) in front of the engine, so runs resume and configurations share pairs.
  */
 export function storedPipeline(stack: ScoringStack, model: string, cache: string | false): { pipeline: Pipeline; store: LogitStore } {
-  const store = LogitStore.open(cache === false ? undefined : cache, modelIdentity(model, stack.engine.info));
+  const store = LogitStore.open(cache === false ? undefined : cache, modelIdentity(model, () => stack.engine.info));
   return { pipeline: stack.pipeline.withSource(new CachedSource(store, stack.engineSource)), store };
 }
 

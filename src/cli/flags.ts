@@ -1,3 +1,4 @@
+import { describeShape } from "../engines/llama/memory-ladder.js";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import type { DefaultKnobs, ModelCommand } from "../config/knobs.js";
@@ -142,6 +143,8 @@ export function rerankerOptionsFrom(command: ModelCommand, flags: ModelFlagValue
     presets: extras.presets,
     languageInstructions: { ...extras.languageInstructions, ...knobs.languageInstructions },
     onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
+    onMemoryBackoff: (e) =>
+      process.stderr.write(`qwen-rerank: warning: out of memory for ${describeShape(e.from)} (${e.trigger}: ${e.reason}); continuing with ${describeShape(e.to)}\n`),
     ...engineOptionsFrom(flags),
   };
 }

@@ -4,6 +4,7 @@ import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { registerBench } from "./bench.js";
 import { registerDev } from "./dev.js";
+import { registerDoctor } from "./doctor.js";
 import { registerCalibrate } from "./calibrate.js";
 import { registerEval } from "./eval.js";
 import { registerTune } from "./tune.js";
@@ -19,6 +20,7 @@ const program = new Command("qwen-rerank")
 registerScore(program);
 registerServe(program);
 registerStats(program);
+registerDoctor(program);
 registerPresets(program);
 registerBench(program);
 registerEval(program);

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { RerankError, ValidationError } from "../errors/errors.js";
-import type { Adjustment } from "../monitor/adaptive.js";
+import type { Adjustment } from "../monitor/adjustments.js";
 import type { MonitorSnapshot } from "../monitor/monitor.js";
 import { intArg } from "./flags.js";
 
@@ -10,7 +10,7 @@ interface StatsFlags {
   interval: number;
 }
 
-type Stats = MonitorSnapshot & { adjustments: Adjustment[] };
+type Stats = MonitorSnapshot & { adjustments: Adjustment[]; queue?: { pairs: number; requests: number } | null };
 
 /** Reads GET /stats of a running server; every failure is a RerankError saying what to do. */
 async function fetchStats(base: string, apiKey: string | undefined): Promise<Stats> {
@@ -53,6 +53,7 @@ export function renderStats(base: string, s: Stats): string {
     `qwen-rerank stats ${base}   window: ${s.window.requests} requests (at most ${s.window.max_requests} within ${s.window.max_seconds} s)`,
     `requests     ${s.total_requests} total, ${s.total_errors} failed; in the window ${pct(s.error_rate)} failed`,
     `latency      avg ${ms(s.avg_latency_ms)}   p50 ${ms(s.latency_ms.p50)}   p95 ${ms(s.latency_ms.p95)}   p99 ${ms(s.latency_ms.p99)}   queue ${ms(s.avg_queue_ms)}`,
+    `queue        ${s.queue ? `${s.queue.pairs} pairs waiting, ${s.queue.requests} requests in the scheduler` : "-"}`,
     `throughput   ${s.pairs_per_s.toFixed(2)} pairs/s   ${s.tokens_per_s.toFixed(0)} tokens/s   ${ms(s.latency_per_pair_ms)} per pair   batch ${s.batch_pairs.mean.toFixed(1)} pairs (max ${s.batch_pairs.max})`,
     `scores       mean ${s.score_mean.toFixed(3)}   std ${s.score_std.toFixed(3)}   spread in a request ${s.score_spread_mean.toFixed(3)}   log-odds mean ${s.logit_mean.toFixed(2)} std ${s.logit_std.toFixed(2)}`,
     `histogram    0 |${sparkline(s.score_histogram)}| 1`,

@@ -2,12 +2,12 @@ import { z } from "zod";
 import { MAX_SUPPORTED_LENGTH } from "../prompt/template.js";
 
 /** The commands that load a model; each takes the knobs that list it. */
-export type ModelCommand = "score" | "serve" | "eval" | "tune" | "calibrate";
+export type ModelCommand = "score" | "serve" | "eval" | "tune" | "calibrate" | "doctor";
 
-const ALL: readonly ModelCommand[] = ["score", "serve", "eval", "tune", "calibrate"];
+const ALL: readonly ModelCommand[] = ["score", "serve", "eval", "tune", "calibrate", "doctor"];
 // tune searches temperature, top_p and threshold itself and calibrate fits temperature and bias:
 // a flag for them there would be overwritten, so those commands do not take it.
-const SCORING: readonly ModelCommand[] = ["score", "serve", "eval"];
+const SCORING: readonly ModelCommand[] = ["score", "serve", "eval", "doctor"];
 
 interface KnobSpec<S extends z.ZodType> {
   schema: S;

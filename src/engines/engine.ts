@@ -30,6 +30,11 @@ export interface EngineInfo {
   /** Pairs evaluated in parallel. */
   sequences: number;
   /**
+   * What the engine's memory holds now: tokens per sequence, sequences, tokens per batch. Below
+   * what was asked for after a memory back-off; a longer pair makes the engine try to grow it.
+   */
+  capacity: ContextShape;
+  /**
    * The engine settings a pair's log-odds depend on besides the model file and the prompt tokens
    * (kernel rounding differs between them), e.g. "cpu kv=f16 fa=on batch=512". Two engines with the
    * same model and numerics give the same bits for the same tokens; caches key on it.
@@ -38,6 +43,28 @@ export interface EngineInfo {
   shape: ModelShape | undefined;
   yesTokenId: number;
   noTokenId: number;
+}
+
+/** The memory-relevant settings of an engine's context. */
+export interface ContextShape {
+  /** Tokens per sequence. */
+  contextSize: number;
+  /** Parallel sequences (pairs evaluated at once). */
+  sequences: number;
+  /** Tokens per batch. */
+  batchSize: number;
+}
+
+/** The engine changed its context to fit memory. */
+export interface MemoryBackoff {
+  /** When it happened: loading, a pair longer than the current context, or a decode that ran out of memory. */
+  trigger: "load" | "long pair" | "decode";
+  from: ContextShape;
+  to: ContextShape;
+  /** Tokens the longest pending pair needs (the context never goes below it). */
+  neededTokens: number;
+  /** What the runtime said when the larger configuration failed. */
+  reason: string;
 }
 
 export interface ScoreRequestOptions {

@@ -7,6 +7,7 @@ export type ErrorCode =
   | "model_unsupported"
   | "engine_unavailable"
   | "engine_failure"
+  | "insufficient_memory"
   | "overloaded"
   | "timeout"
   | "cancelled";

@@ -9,6 +9,8 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   model_unsupported: 422,
   engine_unavailable: 503,
   engine_failure: 500,
+  // WebDAV's "Insufficient Storage": the server cannot hold what this request needs.
+  insufficient_memory: 507,
   overloaded: 429,
   timeout: 504,
   cancelled: 499,
@@ -23,6 +25,7 @@ export const exitCodeOf: Record<ErrorCode, number> = {
   model_unsupported: 2,
   engine_unavailable: 3,
   engine_failure: 1,
+  insufficient_memory: 1,
   overloaded: 3,
   timeout: 3,
   cancelled: 130,

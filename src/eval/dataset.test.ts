@@ -85,19 +85,19 @@ test("JSONL: documents in file order are the first stage, relevance defaults to 
 
 test("LogitStore: values survive a reopen, a cut-off last line is skipped, other models never match", () => {
   const path = join(dir, "store", "logits.jsonl");
-  const a = LogitStore.open(path, "model-a");
+  const a = LogitStore.open(path, () => "model-a");
   const k = a.key([1, 2, 3]);
   a.setMany([
     [k, 1.25],
     [a.key([4]), Number.NaN],
   ]);
   writeFileSync(path, `${readFileSync(path, "utf8")}{"k":"cut`, { flag: "w" });
-  const again = LogitStore.open(path, "model-a");
+  const again = LogitStore.open(path, () => "model-a");
   assert.equal(again.get(k), 1.25);
   assert.equal(again.size, 1, "NaN is never stored");
   assert.equal(again.skippedLines, 1);
-  assert.notEqual(LogitStore.open(path, "model-b").key([1, 2, 3]), k);
+  assert.notEqual(LogitStore.open(path, () => "model-b").key([1, 2, 3]), k);
   // Appending after the cut-off line starts a fresh line, so the new value reads back.
   again.setMany([[again.key([9]), -2]]);
-  assert.equal(LogitStore.open(path, "model-a").get(again.key([9])), -2);
+  assert.equal(LogitStore.open(path, () => "model-a").get(again.key([9])), -2);
 });

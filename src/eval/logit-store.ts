@@ -19,7 +19,7 @@ export class LogitStore implements LogitLookup {
 
   private constructor(
     readonly path: string | undefined,
-    private readonly modelId: string,
+    private readonly modelId: () => string,
   ) {
     if (!path || !existsSync(path)) return;
     let skipped = 0;
@@ -39,7 +39,7 @@ export class LogitStore implements LogitLookup {
   }
 
   /** Opens (or starts) the store at `path`; without a path it only lives in memory. */
-  static open(path: string | undefined, modelId: string): LogitStore {
+  static open(path: string | undefined, modelId: () => string): LogitStore {
     if (path) {
       try {
         mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -55,7 +55,7 @@ export class LogitStore implements LogitLookup {
   }
 
   key(tokens: readonly number[]): string {
-    return logitKey(this.modelId, tokens);
+    return logitKey(this.modelId(), tokens);
   }
 
   get(key: string): number | undefined {
@@ -82,7 +82,7 @@ export class LogitStore implements LogitLookup {
  * full path, size and modification time (a regenerated or replaced file gets fresh entries), and
  * the engine settings the bits depend on (another KV cache type or batch size gets fresh entries).
  */
-export function modelIdentity(model: string, info: { model: string; flavor: string; scoringPath: string; numerics: string }): string {
+export function modelIdentity(model: string, info: () => { model: string; flavor: string; scoringPath: string; numerics: string }): () => string {
   let file = model;
   try {
     const s = statSync(model);
@@ -90,5 +90,9 @@ export function modelIdentity(model: string, info: { model: string; flavor: stri
   } catch {
     // An hf: URI (or a path that only the engine resolved): the string itself identifies it.
   }
-  return `${file}|${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
+  // The engine part is read at each key: a memory back-off to a smaller batch changes the numerics.
+  return () => {
+    const i = info();
+    return `${file}|${i.model}|${i.flavor}|${i.scoringPath}|${i.numerics}`;
+  };
 }

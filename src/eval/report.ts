@@ -1,7 +1,5 @@
-import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { chartLibrary } from "../html/chart-js.js";
 import { scoreFromLogit } from "../scoring/temperature.js";
 import type { LabelledScores } from "./apply.js";
 import type { Calibration, ReliabilityBin } from "./calibration.js";
@@ -27,17 +25,6 @@ const ORANGE = "rgba(230, 126, 34, 0.75)";
 const GREY = "rgba(120, 120, 120, 0.6)";
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
-
-let chartJs: string | undefined;
-/** The Chart.js UMD bundle, inlined so that the report needs no network. */
-function chartLibrary(): string {
-  if (chartJs === undefined) {
-    const entry = createRequire(import.meta.url).resolve("chart.js");
-    const source = readFileSync(join(dirname(entry), "chart.umd.min.js"), "utf8");
-    chartJs = source.replace(/\/\/# sourceMappingURL=.*$/m, "").replace(/<\/script/gi, "<\\/script");
-  }
-  return chartJs;
-}
 
 /** A bar chart of one or more series over the same labels. */
 export function barChart(labels: string[], series: Array<{ label: string; data: number[] }>, yTitle: string, horizontal = false): ChartConfig {

@@ -14,6 +14,7 @@ test("the seed rule: six branches and their bounds, with the guide's numbers", (
   assert.equal(seedBatch(100, 4, r), 8, "fast: doubles");
   assert.equal(seedBatch(100, 12, r), 16, "never above 16");
   assert.equal(seedBatch(500, 8, r), 8, "in the band: unchanged");
+  assert.equal(seedBatch(500, 64, r), 16, "in the band but outside the bounds: brought into them");
   assert.ok(Math.abs(seedTemperature(0.95, 0.5, r) - 0.55) < 1e-12, "high mean: x1.1");
   assert.equal(seedTemperature(0.95, 0.95, r), 1, "never above 1.0");
   assert.ok(Math.abs(seedTemperature(0.5, 0.5, r) - 0.45) < 1e-12, "low mean: x0.9");
@@ -47,14 +48,14 @@ test("the controller turns the knobs, records each change with its reason and fi
   const monitor = new Monitor();
   const c = new AdaptiveController({ mode: "seed" }, monitor, knobs);
   const heard: string[] = [];
-  c.onAdjust((a) => heard.push(`${a.knob} ${a.from}->${a.to}`));
+  c.log.onAdjust((a) => heard.push(`${a.knob} ${a.from}->${a.to}`));
   c.check(snapshot({ avg_latency_ms: 1500, score_mean: 0.5 }));
   assert.equal(batch, 8);
   assert.equal(temperature, 0.9);
   c.check(snapshot({ avg_latency_ms: 500, score_mean: 0.7 }));
   assert.deepEqual(heard, ["batch_size 16->8", "temperature 1->0.9"]);
-  assert.deepEqual(c.adjustments[0]?.figure, { name: "avg_latency_ms", value: 1500 });
-  assert.match(c.adjustments[0]?.reason ?? "", /above 1000 ms/);
+  assert.deepEqual(c.log.list[0]?.figure, { name: "avg_latency_ms", value: 1500 });
+  assert.match(c.log.list[0]?.reason ?? "", /above 1000 ms/);
   c.dispose();
 });
 
@@ -72,6 +73,8 @@ test("the controller checks every `adjustEvery` recorded requests, from the moni
   assert.equal(batch, 9, "under the objective: +1");
   for (let i = 0; i < 3; i++) record(500);
   assert.equal(batch, 4, "p95 over the objective: halved");
+  for (let i = 0; i < 3; i++) record(50);
+  assert.equal(batch, 5, "judged on the requests since the change, not the window that still holds the slow ones");
   c.dispose();
 });
 

@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { scoreFromLogit } from "../scoring/temperature.js";
+import type { Adjustment } from "./adjustments.js";
+import { AdjustmentLog } from "./adjustments.js";
 import type { Monitor, MonitorSnapshot, RequestRecord } from "./monitor.js";
+import { percentileOf } from "./monitor.js";
 
 /** The guide's rule, every number a setting. */
 export interface SeedRule {
@@ -89,17 +92,6 @@ export const adaptiveOptionsSchema = z
     if (r.minTemperature > r.maxTemperature) ctx.addIssue({ code: "custom", path: ["rule", "minTemperature"], message: "must not exceed maxTemperature" });
   });
 
-/** One change of a knob, and why. */
-export interface Adjustment {
-  time: string;
-  knob: "batch_size" | "temperature";
-  from: number;
-  to: number;
-  reason: string;
-  /** The figure that triggered it. */
-  figure: { name: string; value: number };
-}
-
 /** What the controller turns: the owner's knobs. */
 export interface AdjustableKnobs {
   /** The batch size (most pairs per engine call), or undefined where there is none (the library). */
@@ -114,14 +106,15 @@ export interface AdjustableKnobs {
 export function seedBatch(avgLatencyMs: number, batch: number, r: SeedRule): number {
   if (avgLatencyMs > r.slowMs) return Math.max(r.minBatch, Math.floor(batch / 2));
   if (avgLatencyMs < r.fastMs) return Math.min(r.maxBatch, batch * 2);
-  return batch;
+  // Within the band the size stays, brought into the rule's bounds.
+  return Math.min(r.maxBatch, Math.max(r.minBatch, batch));
 }
 
 /** The seed rule's temperature decision. */
 export function seedTemperature(scoreMean: number, t: number, r: SeedRule): number {
   if (scoreMean > r.highMean) return Math.min(r.maxTemperature, t * r.raise);
   if (scoreMean < r.lowMean) return Math.max(r.minTemperature, t * r.lower);
-  return t;
+  return Math.min(r.maxTemperature, Math.max(r.minTemperature, t));
 }
 
 /** Additive increase (+1) while p95 is under the objective, multiplicative decrease (halving) when over. */
@@ -158,26 +151,26 @@ export function solveTemperature(logits: readonly number[], bias: number, target
 }
 
 const LOGIT_MEMORY = 10_000;
-const ADJUSTMENT_MEMORY = 100;
 
 /**
  * Watches the monitor and turns the knobs every `adjustEvery` requests, by the seed rule or by
- * the latency and score objectives. Each change is kept (`adjustments`), logged and announced to
- * listeners (the server counts them in /metrics and logs a JSON line).
+ * the latency and score objectives. Each change goes into the stack's adjustment log, whose
+ * listeners count it in /metrics and log a JSON line (the server).
  */
 export class AdaptiveController {
   readonly rule: SeedRule;
   private readonly every: number;
   private seen = 0;
   private readonly logits: number[] = [];
-  private readonly history: Adjustment[] = [];
-  private readonly listeners = new Set<(a: Adjustment) => void>();
+  /** Latencies recorded since the batch size last changed (what the SLO mode judges). */
+  private sinceChange: number[] = [];
   private readonly stop: () => void;
 
   constructor(
     private readonly options: AdaptiveOptions,
     private readonly monitor: Monitor,
     private readonly knobs: AdjustableKnobs,
+    readonly log: AdjustmentLog = new AdjustmentLog(),
   ) {
     this.rule = { ...SEED_RULE, ...options.rule };
     this.every = Math.max(1, Math.floor(options.adjustEvery ?? 50));
@@ -189,16 +182,6 @@ export class AdaptiveController {
     return options !== undefined && (options.mode !== undefined || options.sloP95Ms !== undefined || options.targetScoreMean !== undefined);
   }
 
-  /** The last changes, oldest first. */
-  get adjustments(): readonly Adjustment[] {
-    return this.history;
-  }
-
-  onAdjust(listener: (a: Adjustment) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
   dispose(): void {
     this.stop();
   }
@@ -207,6 +190,8 @@ export class AdaptiveController {
     if (record.error !== undefined) return;
     for (const z of record.logits) this.logits.push(z);
     if (this.logits.length > LOGIT_MEMORY) this.logits.splice(0, this.logits.length - LOGIT_MEMORY);
+    this.sinceChange.push(record.latencyMs);
+    if (this.sinceChange.length > LOGIT_MEMORY) this.sinceChange.shift();
     if (++this.seen % this.every === 0) this.check(this.monitor.snapshot());
   }
 
@@ -216,11 +201,18 @@ export class AdaptiveController {
     const batch = this.knobs.batchSize();
     if (batch !== undefined) {
       if (this.options.sloP95Ms !== undefined) {
-        const to = sloBatch(s.latency_ms.p95, this.options.sloP95Ms, batch, r.minBatch, this.options.sloMaxBatch ?? 64);
-        this.apply("batch_size", batch, to, `p95 latency ${to < batch ? "above" : "within"} the ${this.options.sloP95Ms} ms objective`, { name: "latency_ms.p95", value: s.latency_ms.p95 });
+        // Judged on the requests served since the last change: the window still holds requests of
+        // the old batch size, which would halve it twice for one overshoot.
+        const p95 = this.sinceChange.length > 0 ? percentileOf(this.sinceChange, 95) : s.latency_ms.p95;
+        const to = sloBatch(p95, this.options.sloP95Ms, batch, r.minBatch, this.options.sloMaxBatch ?? 64);
+        this.apply("batch_size", batch, to, `p95 latency since the last change ${to < batch ? "above" : "within"} the ${this.options.sloP95Ms} ms objective`, {
+          name: "latency_ms.p95_since_change",
+          value: p95,
+        });
       } else if (this.options.mode === "seed") {
         const to = seedBatch(s.avg_latency_ms, batch, r);
-        this.apply("batch_size", batch, to, to < batch ? `average latency above ${r.slowMs} ms` : `average latency below ${r.fastMs} ms`, { name: "avg_latency_ms", value: s.avg_latency_ms });
+        const why = s.avg_latency_ms > r.slowMs ? `average latency above ${r.slowMs} ms` : s.avg_latency_ms < r.fastMs ? `average latency below ${r.fastMs} ms` : "average latency within the band";
+        this.apply("batch_size", batch, to, `${why}${to === r.maxBatch || to === r.minBatch ? ` (bounds ${r.minBatch}-${r.maxBatch})` : ""}`, { name: "avg_latency_ms", value: s.avg_latency_ms });
       }
     }
     const t = this.knobs.temperature();
@@ -229,18 +221,19 @@ export class AdaptiveController {
       this.apply("temperature", t, to, `puts the score mean at ${this.options.targetScoreMean}`, { name: "score_mean", value: s.score_mean });
     } else if (this.options.mode === "seed") {
       const to = seedTemperature(s.score_mean, t, r);
-      this.apply("temperature", t, to, to > t ? `score mean above ${r.highMean}` : `score mean below ${r.lowMean}`, { name: "score_mean", value: s.score_mean });
+      const why = s.score_mean > r.highMean ? `score mean above ${r.highMean}` : s.score_mean < r.lowMean ? `score mean below ${r.lowMean}` : "score mean within the band";
+      this.apply("temperature", t, to, `${why}${to === r.maxTemperature || to === r.minTemperature ? ` (bounds ${r.minTemperature}-${r.maxTemperature})` : ""}`, { name: "score_mean", value: s.score_mean });
     }
   }
 
-  private apply(knob: Adjustment["knob"], from: number, to: number, reason: string, figure: Adjustment["figure"]): void {
+  private apply(knob: "batch_size" | "temperature", from: number, to: number, reason: string, figure: Adjustment["figure"]): void {
     // A change below 0.1% is noise from the solver, not a decision.
     if (to === from || Math.abs(to - from) <= 1e-3 * Math.abs(from)) return;
-    if (knob === "batch_size") this.knobs.setBatchSize(to);
+    if (knob === "batch_size") {
+      this.knobs.setBatchSize(to);
+      this.sinceChange = [];
+    }
     else this.knobs.setTemperature(to);
-    const adjustment: Adjustment = { time: new Date().toISOString(), knob, from, to, reason, figure };
-    this.history.push(adjustment);
-    if (this.history.length > ADJUSTMENT_MEMORY) this.history.shift();
-    for (const listener of this.listeners) listener(adjustment);
+    this.log.record({ knob, from, to, reason, figure });
   }
 }

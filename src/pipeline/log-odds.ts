@@ -92,7 +92,12 @@ export class CachedSource implements LogOddsSource {
       { ...options, onProgress: onProgress ? (done) => onProgress(cached + done, pairs.length) : undefined },
     );
     missing.forEach((i, j) => (logits[i] = fresh.logits[j] ?? Number.NaN));
-    this.lookup.setMany(missing.map((i, j) => [keys[i] ?? "", fresh.logits[j] ?? Number.NaN] as const));
+    // Values computed while the engine changed its numerics (a memory back-off) are not stored:
+    // which pairs were computed before the change is unknown.
+    const first = missing[0] ?? 0;
+    if (this.lookup.key(pairs[first]?.tokens ?? []) === keys[first]) {
+      this.lookup.setMany(missing.map((i, j) => [keys[i] ?? "", fresh.logits[j] ?? Number.NaN] as const));
+    }
     return { ...fresh, logits, cached: cached + fresh.cached };
   }
 }

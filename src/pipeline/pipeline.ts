@@ -84,7 +84,8 @@ export interface PipelineResult {
 
 /** State shared by a pipeline and the pipelines derived from it with `withSource`. */
 interface Shared {
-  info: EngineInfo;
+  /** The engine's description, read each time (a memory back-off changes its capacity). */
+  engine: { readonly info: EngineInfo };
   planner: Planner;
   presets: PresetRegistry;
   defaults: Omit<DefaultKnobs, "preset" | "maxLength" | "bias"> & { maxLength: number; bias: number; preset: Preset | undefined };
@@ -118,7 +119,7 @@ export class Pipeline {
     const d = parseOrThrow(defaultKnobsSchema, knobs);
     const registry = new PresetRegistry(presets);
     const shared: Shared = {
-      info: engine.info,
+      engine,
       planner: new Planner(new PromptBuilder(engine.tokenizer), engine.tokenizer),
       presets: registry,
       defaults: {
@@ -150,7 +151,7 @@ export class Pipeline {
   }
 
   get info(): EngineInfo {
-    return this.shared.info;
+    return this.shared.engine.info;
   }
 
   get presets(): PresetRegistry {
@@ -246,7 +247,7 @@ export class Pipeline {
     const d = this.shared.defaults;
     const callPreset = o.preset !== undefined ? this.shared.presets.get(o.preset) : undefined;
     const maxLength = o.maxLength ?? d.maxLength;
-    const { maxSequenceLength } = this.shared.info;
+    const { maxSequenceLength } = this.shared.engine.info;
     if (maxLength > maxSequenceLength) {
       throw new ValidationError(`${maxLength} exceeds the engine's context of ${maxSequenceLength} tokens (raise maxLength when creating the reranker)`, "maxLength");
     }

@@ -1,5 +1,5 @@
 import { splitDefaultKnobs } from "../config/knobs.js";
-import type { Engine } from "../engines/engine.js";
+import type { Engine, EngineInfo } from "../engines/engine.js";
 import { LlamaEngine } from "../engines/llama/llama-engine.js";
 import type { LlamaEngineOptions } from "../engines/llama/options.js";
 import { RerankError, ValidationError } from "../errors/errors.js";
@@ -9,6 +9,7 @@ import { LogitCache } from "../scoring/logit-cache.js";
 import { parseOrThrow } from "../config/validation.js";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
 import { AdaptiveController, adaptiveOptionsSchema } from "../monitor/adaptive.js";
+import { AdjustmentLog } from "../monitor/adjustments.js";
 import type { MonitorOptions } from "../monitor/monitor.js";
 import { Monitor } from "../monitor/monitor.js";
 import type { LogOddsSource } from "./log-odds.js";
@@ -46,6 +47,8 @@ export interface ScoringStack {
   monitor: Monitor | undefined;
   /** Turns the knobs from the monitor's figures (undefined unless `adaptive` asked for it). */
   adaptive: AdaptiveController | undefined;
+  /** Every knob change: adaptive control's, and the engine's memory back-offs. */
+  adjustments: AdjustmentLog;
   /** Gives the adaptive controller a batch size to turn (the server's scheduler). */
   attachBatchSize(knob: { get(): number; set(pairs: number): void }): void;
   /** The pipeline over `cached(engineSource)`: what the library uses. */
@@ -76,11 +79,19 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       );
     }
   }
-  const engine = await LlamaEngine.open({ ...engineOptions, contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH });
+  const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
+  const adjustments = new AdjustmentLog();
+  const engine = await LlamaEngine.open({
+    ...engineOptions,
+    contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH,
+    onMemoryBackoff: (e) => {
+      adjustments.recordBackoff(e);
+      engineOptions.onMemoryBackoff?.(e);
+    },
+  });
   try {
-    const info = engine.info;
-    const lru = cache ? new LogitCache(`${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`, cache) : undefined;
-    const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
+    // Read at each lookup: a memory back-off to a smaller batch changes the engine's numerics.
+    const lru = cache ? new LogitCache(() => engineIdentity(engine.info), cache) : undefined;
     const engineSource = new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
     const cached = (source: LogOddsSource) => (lru ? new CachedSource(lru, source) : source);
     const pipeline = Pipeline.create(engine, settings, cached(engineSource), monitor);
@@ -88,7 +99,17 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
     let batch: { get(): number; set(pairs: number): void } | undefined;
     monitor?.describeCurrent(() => {
       const k = pipeline.resolve({});
-      return { temperature: k.temperature, batch_size: batch?.get() ?? null, max_length: k.maxLength, top_p: k.topP ?? null, threshold: k.threshold ?? null };
+      const c = engine.info.capacity;
+      return {
+        temperature: k.temperature,
+        batch_size: batch?.get() ?? null,
+        max_length: k.maxLength,
+        top_p: k.topP ?? null,
+        threshold: k.threshold ?? null,
+        sequences: c.sequences,
+        context_tokens: c.contextSize,
+        engine_batch_tokens: c.batchSize,
+      };
     });
     const adaptive =
       monitor && adaptiveWanted
@@ -98,7 +119,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
             temperature: () => pipeline.resolve({}).temperature,
             bias: () => pipeline.resolve({}).bias,
             setTemperature: (t) => pipeline.setDefaultTemperature(t),
-          })
+          }, adjustments)
         : undefined;
     return {
       engine,
@@ -106,6 +127,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       cache: lru,
       monitor,
       adaptive,
+      adjustments,
       attachBatchSize: (knob) => {
         batch = knob;
       },
@@ -120,4 +142,9 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));
   }
+}
+
+/** What cached log-odds are valid for besides the prompt tokens: the model and the engine numerics. */
+export function engineIdentity(info: Pick<EngineInfo, "model" | "flavor" | "scoringPath" | "numerics">): string {
+  return `${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
 }

@@ -55,7 +55,8 @@ export interface SchedulerState {
  * A log-odds source in front of another (the engine): merges the pairs of concurrent requests
  * into calls bounded by pairs and tokens, takes a fair share from every waiting request per batch,
  * drops the pending pairs of requests that are cancelled or time out, and refuses work when its
- * queue is full. One call runs at a time; a failure fails the requests of that batch only. A
+ * queue is full. One call runs at a time; when a merged call fails, each of its requests is tried
+ * again alone, so a failure fails only the request it belongs to. A
  * pair's log-odds do not depend on the batch it lands in (docs/architecture.md, "Determinism").
  */
 export class Scheduler implements LogOddsSource {
@@ -206,7 +207,15 @@ export class Scheduler implements LogOddsSource {
       }
     } catch (error) {
       this.onBatch?.({ pairs: pairs.length, tokens, evaluatedTokens: 0, requests, ms: performance.now() - started, error });
-      for (const s of slices) this.fail(s.job, error);
+      if (requests === 1) {
+        for (const s of slices) this.fail(s.job, error);
+        return;
+      }
+      // One request's pair (too long for the memory left, say) must not fail its neighbours:
+      // each request of the batch is tried again on its own.
+      for (const job of new Set(slices.map((s) => s.job))) {
+        if (!job.settled) await this.runBatch(slices.filter((s) => s.job === job));
+      }
     }
   }
 

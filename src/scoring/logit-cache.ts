@@ -48,8 +48,9 @@ export class LogitCache implements LogitLookup {
   private hits = 0;
   private misses = 0;
 
+  /** `modelId` is read at each key: what the values are valid for may change (a memory back-off). */
   constructor(
-    private readonly modelId: string,
+    private readonly modelId: () => string,
     options: LogitCacheOptions = {},
   ) {
     this.lru = new LRUCache<string, number>({
@@ -60,7 +61,7 @@ export class LogitCache implements LogitLookup {
   }
 
   key(tokens: readonly number[]): string {
-    return logitKey(this.modelId, tokens);
+    return logitKey(this.modelId(), tokens);
   }
 
   get(key: string): number | undefined {

@@ -9,19 +9,21 @@ import type { RequestIdVariables } from "hono/request-id";
 import { requestId } from "hono/request-id";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
-import type { Adjustment } from "../monitor/adaptive.js";
+import type { Adjustment } from "../monitor/adjustments.js";
 import type { Monitor } from "../monitor/monitor.js";
 import type { Pipeline, PipelineResult } from "../pipeline/pipeline.js";
+import type { SchedulerState } from "../scheduler/scheduler.js";
 import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
 import { tei } from "./dialects/tei.js";
 import { vllmScore } from "./dialects/vllm-score.js";
+import { dashboardHtml } from "./dashboard.js";
 import { errorResponse, unauthorized } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /** Server limits and switches. */
 export interface ServerOptions {
-  /** Bearer token required on every endpoint except GET /health. Default: none (open). */
+  /** Bearer token required on every endpoint except GET /health and GET /dashboard (a page without data). Default: none (open). */
   apiKey?: string | undefined;
   /** Origins allowed by CORS ("*" for any). Default: none (CORS off). */
   corsOrigins?: string[] | undefined;
@@ -48,6 +50,8 @@ export interface AppDeps {
   adjustments?: (() => readonly Adjustment[]) | undefined;
   /** The scheduler's batch size, reported on every response. Default: none. */
   batchSize?: (() => number | undefined) | undefined;
+  /** What waits in the scheduler (GET /stats `queue`, the dashboard's queue depth). Default: none. */
+  queue?: (() => SchedulerState | undefined) | undefined;
   metrics: ServerMetrics;
   options: ServerOptions;
 }
@@ -82,7 +86,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     };
     // hono's bearer auth compares in constant time; every failure answers 401 in our error shape.
     const auth = bearerAuth({ token: o.apiKey, noAuthenticationHeader: { message: deny }, invalidAuthenticationHeader: { message: deny }, invalidToken: { message: deny } });
-    app.use("*", except((c) => (c.req.method === "GET" && c.req.path === "/health") || c.req.method === "OPTIONS", auth));
+    const open = new Set(["/health", "/dashboard"]);
+    app.use("*", except((c) => (c.req.method === "GET" && open.has(c.req.path)) || c.req.method === "OPTIONS", auth));
   }
   app.use("*", bodyLimit({ maxSize: maxBodyBytes, onError: (c) => errorResponse(c, new RerankError("payload_too_large", `the request body exceeds ${maxBodyBytes} bytes`)) }));
 
@@ -166,7 +171,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!deps.pipeline()) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
     const monitor = deps.monitor?.();
     if (!monitor) return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor)" } }, 404);
-    return c.json({ ...monitor.snapshot(), adjustments: deps.adjustments?.() ?? [] });
+    const q = deps.queue?.();
+    return c.json({ ...monitor.snapshot(), queue: q ? { pairs: q.queuedPairs, requests: q.activeRequests } : null, adjustments: deps.adjustments?.() ?? [] });
+  });
+  let dashboard: { model: string; html: string } | undefined;
+  app.get("/dashboard", (c) => {
+    // Static HTML without data, so it needs no key; its requests to /stats and /v1/rerank carry one.
+    const model = modelName();
+    if (dashboard?.model !== model || !deps.pipeline()) dashboard = { model, html: dashboardHtml({ model, presets: deps.pipeline()?.presets.list().map((p) => p.name) ?? [] }) };
+    c.header("cache-control", "no-store");
+    return c.html(dashboard.html);
   });
   app.get("/v1/models", (c) =>
     c.json({ object: "list", data: [{ id: modelName(), object: "model", created: 0, owned_by: "qwen-rerank", max_model_len: deps.pipeline()?.info.maxSequenceLength ?? null }] }),

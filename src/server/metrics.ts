@@ -20,7 +20,7 @@ export class ServerMetrics {
   readonly pairTokens = new Counter({ name: "qwen_rerank_pair_tokens_total", help: "Tokens of all scored pairs", registers: [this.registry] });
   readonly engineErrors = new Counter({ name: "qwen_rerank_engine_errors_total", help: "Engine batches that failed", registers: [this.registry] });
   readonly scores = new Histogram({ name: "qwen_rerank_score", help: "Distribution of returned scores", buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1], registers: [this.registry] });
-  readonly adjustments = new Counter({ name: "qwen_rerank_adjustments_total", help: "Knob changes made by adaptive control", labelNames: ["knob"], registers: [this.registry] });
+  readonly adjustments = new Counter({ name: "qwen_rerank_adjustments_total", help: "Knob changes made by adaptive control or by a memory back-off of the engine", labelNames: ["knob"], registers: [this.registry] });
   readonly engineInfo = new Gauge({ name: "qwen_rerank_engine_info", help: "The loaded engine (value 1)", labelNames: ["backend", "model", "flavor", "scoring_path", "sequences", "max_length"], registers: [this.registry] });
 
   /** `state` is read at scrape time (the scheduler may not exist yet while the model loads). */
@@ -64,7 +64,9 @@ export class ServerMetrics {
     if (b.error) this.engineErrors.inc();
   }
 
+  /** Describes the engine (again after a memory back-off changed its sequences). */
   setEngine(info: EngineInfo, maxLength: number): void {
+    this.engineInfo.reset();
     this.engineInfo.set(
       { backend: info.backend, model: info.model, flavor: info.flavor, scoring_path: info.scoringPath, sequences: String(info.sequences), max_length: String(maxLength) },
       1,

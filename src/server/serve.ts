@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import type { Adjustment } from "../monitor/adjustments.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { RerankerOptions, ScoringStack } from "../pipeline/stack.js";
 import { openStack } from "../pipeline/stack.js";
@@ -52,8 +53,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const app = createApp({
     pipeline: () => pipeline,
     monitor: () => stack?.monitor,
-    adjustments: () => stack?.adaptive?.adjustments ?? [],
+    adjustments: () => stack?.adjustments.list ?? [],
     batchSize: () => scheduler?.limits.maxBatchPairs,
+    queue: () => scheduler?.state,
     metrics, options: { ...options.server, requestTimeoutMs: options.requestTimeoutMs ?? options.server?.requestTimeoutMs ?? 120_000 } });
   const server = serve({ fetch: app.fetch, hostname: options.host ?? "127.0.0.1", port: options.port ?? 8080 });
   await new Promise<void>((resolve, reject) => {
@@ -65,17 +67,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
   const ready = (async () => {
-    stack = await openStack(options.reranker);
+    const loaded = await openStack(options.reranker);
+    stack = loaded;
     scheduler = new Scheduler(stack.engineSource, options.scheduler);
     scheduler.onBatch = (b) => metrics.observeBatch(b);
-    pipeline = stack.pipeline.withSource(stack.cached(scheduler));
+    const served = stack.pipeline.withSource(stack.cached(scheduler));
+    pipeline = served;
     const batches = scheduler;
     stack.attachBatchSize({ get: () => batches.limits.maxBatchPairs, set: (pairs) => batches.setMaxBatchPairs(pairs) });
     const log = options.server?.log;
-    stack.adaptive?.onAdjust((a) => {
+    const announce = (a: Adjustment) => {
       metrics.adjustments.inc({ knob: a.knob });
       log?.({ event: "adjustment", ...a });
-    });
+      if (a.knob === "sequences") metrics.setEngine(loaded.engine.info, served.resolve({}).maxLength);
+    };
+    // Back-offs made while the model loaded happened before anyone listened.
+    for (const a of stack.adjustments.list) announce(a);
+    stack.adjustments.onAdjust(announce);
     metrics.setEngine(stack.engine.info, pipeline.resolve({}).maxLength);
   })();
   ready.then(

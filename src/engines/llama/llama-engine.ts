@@ -1,13 +1,14 @@
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import type { CustomBatchingPrioritizationStrategy, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { getLlama, LlamaLogLevel, TokenBias } from "node-llama-cpp";
+import { getLlama, GgufFileType, LlamaLogLevel, TokenBias } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
-import type { Engine, EngineInfo, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import type { ContextShape, Engine, EngineInfo, MemoryBackoff, ScoreRequestOptions, ScoreStats } from "../engine.js";
 import { lmHeadMatchesRankHead } from "./head-check.js";
+import { describeShape, isMemoryError, memoryLadder } from "./memory-ladder.js";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
 import type { KvCacheType, LlamaEngineOptions } from "./options.js";
@@ -20,6 +21,10 @@ const YES_NO_BIAS = 64;
 // The sampler's temperature divides both logits before node-llama-cpp's float32 softmax; we
 // multiply back. It keeps p(no) from underflowing for |z| up to ~1400 at ~2e-6 precision cost.
 const SOFTMAX_SCALE = 16;
+
+// The smallest context a memory back-off at load time goes down to: a longer pair later makes the
+// engine try to grow it again (never below what the pair needs).
+const LOAD_FLOOR_TOKENS = 512;
 
 const kvTypeName: Record<KvCacheType, string> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0", q4_0: "Q4_0" };
 const logLevelOf = { error: LlamaLogLevel.error, warn: LlamaLogLevel.warn, info: LlamaLogLevel.info, debug: LlamaLogLevel.debug };
@@ -61,6 +66,43 @@ const oneSequencePerDecode: CustomBatchingPrioritizationStrategy = ({ items, siz
   return first ? [{ item: first, processAmount: Math.min(first.tokens.length, size) }] : [];
 };
 
+/** The runtime and the model file, as `doctor` sees them. */
+export interface LlamaDiagnostics {
+  /** "cpu", "cuda", "vulkan" or "metal". */
+  device: string;
+  gpuDevices: string[];
+  /** llama.cpp's feature line ("CPU : SSE3 = 1 | AVX2 = 1 | ..."): the CPU variant in use. */
+  systemInfo: string;
+  buildType: "localBuild" | "prebuilt";
+  cpuMathCores: number;
+  threads: number;
+  vram: { total: number; free: number } | undefined;
+  gpuLayers: number;
+  /** Bytes of weights. */
+  modelBytes: number;
+  /** GGUF general.file_type, e.g. "MOSTLY_Q8_0". */
+  fileType: string | undefined;
+  kvCacheType: KvCacheType;
+  flashAttention: boolean;
+  /** The context that was asked for (`capacity` in EngineInfo is what it holds now). */
+  asked: ContextShape;
+}
+
+/** The settings of every context this engine creates, besides its shape. */
+interface ContextSettings {
+  scoringPath: EngineInfo["scoringPath"];
+  threads: number;
+  flashAttention: boolean;
+  kvCacheType: KvCacheType;
+  /** e.g. "cpu": the backend part of EngineInfo.numerics. */
+  device: string;
+}
+
+/** A decode ran out of memory twice: the engine backs off and scores the remaining pairs again. */
+class DecodeOutOfMemory extends Error {}
+
+const sameShape = (a: ContextShape, b: ContextShape) => a.contextSize === b.contextSize && a.sequences === b.sequences && a.batchSize === b.batchSize;
+
 function sameTokens(a: readonly number[], b: readonly number[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
@@ -81,18 +123,32 @@ export class LlamaEngine implements Engine {
   readonly tokenizer: PromptTokenizer;
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  private current: EngineInfo;
+  private slots: Slot[] = [];
 
   private constructor(
-    readonly info: EngineInfo,
+    base: EngineInfo,
     private readonly model: LlamaModel,
-    private readonly context: LlamaContext,
-    private readonly slots: Slot[],
+    private context: LlamaContext,
+    private shape: ContextShape,
+    /** What was asked for: the engine grows back towards it when a pair needs more. */
+    private readonly target: ContextShape,
+    private readonly settings: ContextSettings,
     private readonly prefixReuse: boolean,
+    private readonly onBackoff: ((event: MemoryBackoff) => void) | undefined,
+    private readonly llama: Llama,
   ) {
     this.tokenizer = {
       tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial),
       detokenize: (tokens) => model.detokenize(tokens as Token[]),
     };
+    this.current = base;
+    this.install(context, shape);
+  }
+
+  /** What the engine is and holds now (its capacity changes after a memory back-off). */
+  get info(): EngineInfo {
+    return this.current;
   }
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
@@ -119,73 +175,147 @@ export class LlamaEngine implements Engine {
       const scoringPath =
         facts.flavor === "causal" || (options.rankHead !== "rank-pooling" && lmHeadMatchesRankHead(path, model.fileInfo, yes, no)) ? "lm-head" : "rank-pooling";
       const requested = scoringPath === "rank-pooling" ? 1 : Math.max(1, Math.floor(options.sequences ?? (onGpu ? 8 : 1)));
-      const settings = {
-        contextSize,
-        sequences: requested,
-        batchSize: options.batchSize ?? 512,
+      const target: ContextShape = { contextSize, sequences: requested, batchSize: options.batchSize ?? 512 };
+      const device = llama.gpu === false ? "cpu" : llama.gpu;
+      const settings: ContextSettings = {
+        scoringPath,
         threads: options.threads ?? (llama.cpuMathCores || availableParallelism()),
         flashAttention: options.flashAttention ?? true,
         kvCacheType: options.kvCacheType ?? "f16",
+        device,
       };
-      const { context, sequences } = await LlamaEngine.createContext(model, scoringPath, settings);
-      if (sequences > 1) serializeSampling(context);
-      const slots = Array.from({ length: sequences }, () => ({ sequence: context.getSequence(), tokens: [] as number[], head: undefined }));
-      const info: EngineInfo = {
-        backend: `llama.cpp via node-llama-cpp (${llama.gpu === false ? "cpu" : llama.gpu})`,
+      const floor = Math.min(contextSize, LOAD_FLOOR_TOKENS);
+      const { context, shape, reason } = await LlamaEngine.allocate(model, settings, memoryLadder(target, floor));
+      const base: EngineInfo = {
+        backend: `llama.cpp via node-llama-cpp (${device})`,
         model: basename(path),
         flavor: facts.flavor,
         scoringPath,
         trainContext: facts.trainContext,
-        maxSequenceLength: context.contextSize - 1,
-        sequences,
-        numerics: `${llama.gpu === false ? "cpu" : llama.gpu} kv=${settings.kvCacheType} fa=${settings.flashAttention ? "on" : "off"} batch=${context.batchSize}`,
+        maxSequenceLength: contextSize,
+        sequences: shape.sequences,
+        capacity: shape,
+        numerics: "",
         shape: facts.shape,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new LlamaEngine(info, model, context, slots, options.prefixReuse ?? true);
+      const engine = new LlamaEngine(base, model, context, shape, target, settings, options.prefixReuse ?? true, options.onMemoryBackoff, llama);
+      if (reason !== undefined) engine.onBackoff?.({ trigger: "load", from: target, to: shape, neededTokens: floor, reason });
+      return engine;
     } catch (error) {
       await model.dispose();
       throw error;
     }
   }
 
-  /** Creates the context; on failure (usually memory) retries once with half the sequences and batch. */
-  private static async createContext(
+  private static createContext(model: LlamaModel, settings: ContextSettings, shape: ContextShape): Promise<LlamaContext> {
+    return model.createContext({
+      // node-llama-cpp keeps one cell free and shifts the context (erasing its beginning) when a
+      // sequence would fill it: one extra cell lets a pair of exactly contextSize tokens fit.
+      contextSize: shape.contextSize + 1,
+      sequences: shape.sequences,
+      batchSize: shape.batchSize,
+      threads: settings.threads,
+      flashAttention: settings.flashAttention,
+      // The ladder below decides what to try next; node-llama-cpp must not shrink on its own.
+      failedCreationRemedy: false,
+      batching: { itemPrioritizationStrategy: oneSequencePerDecode },
+      experimentalKvCacheKeyType: kvTypeName[settings.kvCacheType] as never,
+      experimentalKvCacheValueType: kvTypeName[settings.kvCacheType] as never,
+      ...(settings.scoringPath === "rank-pooling" ? rankPoolingContextOptions : {}),
+    });
+  }
+
+  /**
+   * Creates the first context of `ladder` that fits in memory. `reason` is what the runtime said
+   * about the last configuration that did not fit (undefined when the first one did).
+   */
+  private static async allocate(
     model: LlamaModel,
-    scoringPath: EngineInfo["scoringPath"],
-    o: { contextSize: number; sequences: number; batchSize: number; threads: number; flashAttention: boolean; kvCacheType: KvCacheType },
-  ): Promise<{ context: LlamaContext; sequences: number }> {
-    const attempt = (sequences: number, batchSize: number) =>
-      model.createContext({
-        // node-llama-cpp keeps one cell free and shifts the context (erasing its beginning) when a
-        // sequence would fill it: one extra cell lets a pair of exactly contextSize tokens fit.
-        contextSize: o.contextSize + 1,
-        sequences,
-        batchSize,
-        threads: o.threads,
-        flashAttention: o.flashAttention,
-        batching: { itemPrioritizationStrategy: oneSequencePerDecode },
-        experimentalKvCacheKeyType: kvTypeName[o.kvCacheType] as never,
-        experimentalKvCacheValueType: kvTypeName[o.kvCacheType] as never,
-        ...(scoringPath === "rank-pooling" ? rankPoolingContextOptions : {}),
-      });
-    try {
-      return { context: await attempt(o.sequences, o.batchSize), sequences: o.sequences };
-    } catch (first) {
-      const sequences = Math.max(1, Math.floor(o.sequences / 2));
-      const batchSize = Math.max(64, Math.floor(o.batchSize / 2));
+    settings: ContextSettings,
+    ladder: Iterable<ContextShape>,
+  ): Promise<{ context: LlamaContext; shape: ContextShape; reason: string | undefined }> {
+    let reason: string | undefined;
+    let asked: ContextShape | undefined;
+    let last: ContextShape | undefined;
+    for (const shape of ladder) {
+      asked ??= shape;
+      last = shape;
       try {
-        return { context: await attempt(sequences, batchSize), sequences };
-      } catch (second) {
-        throw new RerankError(
-          "engine_unavailable",
-          `cannot create a llama.cpp context (context ${o.contextSize} tokens x ${o.sequences} sequences, batch ${o.batchSize}; ` +
-            `retried with ${sequences} x batch ${batchSize}): ${(second as Error).message}. Lower max_length, sequences or batch size.`,
-          { cause: first },
-        );
+        return { context: await LlamaEngine.createContext(model, settings, shape), shape, reason };
+      } catch (error) {
+        if (!isMemoryError(error)) {
+          throw new RerankError("engine_unavailable", `cannot create a llama.cpp context (${describeShape(shape)}): ${(error as Error).message}`, { cause: error });
+        }
+        reason = (error as Error).message;
       }
     }
+    throw new RerankError(
+      "insufficient_memory",
+      `not enough memory for a llama.cpp context of ${asked ? describeShape(asked) : "any size"}` +
+        (last && asked && !sameShape(last, asked) ? `, nor for one as small as ${describeShape(last)}` : "") +
+        `: ${reason ?? "no configuration to try"}. Lower max_length, sequences or batch size, or use --kv-cache-type q8_0.`,
+    );
+  }
+
+  /** Makes `context` the engine's: fresh slots, and the info that describes it. */
+  private install(context: LlamaContext, shape: ContextShape): void {
+    if (shape.sequences > 1) serializeSampling(context);
+    this.context = context;
+    this.shape = shape;
+    this.slots = Array.from({ length: shape.sequences }, () => ({ sequence: context.getSequence(), tokens: [] as number[], head: undefined }));
+    const s = this.settings;
+    this.current = {
+      ...this.current,
+      sequences: shape.sequences,
+      capacity: { ...shape },
+      numerics: `${s.device} kv=${s.kvCacheType} fa=${s.flashAttention ? "on" : "off"} batch=${context.batchSize}`,
+    };
+  }
+
+  /**
+   * Replaces the context by the first configuration of `ladder` that fits, freeing the old one
+   * first (its memory is what the new one needs). When none fits, the old configuration comes
+   * back and the request gets an insufficient_memory error.
+   */
+  private async reconfigure(ladder: Iterable<ContextShape>, trigger: MemoryBackoff["trigger"], neededTokens: number, why: string): Promise<void> {
+    const from = this.shape;
+    await this.context.dispose();
+    try {
+      const { context, shape, reason } = await LlamaEngine.allocate(this.model, this.settings, ladder);
+      this.install(context, shape);
+      this.onBackoff?.({ trigger, from, to: shape, neededTokens, reason: reason ?? why });
+    } catch (error) {
+      const { context, shape } = await LlamaEngine.allocate(this.model, this.settings, [from]);
+      this.install(context, shape);
+      if (error instanceof RerankError && error.code === "insufficient_memory") {
+        throw new RerankError("insufficient_memory", `a pair of ${neededTokens} tokens does not fit in memory: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /** What `qwen-rerank doctor` reports about the runtime and the model file. */
+  async diagnostics(): Promise<LlamaDiagnostics> {
+    const fileType = (this.model.fileInfo.metadata as { general?: { file_type?: number } }).general?.file_type;
+    const gpu = this.llama.gpu;
+    const vram = gpu === false ? undefined : await this.llama.getVramState();
+    return {
+      device: gpu === false ? "cpu" : gpu,
+      gpuDevices: gpu === false ? [] : await this.llama.getGpuDeviceNames(),
+      systemInfo: this.llama.systemInfo,
+      buildType: this.llama.buildType,
+      cpuMathCores: this.llama.cpuMathCores,
+      threads: this.settings.threads,
+      vram: vram ? { total: vram.total, free: vram.free } : undefined,
+      gpuLayers: this.model.gpuLayers,
+      modelBytes: this.model.size,
+      fileType: fileType === undefined ? undefined : (GgufFileType[fileType] ?? `type ${fileType}`),
+      kvCacheType: this.settings.kvCacheType,
+      flashAttention: this.settings.flashAttention,
+      asked: { ...this.target },
+    };
   }
 
   score(groups: readonly PrefixGroup[], options: ScoreRequestOptions = {}): Promise<{ logits: Float64Array; stats: ScoreStats }> {
@@ -200,41 +330,66 @@ export class LlamaEngine implements Engine {
     if (this.disposed) throw new RerankError("engine_unavailable", "the engine has been disposed");
     const work: Array<{ prefix: readonly number[]; tail: readonly number[] }> = [];
     for (const g of groups) for (const tail of g.tails) work.push({ prefix: g.prefix, tail });
-    for (const w of work) {
-      const length = w.prefix.length + w.tail.length;
-      if (length > this.info.maxSequenceLength) {
-        throw new RerankError("invalid_request", `a pair of ${length} tokens exceeds the engine's context of ${this.info.maxSequenceLength} tokens`);
-      }
+    const lengthOf = (i: number) => (work[i]?.prefix.length ?? 0) + (work[i]?.tail.length ?? 0);
+    let longest = 0;
+    for (let i = 0; i < work.length; i++) longest = Math.max(longest, lengthOf(i));
+    if (longest > this.info.maxSequenceLength) {
+      throw new RerankError("invalid_request", `a pair of ${longest} tokens exceeds the engine's context of ${this.info.maxSequenceLength} tokens`);
+    }
+    if (longest > this.shape.contextSize) {
+      // A memory back-off left the context shorter than this pair: grow it as far as memory allows.
+      const grown = memoryLadder({ ...this.target, sequences: 1 }, longest);
+      await this.reconfigure(grown, "long pair", longest, `a pair of ${longest} tokens needs more than ${this.shape.contextSize}`);
     }
     const logits = new Float64Array(work.length);
+    const scored = new Uint8Array(work.length);
     const stats: ScoreStats = { evaluatedTokens: 0, pairTokens: 0 };
-    let next = 0;
     let done = 0;
-    let failed = false;
-    const runSlot = async (slot: Slot): Promise<void> => {
-      while (!failed && next < work.length) {
-        if (options.signal?.aborted) throw new RerankError("cancelled", "the request was cancelled");
-        const i = next++;
-        const w = work[i];
-        if (!w) break;
-        logits[i] = await this.scorePairWithRetry(slot, w.prefix, w.tail, stats);
-        options.onProgress?.(++done);
+    for (;;) {
+      const pending: number[] = [];
+      for (let i = 0; i < work.length; i++) if (!scored[i]) pending.push(i);
+      if (pending.length === 0) return { logits, stats };
+      let next = 0;
+      let failed = false;
+      const runSlot = async (slot: Slot): Promise<void> => {
+        while (!failed && next < pending.length) {
+          if (options.signal?.aborted) throw new RerankError("cancelled", "the request was cancelled");
+          const i = pending[next++] ?? 0;
+          const w = work[i];
+          if (!w) break;
+          logits[i] = await this.scorePairWithRetry(slot, w.prefix, w.tail, stats);
+          scored[i] = 1;
+          options.onProgress?.(++done);
+        }
+      };
+      const results = await Promise.allSettled(
+        this.slots.map(async (slot) => {
+          try {
+            await runSlot(slot);
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+        }),
+      );
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (!rejected) continue;
+      if (!(rejected.reason instanceof DecodeOutOfMemory)) throw rejected.reason;
+      // Fewer sequences, a smaller batch, then a smaller context, never below the longest pair left.
+      let floor = 0;
+      for (let i = 0; i < work.length; i++) if (!scored[i]) floor = Math.max(floor, lengthOf(i));
+      const smaller = [...memoryLadder(this.shape, floor)].slice(1);
+      if (smaller.length === 0) {
+        throw new RerankError("insufficient_memory", `llama.cpp ran out of memory evaluating a pair of ${floor} tokens with the smallest context that holds it (${describeShape(this.shape)}): ${rejected.reason.message}`);
       }
-    };
-    const results = await Promise.allSettled(this.slots.map(async (slot) => {
-      try {
-        await runSlot(slot);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }));
-    const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (rejected) throw rejected.reason;
-    return { logits, stats };
+      await this.reconfigure(smaller, "decode", floor, rejected.reason.message);
+    }
   }
 
-  /** A failed evaluation is retried once from an empty sequence; a second failure is reported. */
+  /**
+   * A failed evaluation is retried once from an empty sequence; a second failure is reported, or
+   * makes the engine back off when it says memory ran out.
+   */
   private async scorePairWithRetry(slot: Slot, prefix: readonly number[], tail: readonly number[], stats: ScoreStats): Promise<number> {
     try {
       return await this.scorePair(slot, prefix, tail, stats);
@@ -245,6 +400,7 @@ export class LlamaEngine implements Engine {
         return await this.scorePair(slot, prefix, tail, stats);
       } catch (second) {
         await this.clear(slot).catch(() => undefined);
+        if (isMemoryError(second)) throw new DecodeOutOfMemory((second as Error).message, { cause: second });
         throw new RerankError("engine_failure", `llama.cpp failed to evaluate a pair of ${prefix.length + tail.length} tokens: ${(second as Error).message}`, {
           cause: first,
         });

@@ -1,3 +1,5 @@
+import type { MemoryBackoff } from "../engine.js";
+
 /** KV cache element types llama.cpp accepts for this model family. */
 export type KvCacheType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
 
@@ -39,6 +41,11 @@ export interface LlamaEngineOptions {
    * llama.cpp's rank pooling. "rank-pooling" forces the latter. Default "auto".
    */
   rankHead?: "auto" | "rank-pooling" | undefined;
+  /**
+   * Hears every change the engine makes to fit memory (fewer sequences, a smaller batch or
+   * context when llama.cpp cannot allocate). Default: none.
+   */
+  onMemoryBackoff?: ((event: MemoryBackoff) => void) | undefined;
   /** llama.cpp log level. Default "warn". */
   logLevel?: "error" | "warn" | "info" | "debug" | undefined;
 }

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { SHAPES } from "../testmodel/shapes.js";
+import { cpuCheck, kvBytesPerToken, languageGapCheck, memoryCheck, scoreShapeChecks, truncationCheck } from "./checks.js";
+
+const GiB = 1024 ** 3;
+
+test("KV bytes per token: keys and values of every layer (0.6B F16: 112 KiB)", () => {
+  assert.equal(kvBytesPerToken(SHAPES["0.6b"], "f16"), 112 * 1024);
+  assert.equal(kvBytesPerToken(SHAPES["8b"], "f32"), 2 * 36 * 8 * 128 * 4);
+  assert.equal(kvBytesPerToken(SHAPES["0.6b"], "q8_0"), (112 * 1024 * 34) / 64);
+});
+
+test("memory: fits, fewer sequences fit, one shorter sequence fits, nothing fits", () => {
+  const kv = kvBytesPerToken(SHAPES["0.6b"], "f16");
+  const base = { device: "cpu", modelBytes: 0.6 * GiB, kvPerToken: kv, totalBytes: 24 * GiB };
+  assert.equal(memoryCheck({ ...base, maxLength: 8192, sequences: 1, freeBytes: 20 * GiB }).status, "ok");
+  const fewer = memoryCheck({ ...base, maxLength: 32768, sequences: 64, freeBytes: 20 * GiB });
+  assert.equal(fewer.status, "warn");
+  assert.equal(fewer.fix, "--sequences 4");
+  const shorter = memoryCheck({ ...base, maxLength: 32768, sequences: 1, freeBytes: 2 * GiB });
+  assert.equal(shorter.status, "warn");
+  assert.match(shorter.fix ?? "", /^--sequences 1 --max-length \d+$/);
+  assert.equal(memoryCheck({ ...base, maxLength: 32768, sequences: 1, freeBytes: 0.65 * GiB }).status, "fail");
+  assert.equal(memoryCheck({ ...base, modelBytes: 30 * GiB, maxLength: 512, sequences: 1, freeBytes: 20 * GiB }).status, "fail");
+});
+
+test("saturated scores with spread log-odds ask for a temperature; flat log-odds ask for an instruction", () => {
+  const saturated = scoreShapeChecks([{ logits: [8, 6, -7, -9], scores: [0.9997, 0.9975, 0.0009, 0.0001] }], 1);
+  assert.deepEqual(saturated.map((c) => [c.id, c.status]), [["flat-logits", "ok"], ["score-saturation", "warn"]]);
+  const t = Number(/--temperature (\S+)/.exec(saturated[1]?.fix ?? "")?.[1]);
+  assert.ok(t > 2 && t < 4, `temperature ${t}`);
+  const flat = scoreShapeChecks([{ logits: [5.01, 5.0, 4.99], scores: [0.9934, 0.9933, 0.9932] }], 1);
+  assert.deepEqual(flat.map((c) => [c.id, c.status]), [["flat-logits", "warn"], ["score-saturation", "ok"]]);
+  assert.match(flat[0]?.fix ?? "", /--instruction/);
+});
+
+test("truncation: the rate, and a max_length that covers 95% of pairs", () => {
+  const lengths = [100, 200, 300, 400, 900, 1000, 1100, 1200, 1300, 1400];
+  const c = truncationCheck(lengths, 512, 40960);
+  assert.equal(c.status, "warn");
+  assert.match(c.message, /6 of 10 pairs \(60\.0%\) exceed max_length 512/);
+  assert.equal(c.fix, "--max-length 1536 (or --overflow chunk)");
+  assert.equal(truncationCheck([100, 200], 512, 40960).status, "ok");
+});
+
+test("language gaps: nDCG with labels (0.1), mean score without (0.2)", () => {
+  const labelled = languageGapCheck([{ language: "en", queries: 10, scoreMean: 0.5, ndcg: 0.7 }, { language: "zh", queries: 5, scoreMean: 0.5, ndcg: 0.55 }], false);
+  assert.equal(labelled.status, "warn");
+  assert.match(labelled.message, /nDCG@10 .* zh trails by more than 0\.1/);
+  assert.match(labelled.fix ?? "", /^--language auto --language-instruction "zh=/);
+  assert.equal(languageGapCheck([{ language: "en", queries: 10, scoreMean: 0.5 }, { language: "zh", queries: 5, scoreMean: 0.35 }], true).status, "ok");
+});
+
+test("cpu: AVX-512 VNNI, AVX2, none", () => {
+  assert.match(cpuCheck(new Set(["avx2", "avx512f", "avx512_vnni"]), "EPYC", "cpu").message, /AVX-512 VNNI/);
+  assert.equal(cpuCheck(new Set(["sse4_2"]), "old", "cpu").status, "warn");
+  assert.equal(cpuCheck(new Set(["sse4_2"]), "old", "cuda").status, "ok");
+});

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { repoRoot, testModel } from "./fixtures/models.js";
+import { CLI } from "./fixtures/cli.js";
+
+// A real allocation failure: `ulimit -d` caps the process's private writable memory (what
+// llama.cpp's KV cache and compute buffers are), so malloc really returns NULL. The 0.6B shape
+// needs 112 KiB of F16 KV per token: 32768 tokens x 64 sequences asks for 224 GiB, one sequence
+// of 16384 tokens for 1.75 GiB, which does not fit under the cap beside the repacked weights
+// (~0.6 GiB); 8192 tokens (0.9 GiB) do. (`ulimit -v` cannot be used: Node reserves address space
+// for WebAssembly.) Below ~1.5 GiB llama.cpp itself aborts on a failed small allocation.
+const CAP_KIB = 2_100_000;
+const model = testModel("causal", "0.6b", "q8_0");
+const memoryHungry = ["--max-length", "32768", "--sequences", "64", "--gpu", "cpu", "--log-level", "error"];
+const capped = (args: string[]) => ["-c", `ulimit -d ${CAP_KIB} && exec "$0" "$@"`, process.execPath, ...CLI, ...args];
+// About 20000 tokens: more than the 8192 the engine falls back to, and more than fits under the cap.
+const longDocument = "word ".repeat(20_000);
+
+async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+test("serve backs off to what fits (fewer sequences, then a smaller context), shows it in /stats and /metrics, answers 507 for a pair that cannot fit, and keeps serving", async () => {
+  const child = spawn("bash", capped(["serve", "--model", model, "--port", "0", ...memoryHungry]), { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  try {
+    const deadline = Date.now() + 120_000;
+    while (!/ready at (http:\/\/\S+)/.test(stderr) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const url = /ready at (http:\/\/\S+)/.exec(stderr)?.[1];
+    assert.ok(url, `the server did not start: ${stderr}`);
+
+    const stats = (await (await fetch(`${url}/stats`)).json()) as { current: Record<string, number>; adjustments: Array<{ knob: string; from: number; to: number; reason: string }> };
+    assert.equal(stats.current.sequences, 1);
+    const context = stats.current.context_tokens ?? 0;
+    assert.ok(context < 32768 && context >= 512, `context after the back-off: ${context}`);
+    const byKnob = Object.fromEntries(stats.adjustments.map((a) => [a.knob, a]));
+    assert.deepEqual([byKnob.sequences?.from, byKnob.sequences?.to], [64, 1]);
+    assert.deepEqual([byKnob.context_tokens?.from, byKnob.context_tokens?.to], [32768, context]);
+    assert.match(byKnob.sequences?.reason ?? "", /^out of memory \(load\)/);
+    const logged = stdout.split("\n").filter((l) => l.includes('"event":"adjustment"')).map((l) => JSON.parse(l) as { knob: string });
+    assert.ok(logged.some((l) => l.knob === "sequences"), "each adjustment is a JSON log line");
+    assert.match(await (await fetch(`${url}/metrics`)).text(), /qwen_rerank_adjustments_total\{knob="context_tokens"\} 1/);
+
+    const short = await post(`${url}/v1/rerank`, { query: "what is x", documents: ["x is a letter", "y"] });
+    assert.equal(short.status, 200, JSON.stringify(short.json));
+    const tooLong = await post(`${url}/v1/rerank`, { query: "what is x", documents: [longDocument] });
+    assert.equal(tooLong.status, 507, JSON.stringify(tooLong.json));
+    const error = tooLong.json.error as { code: string; message: string };
+    assert.equal(error.code, "insufficient_memory");
+    assert.match(error.message, /a pair of \d+ tokens does not fit in memory/);
+    const again = await post(`${url}/v1/rerank`, { query: "what is x", documents: ["x is a letter", "y"] });
+    assert.equal(again.status, 200, "the engine is back on the configuration that fits");
+    assert.deepEqual(again.json.results, short.json.results);
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+});
+
+test("score: a pair that cannot fit even alone exits 1 with the reason, never a crash", () => {
+  const r = spawnSync("bash", capped(["score", "--model", model, ...memoryHungry, "--query", "what is x", "--doc", longDocument]), { cwd: repoRoot, encoding: "utf8", timeout: 180_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /warning: out of memory for 32768 tokens x 64 sequences, batch 512 \(load: .*\); continuing with \d+ tokens x 1 sequence/);
+  assert.match(r.stderr, /qwen-rerank: a pair of \d+ tokens does not fit in memory: not enough memory for a llama\.cpp context of 32768 tokens x 1 sequence/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+});
