@@ -108,12 +108,14 @@ test("bench runs both engines side by side and reports the ratio (tiny model, sm
   }
 });
 
-test("the README's code example runs against the built package", () => {
-  const r = spawnSync(process.execPath, [join(repoRoot, "examples/rerank.mjs"), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });
-  assert.equal(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split("\n");
-  assert.equal(lines.length, 3);
-  for (const line of lines) assert.match(line, /^\d\.\d{4} {2}\S/);
+test("the README's code examples run against the built package (library, AI SDK, LangChain)", () => {
+  for (const [example, lines] of [["rerank.mjs", 3], ["ai-sdk.mjs", 2], ["langchain.mjs", 2]] as const) {
+    const r = spawnSync(process.execPath, [join(repoRoot, "examples", example), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });
+    assert.equal(r.status, 0, `${example}: ${r.stderr}`);
+    const out = r.stdout.trim().split("\n");
+    assert.equal(out.length, lines, example);
+    for (const line of out) assert.match(line, /^\d\.\d{4} {2}\S/, example);
+  }
 });
 
 test("presets lists the scenarios; score --preset uses the preset's instruction and knobs", async () => {

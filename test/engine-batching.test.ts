@@ -7,8 +7,8 @@ import { exactEngine, testModel } from "./fixtures/models.js";
 import { DOCUMENTS } from "./fixtures/pairs.js";
 
 // Variable-length documents: the parallel-sequence race (docs/architecture.md) swapped scores between
-// documents of different lengths. 48 documents from 1 to ~150 tokens, two queries.
-const docs = Array.from({ length: 48 }, (_, i) => `${DOCUMENTS[i % DOCUMENTS.length] ?? ""} ${"river city ".repeat((i * 7) % 60)}`.trim());
+// documents of different lengths. 24 documents from 1 to ~150 tokens, two queries.
+const docs = Array.from({ length: 24 }, (_, i) => `${DOCUMENTS[i % DOCUMENTS.length] ?? ""} ${"river city ".repeat((i * 7) % 60)}`.trim());
 const queries = ["What is the capital of China?", "longest river"];
 
 async function scoreWith(options: { sequences: number; batchSize: number; prefixReuse: boolean; rankHead?: "rank-pooling" }, model: string): Promise<Float64Array> {

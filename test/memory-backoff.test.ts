@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { repoRoot, testModel } from "./fixtures/models.js";
 import { CLI } from "./fixtures/cli.js";
@@ -16,6 +16,14 @@ const memoryHungry = ["--max-length", "32768", "--sequences", "64", "--gpu", "cp
 const capped = (args: string[]) => ["-c", `ulimit -d ${CAP_KIB} && exec "$0" "$@"`, process.execPath, ...CLI, ...args];
 // About 20000 tokens: more than the 8192 the engine falls back to, and more than fits under the cap.
 const longDocument = "word ".repeat(20_000);
+
+// The CLI run starts at once and runs beside the server test: both mostly wait on allocations.
+const scoreRun = new Promise<{ status: number | null; stderr: string }>((resolve) => {
+  const child = spawn("bash", capped(["score", "--model", model, ...memoryHungry, "--query", "what is x", "--doc", longDocument]), { cwd: repoRoot, stdio: ["ignore", "ignore", "pipe"], timeout: 180_000 });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.on("close", (status) => resolve({ status, stderr }));
+});
 
 async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -63,8 +71,8 @@ test("serve backs off to what fits (fewer sequences, then a smaller context), sh
   }
 });
 
-test("score: a pair that cannot fit even alone exits 1 with the reason, never a crash", () => {
-  const r = spawnSync("bash", capped(["score", "--model", model, ...memoryHungry, "--query", "what is x", "--doc", longDocument]), { cwd: repoRoot, encoding: "utf8", timeout: 180_000 });
+test("score: a pair that cannot fit even alone exits 1 with the reason, never a crash", async () => {
+  const r = await scoreRun;
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /warning: out of memory for 32768 tokens x 64 sequences, batch 512 \(load: .*\); continuing with \d+ tokens x 1 sequence/);
   assert.match(r.stderr, /qwen-rerank: a pair of \d+ tokens does not fit in memory: not enough memory for a llama\.cpp context of 32768 tokens x 1 sequence/);

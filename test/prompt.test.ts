@@ -55,3 +55,17 @@ test("text is NFC-normalised before tokenization", () => {
   const decomposed = prompt.build({ query: "cafe\u0301", document: "nai\u0308ve" }, 8192);
   assert.deepEqual(decomposed.tokens, composed.tokens);
 });
+
+test('cut "start" (TEI Left) keeps the instruction, the query and the end of the document', () => {
+  const doc = Array.from({ length: 200 }, (_, i) => `w${i}`).join(" ");
+  const full = prompt.build({ query: "q", document: doc }, 8192);
+  const start = prompt.build({ query: "q", document: doc }, 120, "start");
+  const end = prompt.build({ query: "q", document: doc }, 120);
+  assert.equal(start.tokens.length, 120);
+  assert.ok(start.truncated);
+  assert.equal(start.headLength, end.headLength, "the head is the same: instruction and query stay whole");
+  assert.deepEqual(start.tokens.slice(0, start.headLength), full.tokens.slice(0, start.headLength));
+  const tail = 120 - start.headLength;
+  assert.deepEqual(start.tokens.slice(start.headLength), full.tokens.slice(full.tokens.length - tail), "the document's last tokens, then SUFFIX");
+  assert.deepEqual(prompt.build({ query: "q", document: "short" }, 120, "start").tokens, prompt.build({ query: "q", document: "short" }, 120).tokens);
+});

@@ -5,7 +5,10 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
+import { createCohere } from "@ai-sdk/cohere";
+import { createTogetherAI } from "@ai-sdk/togetherai";
 import { CohereRerank } from "@langchain/cohere";
+import { rerank } from "ai";
 import { CohereClient, CohereClientV2 } from "cohere-ai";
 import type { Reranker } from "../src/reranker.js";
 import { createReranker } from "../src/reranker.js";
@@ -95,6 +98,16 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     assert.ok(docs.every((d) => typeof d.metadata.relevanceScore === "number"));
   });
 
+  test("the AI SDK's rerank() through @ai-sdk/cohere (baseURL .../v2) and @ai-sdk/togetherai, unmodified", async () => {
+    const cohere = createCohere({ baseURL: `${server.url}/v2`, apiKey: "unused" });
+    const viaCohere = await rerank({ model: cohere.reranking("rerank-v3.5"), query: QUERY_EN, documents: DOCUMENTS });
+    assertSameScores(viaCohere.ranking.map((r) => ({ index: r.originalIndex, score: r.score })));
+    const together = createTogetherAI({ baseURL: server.url, apiKey: "unused" });
+    const viaTogether = await rerank({ model: together.reranking("Salesforce/Llama-Rank-v1"), query: QUERY_EN, documents: DOCUMENTS, topN: 3 });
+    assert.equal(viaTogether.ranking.length, 3);
+    assertSameScores(viaTogether.ranking.map((r) => ({ index: r.originalIndex, score: r.score })), 3);
+  });
+
   test("Jina / vLLM shape on POST /rerank and /v1/rerank", async () => {
     const r = await post(`${server.url}/rerank`, { model: "x", query: QUERY_EN, documents: DOCUMENTS, top_n: null });
     assert.equal(r.status, 200);
@@ -115,8 +128,9 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     const raw = await post(`${server.url}/rerank`, { query: QUERY_EN, texts: DOCUMENTS.slice(0, 2), raw_scores: true });
     for (const x of raw.json as Array<{ index: number; score: number }>) assert.ok(Math.abs(1 / (1 + Math.exp(-x.score)) - (expected.get(x.index) ?? -1)) < 1e-4);
     const long = "river ".repeat(400);
-    assert.equal((await post(`${server.url}/rerank`, { query: "q", texts: [long] })).status, 413);
-    assert.equal((await post(`${server.url}/rerank`, { query: "q", texts: [long], truncate: true })).status, 200);
+    // As TEI 1.9+: truncated unless asked not to, then 422 (test/dialects.test.ts has the rest).
+    assert.equal((await post(`${server.url}/rerank`, { query: "q", texts: [long] })).status, 200);
+    assert.equal((await post(`${server.url}/rerank`, { query: "q", texts: [long], truncate: false })).status, 422);
   });
 
   test("vLLM score API: text_1/text_2 and queries/documents, 1:1, 1:N, N:N", async () => {
@@ -209,6 +223,9 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
       ["/v1/rerank", { query: "q", documents: ["x".repeat(200_000)] }, 413, /characters/],
       ["/v1/rerank", { query: "q", documents: ["x".repeat(11 * 1024 * 1024)] }, 413, /body exceeds/],
       ["/score", { text_2: ["a"] }, 400, /^text_1/],
+      ["/v1/rerank", { query: "q", documents: [] }, 400, /^documents: must not be empty/],
+      ["/score", { text_1: "q", text_2: [] }, 400, /^text_2: must not be empty/],
+      ["/v2/rerank", { query: "q", documents: ["a"], max_tokens_per_doc: 0 }, 400, /^max_tokens_per_doc/],
       ["/nope", {}, 404, /no route/],
     ];
     for (const [path, body, status, message] of cases) {

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { registerBench } from "./bench.js";
 import { registerDev } from "./dev.js";
 import { registerDoctor } from "./doctor.js";
@@ -15,6 +16,7 @@ import { registerStats } from "./stats.js";
 
 const program = new Command("qwen-rerank")
   .description("Run and tune Qwen3-Reranker models: exact scores, serving, benchmarks, evaluation and tuning")
+  .version(PACKAGE_VERSION)
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 registerScore(program);

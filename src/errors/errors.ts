@@ -32,6 +32,14 @@ export class ValidationError extends RerankError {
   }
 }
 
+/** A required list came empty (TEI answers these 400 "Empty", other validation errors 422). */
+export class EmptyInputError extends ValidationError {
+  constructor(field: string) {
+    super("must not be empty", field);
+    this.name = "EmptyInputError";
+  }
+}
+
 /** The queue is full: retry after `retryAfterSeconds`. */
 export class OverloadedError extends RerankError {
   constructor(message: string, readonly retryAfterSeconds: number) {

@@ -9,7 +9,7 @@ import type { Preset } from "../prompt/presets.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import type { Monitor } from "../monitor/monitor.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
-import type { PromptTokenizer } from "../prompt/tokens.js";
+import type { PromptTokenizer, TruncationSide } from "../prompt/tokens.js";
 import { PromptBuilder } from "../prompt/tokens.js";
 import { rankByLogit, select } from "../scoring/selection.js";
 import { scoreFromLogit } from "../scoring/temperature.js";
@@ -65,6 +65,8 @@ export interface PipelineRequest extends LogOddsOptions {
   maxTokensPerDoc?: number | undefined;
   /** Refuse (payload_too_large) instead of truncating a pair that does not fit (TEI truncate=false). */
   refuseTruncation?: boolean | undefined;
+  /** Which end of an over-long document truncation removes. Default "end" (official). */
+  truncationSide?: TruncationSide | undefined;
 }
 
 export interface PipelineResult {
@@ -80,6 +82,8 @@ export interface PipelineResult {
   stats: ScoreStats;
   queueMs: number;
   inferenceMs: number;
+  /** Milliseconds spent resolving knobs, routing and tokenizing (before any log-odds). */
+  tokenizationMs: number;
 }
 
 /** State shared by a pipeline and the pipelines derived from it with `withSource`. */
@@ -195,6 +199,7 @@ export class Pipeline {
   /** The chain itself; `all` holds every result before selection (what the monitor watches). */
   private async execute(request: PipelineRequest): Promise<{ result: PipelineResult; all: RerankResult[] }> {
     const { queries, documents } = request;
+    const started = performance.now();
     if (queries.length !== 1 && queries.length !== documents.length) {
       throw new ValidationError(`got ${queries.length} queries for ${documents.length} documents: give one query, or one per document`, "queries");
     }
@@ -206,14 +211,16 @@ export class Pipeline {
       if (!r) routes.set(query, (r = this.route(query, request.knobs?.instruction, knobs)));
       return r;
     };
-    const maxLength = this.maxLengthFor(queryOf(0), routeOf(queryOf(0)).instruction, knobs.maxLength, request.maxTokensPerDoc);
     const pairs = documents.map((document, i) => ({ instruction: routeOf(queryOf(i)).instruction, query: queryOf(i), document }));
+    // max_tokens_per_doc bounds the document's tokens, so each query's own overhead is added.
+    const maxLengthOf = (i: number) => this.maxLengthFor(queryOf(i), routeOf(queryOf(i)).instruction, knobs.maxLength, request.maxTokensPerDoc);
     const planner = this.shared.planner;
-    const plan = planner.plan(pairs, maxLength, knobs.overflow);
+    const plan = planner.plan(pairs, request.maxTokensPerDoc === undefined ? knobs.maxLength : maxLengthOf, knobs.overflow, request.truncationSide);
     if (request.refuseTruncation) {
       const k = plan.prepared.findIndex((p) => p.truncated);
-      if (k >= 0) throw new RerankError("payload_too_large", `input ${plan.owner[k]} is longer than max_length ${maxLength} tokens and truncation is off`);
+      if (k >= 0) throw new RerankError("payload_too_large", `input ${plan.owner[k]} is longer than max_length ${maxLengthOf(plan.owner[k] ?? 0)} tokens and truncation is off`);
     }
+    const tokenizationMs = performance.now() - started;
     const logOdds = await this.source.evaluate(plan.prepared, { signal: request.signal, onProgress: request.onProgress, timeoutMs: request.timeoutMs });
     const reduced = planner.reduce(plan, logOdds.logits);
     const results = reduced.map((r, index) => {
@@ -233,6 +240,7 @@ export class Pipeline {
       stats: logOdds.stats,
       queueMs: logOdds.queueMs,
       inferenceMs: logOdds.inferenceMs,
+      tokenizationMs,
     };
     return { result, all: results };
   }

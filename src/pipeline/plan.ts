@@ -2,7 +2,7 @@ import { RerankError, ValidationError } from "../errors/errors.js";
 import type { ChunkSpan, Overflow } from "../prompt/chunking.js";
 import { CHUNK_OVERLAP, chunkWindows } from "../prompt/chunking.js";
 import { formatBody } from "../prompt/template.js";
-import type { PairText, PromptBuilder, PromptTokenizer } from "../prompt/tokens.js";
+import type { PairText, PromptBuilder, PromptTokenizer, TruncationSide } from "../prompt/tokens.js";
 import type { PreparedPair } from "./log-odds.js";
 
 /** A pair whose instruction has been chosen (by routing). */
@@ -57,10 +57,12 @@ export class Planner {
     return this.countTokens(formatBody(instruction.normalize("NFC"), query.normalize("NFC"), "")) + this.templateTokens;
   }
 
-  plan(pairs: readonly RoutedPair[], maxLength: number, overflow: Overflow): PairPlan {
+  /** `cut` applies to truncation: "start" keeps the end of an over-long document (TEI's Left). */
+  plan(pairs: readonly RoutedPair[], maxLengthOf: number | ((pair: number) => number), overflow: Overflow, cut: TruncationSide = "end"): PairPlan {
     const plan: PairPlan = { prepared: [], owner: [], spans: [], pairs: pairs.length };
     pairs.forEach((pair, i) => {
-      const whole = this.prepare(pair, maxLength);
+      const maxLength = typeof maxLengthOf === "number" ? maxLengthOf : maxLengthOf(i);
+      const whole = this.prepare(pair, maxLength, cut);
       if (overflow === "truncate" || !whole.truncated) {
         plan.prepared.push(whole);
         plan.owner.push(i);
@@ -92,8 +94,8 @@ export class Planner {
     return out;
   }
 
-  private prepare(pair: RoutedPair, maxLength: number): PreparedPair {
-    const built = this.prompt.build(pair, maxLength);
+  private prepare(pair: RoutedPair, maxLength: number, cut: TruncationSide = "end"): PreparedPair {
+    const built = this.prompt.build(pair, maxLength, cut);
     return { tokens: built.tokens, truncated: built.truncated, headLength: built.headLength };
   }
 

@@ -9,6 +9,9 @@ export interface PromptTokenizer {
   detokenize?(tokens: readonly number[]): string;
 }
 
+/** Which end of an over-long document truncation removes: its end (official) or its start. */
+export type TruncationSide = "end" | "start";
+
 export interface PairText {
   /** Default: the official default instruction. */
   instruction?: string | undefined;
@@ -54,17 +57,23 @@ export class PromptBuilder {
     return this.prefix.length + this.suffix.length + 1;
   }
 
-  /** Official truncation: only BODY is cut, keeping its beginning; PREFIX and SUFFIX always survive. */
-  build(pair: PairText, maxLength: number): PairTokens {
+  /**
+   * Official truncation: only BODY is cut, keeping its beginning; PREFIX and SUFFIX always survive.
+   * `cut: "start"` (TEI's `truncation_direction: "Left"`) keeps the end of the document instead:
+   * the instruction and query stay whole and the document loses its first tokens.
+   */
+  build(pair: PairText, maxLength: number, cut: TruncationSide = "end"): PairTokens {
     const budget = maxLength - this.prefix.length - this.suffix.length;
     if (budget < 1) throw new RangeError(`max_length ${maxLength} leaves no room for the query and document (minimum ${this.minMaxLength})`);
     const instruction = (pair.instruction ?? DEFAULT_INSTRUCTION).normalize("NFC");
     const query = pair.query.normalize("NFC");
     const body = this.tokenizer.tokenize(formatBody(instruction, query, pair.document.normalize("NFC")), false);
-    const kept = body.length > budget ? body.slice(0, budget) : body;
     // The head is where this body stops agreeing with the body of an empty document: BPE may merge
     // the document's first characters into the template's last token, so it is measured, not assumed.
-    const headLength = this.prefix.length + commonPrefixLength([kept, this.emptyDocumentBody(instruction, query)]);
+    const head = commonPrefixLength([body, this.emptyDocumentBody(instruction, query)]);
+    let kept = body;
+    if (body.length > budget) kept = cut === "start" && head < budget ? [...body.slice(0, head), ...body.slice(body.length - (budget - head))] : body.slice(0, budget);
+    const headLength = this.prefix.length + Math.min(head, kept.length);
     return { tokens: [...this.prefix, ...kept, ...this.suffix], truncated: kept.length < body.length, bodyTokens: body.length, headLength };
   }
 

@@ -17,6 +17,7 @@ import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
 import { tei } from "./dialects/tei.js";
 import { vllmScore } from "./dialects/vllm-score.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { dashboardHtml } from "./dashboard.js";
 import { errorResponse, unauthorized } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
@@ -52,6 +53,8 @@ export interface AppDeps {
   batchSize?: (() => number | undefined) | undefined;
   /** What waits in the scheduler (GET /stats `queue`, the dashboard's queue depth). Default: none. */
   queue?: (() => SchedulerState | undefined) | undefined;
+  /** The scheduler's limits (GET /info). Default: none. */
+  schedulerLimits?: (() => { maxBatchPairs: number; maxBatchTokens: number; maxQueuePairs: number } | undefined) | undefined;
   metrics: ServerMetrics;
   options: ServerOptions;
 }
@@ -101,11 +104,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
   };
 
   /** One request of any dialect: parse, check limits, run the pipeline, answer; metrics and a log line. */
-  const handle = (path: string, dialects: readonly Dialect[]) => async (c: Context<Env>): Promise<Response> => {
+  const handle = (label: string, dialects: readonly Dialect[]) => async (c: Context<Env>): Promise<Response> => {
     const started = performance.now();
     let status = 200;
     let outcome: PipelineResult | undefined;
     let response: Response;
+    // Until the body says otherwise, errors take the path's last (default) dialect's shape.
+    let dialect = dialects[dialects.length - 1];
     try {
       const pipeline = deps.pipeline();
       if (!pipeline) throw new RerankError("engine_unavailable", "the model is still loading");
@@ -115,30 +120,42 @@ export function createApp(deps: AppDeps): Hono<Env> {
       } catch {
         throw new ValidationError("the body is not valid JSON");
       }
-      const dialect = dialects.find((d) => d.claims?.(json) ?? true) ?? dialects[dialects.length - 1];
-      if (!dialect) throw new RerankError("engine_failure", `no dialect answers ${path}`);
+      dialect = dialects.find((d) => d.claims?.(json) ?? true) ?? dialect;
+      if (!dialect) throw new RerankError("engine_failure", `no dialect answers ${c.req.path}`);
       const { call, respond } = dialect.parse(json);
       checkLimits(call);
       outcome = await pipeline.run({ ...call, signal: c.req.raw.signal, timeoutMs: o.requestTimeoutMs });
+      const characters = call.queries.reduce((n, q) => n + q.length, 0) + call.documents.reduce((n, d) => n + d.length, 0);
+      // TEI's timing and compute headers (milliseconds), the same figures as /metrics.
+      c.header("x-total-time", (performance.now() - started).toFixed(1));
+      c.header("x-tokenization-time", outcome.tokenizationMs.toFixed(1));
       c.header("x-queue-time", outcome.queueMs.toFixed(1));
       c.header("x-inference-time", outcome.inferenceMs.toFixed(1));
+      c.header("x-compute-tokens", String(outcome.tokens));
+      c.header("x-compute-characters", String(characters));
       if (outcome.language !== undefined) c.header("x-query-language", outcome.language);
       // What this request ran with, so a client can see adaptive control at work.
       c.header("x-temperature", String(outcome.knobs.temperature));
       const batchSize = deps.batchSize?.();
       if (batchSize !== undefined) c.header("x-batch-size", String(batchSize));
-      deps.metrics.observeRequest(outcome);
+      deps.metrics.observeRequest(outcome, characters);
       lastEngineError = undefined;
       response = c.json(respond(outcome, modelName()) as object, 200);
     } catch (error) {
       const e = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
-      status = httpStatusOf[e.code];
       if (e.code === "engine_failure") lastEngineError = e.message;
-      response = errorResponse(c, e);
+      const own = dialect?.errorFormat?.(e);
+      if (own) {
+        status = own.status;
+        response = c.json(own.body, own.status as 400);
+      } else {
+        status = httpStatusOf[e.code];
+        response = errorResponse(c, e);
+      }
     }
     const ms = performance.now() - started;
-    deps.metrics.requests.inc({ endpoint: path, status: String(status) });
-    deps.metrics.requestSeconds.observe({ endpoint: path }, ms / 1000);
+    deps.metrics.requests.inc({ endpoint: label, status: String(status) });
+    deps.metrics.requestSeconds.observe({ endpoint: label }, ms / 1000);
     o.log?.({
       time: new Date().toISOString(),
       request_id: c.get("requestId"),
@@ -157,8 +174,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const paths = [...new Set(DIALECTS.flatMap((d) => d.paths))];
   for (const path of paths) {
     const dialects = DIALECTS.filter((d) => d.paths.includes(path));
-    // Metrics label an endpoint by its dialect's first path: /v1/score counts as /score.
-    app.post(path, handle(dialects[0]?.paths[0] ?? path, dialects));
+    // Metrics label an endpoint by its dialect's first path (/v1/score counts as /score); a path
+    // shared by several dialects by itself.
+    app.post(path, handle(dialects.length === 1 ? (dialects[0]?.paths[0] ?? path) : path, dialects));
   }
 
   app.get("/health", (c) => {
@@ -181,6 +199,30 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (dashboard?.model !== model || !deps.pipeline()) dashboard = { model, html: dashboardHtml({ model, presets: deps.pipeline()?.presets.list().map((p) => p.name) ?? [] }) };
     c.header("cache-control", "no-store");
     return c.html(dashboard.html);
+  });
+  // TEI's GET /info, with our own fields beside its names: what a client needs to split requests.
+  app.get("/info", (c) => {
+    const pipeline = deps.pipeline();
+    if (!pipeline) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
+    const info = pipeline.info;
+    const limits = deps.schedulerLimits?.();
+    return c.json({
+      model_id: modelName(),
+      model_type: { reranker: { id2label: { "0": "yes" } } },
+      model_flavor: info.flavor,
+      scoring_path: info.scoringPath,
+      backend: info.backend,
+      max_input_length: pipeline.resolve({}).maxLength,
+      max_context_length: info.maxSequenceLength,
+      max_client_batch_size: maxDocuments,
+      max_document_chars: maxChars,
+      max_body_bytes: maxBodyBytes,
+      max_batch_requests: null,
+      max_batch_pairs: limits?.maxBatchPairs ?? null,
+      max_batch_tokens: limits?.maxBatchTokens ?? null,
+      max_queue_pairs: limits?.maxQueuePairs ?? null,
+      version: PACKAGE_VERSION,
+    });
   });
   app.get("/v1/models", (c) =>
     c.json({ object: "list", data: [{ id: modelName(), object: "model", created: 0, owned_by: "qwen-rerank", max_model_len: deps.pipeline()?.info.maxSequenceLength ?? null }] }),

@@ -11,6 +11,9 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: "qwen_rerank_requests_total", help: "HTTP requests by endpoint and status", labelNames: ["endpoint", "status"], registers: [this.registry] });
   readonly requestSeconds = new Histogram({ name: "qwen_rerank_request_duration_seconds", help: "Request latency", labelNames: ["endpoint"], buckets: latencyBuckets, registers: [this.registry] });
+  readonly tokenizationSeconds = new Histogram({ name: "qwen_rerank_tokenization_duration_seconds", help: "Time a request spent on knobs, routing and tokenizing (x-tokenization-time)", buckets: latencyBuckets, registers: [this.registry] });
+  readonly computeTokens = new Counter({ name: "qwen_rerank_compute_tokens_total", help: "Prompt tokens of answered requests (x-compute-tokens)", registers: [this.registry] });
+  readonly computeCharacters = new Counter({ name: "qwen_rerank_compute_characters_total", help: "Query and document characters of answered requests (x-compute-characters)", registers: [this.registry] });
   readonly queueSeconds = new Histogram({ name: "qwen_rerank_queue_duration_seconds", help: "Time a request waited for its first batch", buckets: latencyBuckets, registers: [this.registry] });
   readonly inferenceSeconds = new Histogram({ name: "qwen_rerank_inference_duration_seconds", help: "Time from a request's first batch to its last pair", buckets: latencyBuckets, registers: [this.registry] });
   readonly batchPairs = new Histogram({ name: "qwen_rerank_batch_pairs", help: "Pairs per engine batch", buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
@@ -48,7 +51,10 @@ export class ServerMetrics {
   }
 
   /** Records one answered request. */
-  observeRequest(outcome: PipelineResult): void {
+  observeRequest(outcome: PipelineResult, characters: number): void {
+    this.tokenizationSeconds.observe(outcome.tokenizationMs / 1000);
+    this.computeTokens.inc(outcome.tokens);
+    this.computeCharacters.inc(characters);
     this.queueSeconds.observe(outcome.queueMs / 1000);
     this.inferenceSeconds.observe(outcome.inferenceMs / 1000);
     for (const r of outcome.results) this.scores.observe(r.score);

@@ -56,6 +56,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     adjustments: () => stack?.adjustments.list ?? [],
     batchSize: () => scheduler?.limits.maxBatchPairs,
     queue: () => scheduler?.state,
+    schedulerLimits: () => scheduler?.limits,
     metrics, options: { ...options.server, requestTimeoutMs: options.requestTimeoutMs ?? options.server?.requestTimeoutMs ?? 120_000 } });
   const server = serve({ fetch: app.fetch, hostname: options.host ?? "127.0.0.1", port: options.port ?? 8080 });
   await new Promise<void>((resolve, reject) => {

@@ -1,50 +1,113 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { ValidationError } from "../../errors/errors.js";
 import type { PipelineResult } from "../../pipeline/pipeline.js";
-import { cohereMeta, defineDialect, extensionFields, knobsOf, nullable, queryField, relevanceResults, topNField } from "./dialect.js";
+import {
+  refusedTruncatePromptTokens,
+  cohereMeta,
+  defineDialect,
+  extensionFields,
+  knobsOf,
+  maxTokensPerDocField,
+  nonEmpty,
+  nullable,
+  queryField,
+  relevanceResults,
+  resultExtras,
+  topNField,
+  usageOf,
+} from "./dialect.js";
 
-const documentItem = z.union([z.string(), z.object({ text: z.string() }).loose()], { error: "must be a string or an object with a string `text`" });
-const textOf = (d: string | { text: string }): string => (typeof d === "string" ? d : d.text);
+const documentItem = z.union([z.string(), z.record(z.string(), z.unknown())], { error: "must be a string or an object" });
+type DocumentItem = z.infer<typeof documentItem>;
 
-/** Cohere v1, Jina, and the vLLM/Jina shape of POST /rerank: documents are strings or {text}. */
-export const rerankV1Schema = z
+const fieldLines = (d: Record<string, unknown>, fields: readonly string[]) => fields.map((f) => `${f}: ${typeof d[f] === "string" ? d[f] : JSON.stringify(d[f])}`).join("\n");
+
+/**
+ * The text of a document: a string as is; an object by its `rank_fields` that it has ("field:
+ * value" lines), else by its `text`. Without either, Cohere refuses the object (`allKeys` false)
+ * and Together ranks by all its keys (`allKeys` true).
+ */
+function textOf(d: DocumentItem, i: number, rankFields: readonly string[] | undefined, allKeys: boolean): string {
+  if (typeof d === "string") return d;
+  const fields = (rankFields ?? []).filter((f) => f in d);
+  if (fields.length > 0) return fieldLines(d, fields);
+  if (typeof d.text === "string") return d.text;
+  if (allKeys && Object.keys(d).length > 0) return fieldLines(d, Object.keys(d));
+  throw new ValidationError(`an object document needs a string \`text\`${rankFields ? " or one of rank_fields" : " (or give rank_fields)"}`, `documents.${i}`);
+}
+
+/** Cohere v1, Jina, Together and the vLLM/Jina shape of POST /rerank. */
+const rerankV1Fields = {
+  model: nullable(z.string()),
+  query: queryField,
+  documents: z.array(documentItem, { error: "must be an array" }),
+  top_n: topNField,
+  return_documents: nullable(z.boolean()),
+  // Accepted for compatibility; documents are truncated, not chunked (see `overflow`).
+  max_chunks_per_doc: nullable(z.number().int().min(1)),
+  max_tokens_per_doc: maxTokensPerDocField,
+  rank_fields: nullable(z.array(z.string())),
+  ...extensionFields,
+};
+export const rerankV1Schema = z.object(rerankV1Fields).loose();
+
+/** vLLM's own: `documents` may be one string, `top_n: 0` means all, `use_activation: false` gives log-odds. */
+const vllmRerankSchema = z
   .object({
-    model: nullable(z.string()),
-    query: queryField,
-    documents: z.array(documentItem, { error: "must be an array" }),
-    top_n: topNField,
-    return_documents: nullable(z.boolean()),
-    // Accepted for compatibility; documents are truncated, not chunked (see `overflow`).
-    max_chunks_per_doc: nullable(z.number().int().min(1)),
-    rank_fields: nullable(z.array(z.string())),
-    ...extensionFields,
+    ...rerankV1Fields,
+    documents: z.union([z.string(), z.array(documentItem)], { error: "must be a string or an array" }),
+    top_n: nullable(z.number().int().min(0, "must be >= 0 (0: all)")),
+    use_activation: nullable(z.boolean()),
+    truncate_prompt_tokens: refusedTruncatePromptTokens,
   })
   .loose();
 
-/**
- * The dialects of the v1 body. They differ in where they listen, whether documents come back by
- * default, and what follows the results.
- */
-const v1Dialect = (name: string, paths: readonly string[], documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) =>
-  defineDialect({
-    name,
-    paths,
-    schema: rerankV1Schema,
-    call: (b) => ({ queries: [b.query], documents: b.documents.map(textOf), knobs: { ...knobsOf(b), topN: b.top_n }, order: "ranked" }),
-    respond: (b, outcome, { modelName, documents }) => ({
-      id: randomUUID(),
-      model: b.model ?? modelName,
-      results: relevanceResults(outcome, documents, b.return_documents ?? documentsByDefault, b.return_logits),
-      usage: { total_tokens: outcome.tokens },
-      ...trailer(outcome),
-    }),
-  });
+/** What the v1 family's mappings read (vLLM's wider `documents` is normalised before). */
+type V1Body = Omit<z.infer<z.ZodObject<typeof rerankV1Fields>>, "documents" | "top_n"> & { top_n?: number | undefined; use_activation?: boolean | undefined };
+
+const v1Call = (b: V1Body, documents: readonly DocumentItem[], allKeys: boolean) => ({
+  queries: [b.query],
+  documents: nonEmpty(documents, "documents").map((d, i) => textOf(d, i, b.rank_fields, allKeys)),
+  knobs: { ...knobsOf(b), topN: b.top_n === 0 ? undefined : b.top_n },
+  order: "ranked" as const,
+  maxTokensPerDoc: b.max_tokens_per_doc,
+});
+
+const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) => (b: V1Body, outcome: PipelineResult, ctx: { modelName: string; documents: readonly string[] }) => ({
+  id: randomUUID(),
+  model: b.model ?? ctx.modelName,
+  results:
+    b.use_activation === false
+      ? outcome.results.map((r) => ({ index: r.index, relevance_score: r.logit, ...(b.return_documents ?? documentsByDefault ? { document: { text: ctx.documents[r.index] } } : {}), ...resultExtras(r, b.return_logits) }))
+      : relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault, b.return_logits),
+  usage: usageOf(outcome),
+  ...trailer(outcome),
+});
 
 /** Cohere v1 and Jina: POST /v1/rerank. */
-export const cohereV1 = v1Dialect("cohere-v1", ["/v1/rerank"], false, (outcome) => ({ meta: cohereMeta("1", outcome) }));
+export const cohereV1 = defineDialect({
+  name: "cohere-v1",
+  paths: ["/v1/rerank"],
+  schema: rerankV1Schema,
+  call: (b) => v1Call(b, b.documents, false),
+  respond: v1Respond(false, (outcome) => ({ meta: cohereMeta("1", outcome) })),
+});
 
-/** vLLM's (and Jina's) POST /rerank: the v1 body; documents come back unless return_documents is false. */
-export const vllmRerank = v1Dialect("vllm-rerank", ["/rerank"], true, () => ({}));
+const scoreShaped = (json: unknown) => json !== null && typeof json === "object" && ("text_1" in json || "data_1" in json || "queries" in json);
+
+/**
+ * vLLM's (and Jina's, Together's) POST /rerank, and SageMaker's POST /invocations for rerank
+ * bodies: documents come back unless return_documents is false.
+ */
+export const vllmRerank = defineDialect({
+  name: "vllm-rerank",
+  paths: ["/rerank", "/invocations"],
+  claims: (json) => !scoreShaped(json),
+  schema: vllmRerankSchema,
+  call: (b) => v1Call(b, typeof b.documents === "string" ? [b.documents] : b.documents, true),
+  respond: v1Respond(true, () => ({})),
+});
 
 /** Cohere v2: POST /v2/rerank, string documents, max_tokens_per_doc. */
 export const cohereV2 = defineDialect({
@@ -56,15 +119,16 @@ export const cohereV2 = defineDialect({
       query: queryField,
       documents: z.array(z.string({ error: "must be a string" }), { error: "must be an array" }),
       top_n: topNField,
-      max_tokens_per_doc: nullable(z.number().int().min(1)),
+      max_tokens_per_doc: maxTokensPerDocField,
       return_documents: nullable(z.boolean()),
       ...extensionFields,
     })
     .loose(),
-  call: (b) => ({ queries: [b.query], documents: b.documents, knobs: { ...knobsOf(b), topN: b.top_n }, order: "ranked", maxTokensPerDoc: b.max_tokens_per_doc }),
+  call: (b) => ({ queries: [b.query], documents: [...nonEmpty(b.documents, "documents")], knobs: { ...knobsOf(b), topN: b.top_n }, order: "ranked", maxTokensPerDoc: b.max_tokens_per_doc }),
   respond: (b, outcome, { documents }) => ({
     id: randomUUID(),
     results: relevanceResults(outcome, documents, b.return_documents ?? false, b.return_logits),
     meta: cohereMeta("2", outcome),
+    usage: usageOf(outcome),
   }),
 });

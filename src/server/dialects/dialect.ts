@@ -2,7 +2,10 @@ import { z } from "zod";
 import type { CallKnobs } from "../../config/knobs.js";
 import { knobsFromWire, nullable } from "../../config/knobs.js";
 import { parseOrThrow } from "../../config/validation.js";
+import type { RerankError } from "../../errors/errors.js";
+import { EmptyInputError } from "../../errors/errors.js";
 import type { PipelineResult, RerankResult } from "../../pipeline/pipeline.js";
+import type { TruncationSide } from "../../prompt/tokens.js";
 
 /** What a request asks of the pipeline, whatever its dialect. */
 export interface DialectCall {
@@ -13,7 +16,11 @@ export interface DialectCall {
   order: "ranked" | "input";
   maxTokensPerDoc?: number | undefined;
   refuseTruncation?: boolean | undefined;
+  truncationSide?: TruncationSide | undefined;
 }
+
+/** How a dialect answers an error: its status and body (TEI's differ from everyone else's). */
+export type ErrorFormat = (error: RerankError) => { status: number; body: object };
 
 /** One HTTP API dialect: where it listens, how its body maps to a pipeline call, and its response. */
 export interface Dialect {
@@ -24,12 +31,15 @@ export interface Dialect {
   claims?: (json: unknown) => boolean;
   /** Validates a body (errors name the field) and returns the call and how to answer it. */
   parse: (json: unknown) => { call: DialectCall; respond: (outcome: PipelineResult, modelName: string) => unknown };
+  /** Its own error answers. Default: the server's `{"error": {type, code, message}}`. */
+  errorFormat?: ErrorFormat | undefined;
 }
 
 interface DialectSpec<S extends z.ZodType> {
   name: string;
   paths: readonly string[];
   claims?: (json: unknown) => boolean;
+  errorFormat?: ErrorFormat;
   schema: S;
   call: (body: z.infer<S>) => DialectCall;
   respond: (body: z.infer<S>, outcome: PipelineResult, context: { modelName: string; documents: readonly string[] }) => unknown;
@@ -41,6 +51,7 @@ export function defineDialect<S extends z.ZodType>(spec: DialectSpec<S>): Dialec
     name: spec.name,
     paths: spec.paths,
     claims: spec.claims,
+    errorFormat: spec.errorFormat,
     parse: (json) => {
       const body = parseOrThrow(spec.schema, json);
       const call = spec.call(body);
@@ -57,6 +68,28 @@ export const knobsOf = (body: object): CallKnobs => knobsFromWire(body as Record
 
 export const queryField = z.string({ error: "must be a string" }).refine((s) => s.trim().length > 0, "must be a non-empty string");
 export const topNField = nullable(z.number().int().min(1, "must be >= 1"));
+/** A document list that must hold at least one entry (every dialect answers an empty one 400). */
+export function nonEmpty<T>(list: readonly T[], field: string): readonly T[] {
+  if (list.length === 0) throw new EmptyInputError(field);
+  return list;
+}
+/**
+ * vLLM's `truncate_prompt_tokens` keeps the last k tokens of the whole prompt, which would cut the
+ * reranker's instruction and query: refused (400) rather than ignored; max_length and
+ * max_tokens_per_doc cut the document instead.
+ */
+export const refusedTruncatePromptTokens = z
+  .unknown()
+  .refine((v) => v === undefined || v === null, "is not supported: it would cut the instruction and query; use max_length or max_tokens_per_doc")
+  .transform(() => undefined);
+/** Document tokens kept per document (Cohere v2, vLLM). */
+export const maxTokensPerDocField = nullable(z.number().int("must be an integer").min(1, "must be >= 1"));
+
+/**
+ * Token usage as OpenAI-style clients read it (vLLM, Together: prompt, completion, total): a
+ * reranker only reads, so completion is 0 and the total is the prompt.
+ */
+export const usageOf = (outcome: PipelineResult) => ({ prompt_tokens: outcome.tokens, completion_tokens: 0, total_tokens: outcome.tokens });
 
 /**
  * Extension fields of one result: the log-odds when asked for, and the best window of a chunked
