@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { cohereV1, cohereV2, vllmRerank } from "../src/server/dialects/cohere.js";
+import { tei } from "../src/server/dialects/tei.js";
+import { vllmScore } from "../src/server/dialects/vllm-score.js";
 import type { RunningServer } from "../src/server/serve.js";
 import { startServer } from "../src/server/serve.js";
+import { findChromium, watchedPage } from "./fixtures/browser.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, LONG_DOCUMENT, QUERY_EN } from "./fixtures/pairs.js";
 
@@ -43,10 +48,11 @@ describe("dialect fidelity and operator features (real HTTP, tiny model)", () =>
     const left = await post(`${url}/rerank`, { query: QUERY_EN, texts: [long], truncation_direction: "Left", raw_scores: true });
     const right = await post(`${url}/rerank`, { query: QUERY_EN, texts: [long], truncation_direction: "Right", raw_scores: true });
     assert.notEqual(left.json[0]?.score, right.json[0]?.score, "Left sees the end of the document");
-    assert.equal(right.json[0]?.score, (await post(`${url}/rerank`, { query: QUERY_EN, texts: [long], raw_scores: true })).json[0]?.score);
+    // Same prompt tokens, same engine: bit-identical by design (docs/architecture.md#determinism).
+    assert.equal(right.json[0]?.score, (await post(`${url}/rerank`, { query: QUERY_EN, texts: [long], raw_scores: true })).json[0]?.score, "Right is the default (bit-identical by design)");
     const short = await post(`${url}/rerank`, { query: QUERY_EN, texts: ["Beijing"], truncation_direction: "Left", raw_scores: true });
     const shortRight = await post(`${url}/rerank`, { query: QUERY_EN, texts: ["Beijing"], raw_scores: true });
-    assert.equal(short.json[0]?.score, shortRight.json[0]?.score, "nothing to cut: the same pair");
+    assert.equal(short.json[0]?.score, shortRight.json[0]?.score, "nothing to cut: the same pair, bit-identical by design");
   });
 
   test("vLLM /rerank: usage, max_tokens_per_doc, top_n 0, use_activation false, a single string, empty documents", async () => {
@@ -126,5 +132,43 @@ describe("dialect fidelity and operator features (real HTTP, tiny model)", () =>
     assert.equal(info.model_flavor, "causal");
     const r = await post(`${url}/v1/rerank`, { query: QUERY_EN, documents: ["a"] }, { authorization: "Bearer whatever-the-client-sends" });
     assert.equal(r.status, 200);
+  });
+
+  test("GET /openapi.json is a valid OpenAPI 3.1 document of every route, and real answers match its response schemas", async () => {
+    const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const validator = new Validator();
+    const result = await validator.validate(doc);
+    assert.equal(validator.version, "3.1");
+    assert.ok(result.valid, JSON.stringify(result.errors));
+    for (const path of ["/v1/rerank", "/v2/rerank", "/rerank", "/score", "/v1/score", "/invocations"]) assert.ok(doc.paths[path]?.post, `POST ${path}`);
+    for (const path of ["/health", "/info", "/stats", "/metrics", "/v1/models", "/dashboard", "/docs", "/openapi.json"]) assert.ok(doc.paths[path]?.get, `GET ${path}`);
+    const v1Request = JSON.stringify(doc.paths["/v1/rerank"]?.post);
+    for (const field of ["instruction", "temperature", "top_p", "threshold", "max_length", "return_logits", "rank_fields"]) assert.ok(v1Request.includes(`"${field}"`), `extension field ${field}`);
+    // The response schemas the document is generated from accept what the server really sends.
+    const docs = { query: QUERY_EN, documents: DOCUMENTS.slice(0, 3), return_logits: true, return_documents: true };
+    cohereV1.response.parse((await post(`${url}/v1/rerank`, docs)).json);
+    cohereV2.response.parse((await post(`${url}/v2/rerank`, docs)).json);
+    vllmRerank.response.parse((await post(`${url}/rerank`, { ...docs, overflow: "chunk", max_length: 128, documents: [LONG_DOCUMENT] })).json);
+    tei.response.parse((await post(`${url}/rerank`, { query: QUERY_EN, texts: DOCUMENTS.slice(0, 2), return_text: true, return_logits: true })).json);
+    vllmScore.response.parse((await post(`${url}/score`, { text_1: QUERY_EN, text_2: DOCUMENTS.slice(0, 2) })).json);
+  });
+
+  test("GET /docs renders the API reference offline in headless Chromium", async (t) => {
+    const chromium = findChromium();
+    if (!chromium) {
+      t.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it");
+      return;
+    }
+    const { browser, page, errors } = await watchedPage(chromium, (u) => u.startsWith(`${url}/`) || u.startsWith("data:"));
+    try {
+      await page.goto(`${url}/docs`, { waitUntil: "load" });
+      // RapiDoc renders into its shadow root once it has fetched and parsed ./openapi.json.
+      await page.waitForFunction(() => (document.querySelector("rapi-doc")?.shadowRoot?.textContent ?? "").includes("/invocations"), { timeout: 20_000 });
+      const text = await page.evaluate(() => document.querySelector("rapi-doc")?.shadowRoot?.textContent ?? "");
+      for (const path of ["/v1/rerank", "/v2/rerank", "/score", "/info"]) assert.ok(text.includes(path), path);
+      assert.deepEqual(errors, [], "no console errors, nothing fetched from elsewhere");
+    } finally {
+      await browser.close();
+    }
   });
 });

@@ -36,11 +36,11 @@ describe("batch invariance (causal flavour, F32)", () => {
   });
 
   const settings = [
+    // Parallel sequences with and without prefix reuse, and batches that cut a pair into chunks.
+    // (test/determinism.test.ts checks batch mixes bit for bit with the default settings.)
     { sequences: 8, batchSize: 512, prefixReuse: true },
-    { sequences: 8, batchSize: 512, prefixReuse: false },
     { sequences: 12, batchSize: 64, prefixReuse: true },
     { sequences: 3, batchSize: 37, prefixReuse: false },
-    { sequences: 1, batchSize: 16, prefixReuse: true },
   ];
   for (const s of settings) {
     test(`sequences ${s.sequences}, batch ${s.batchSize}, prefix reuse ${s.prefixReuse}: every score equals its single-sequence score`, async () => {

@@ -7,6 +7,7 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { RequestIdVariables } from "hono/request-id";
 import { requestId } from "hono/request-id";
+import { z } from "zod";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
 import type { Adjustment } from "../monitor/adjustments.js";
@@ -18,7 +19,10 @@ import type { Dialect, DialectCall } from "./dialects/dialect.js";
 import { tei } from "./dialects/tei.js";
 import { vllmScore } from "./dialects/vllm-score.js";
 import { PACKAGE_VERSION } from "../version.js";
+import { API_REFERENCE_HTML, apiReferenceScript } from "./api-reference.js";
 import { dashboardHtml } from "./dashboard.js";
+import type { GetRoute } from "./openapi.js";
+import { openApiDocument } from "./openapi.js";
 import { errorResponse, unauthorized } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
 
@@ -59,6 +63,39 @@ export interface AppDeps {
   options: ServerOptions;
 }
 
+const healthSchema = z.object({ status: z.enum(["ok", "loading", "unhealthy"]), model: z.string().optional(), flavor: z.string().optional(), error: z.string().optional() });
+const infoSchema = z.object({
+  model_id: z.string(),
+  model_type: z.object({ reranker: z.object({ id2label: z.record(z.string(), z.string()) }) }),
+  model_flavor: z.string(),
+  scoring_path: z.string(),
+  backend: z.string(),
+  max_input_length: z.number().int().describe("the default max_length: tokens of a pair, prompt included"),
+  max_context_length: z.number().int(),
+  max_client_batch_size: z.number().int().describe("documents per request"),
+  max_document_chars: z.number().int(),
+  max_body_bytes: z.number().int(),
+  max_batch_requests: z.null(),
+  max_batch_pairs: z.number().int().nullable(),
+  max_batch_tokens: z.number().int().nullable(),
+  max_queue_pairs: z.number().int().nullable(),
+  version: z.string(),
+});
+const modelsSchema = z.object({ object: z.literal("list"), data: z.array(z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string(), max_model_len: z.number().nullable() })) });
+const statsSchema = z.object({ total_requests: z.number(), avg_latency_ms: z.number(), score_mean: z.number(), current: z.record(z.string(), z.unknown()), adjustments: z.array(z.unknown()) }).loose().describe("the monitor's snapshot (docs/monitoring.md lists every field)");
+
+/** The GET routes, for the OpenAPI document. */
+const GET_ROUTES: readonly GetRoute[] = [
+  { path: "/health", summary: "200 when the model is loaded and the engine healthy, 503 otherwise", body: healthSchema },
+  { path: "/info", summary: "the model and the limits a client needs to split its requests (TEI's names plus ours)", body: infoSchema },
+  { path: "/v1/models", summary: "the served model", body: modelsSchema },
+  { path: "/stats", summary: "the request monitor: latency, throughput, scores, current knobs, adjustments", body: statsSchema },
+  { path: "/metrics", summary: "Prometheus metrics", body: "text/plain" },
+  { path: "/dashboard", summary: "a live page over /stats with a playground", body: "text/html" },
+  { path: "/docs", summary: "this API reference", body: "text/html" },
+  { path: "/openapi.json", summary: "this OpenAPI 3.1 document", body: z.object({ openapi: z.string() }).loose() },
+];
+
 /**
  * The route table: each POST path and the dialects that answer on it, first claimant first (TEI
  * bodies carry `texts`; every other /rerank body is vLLM's).
@@ -89,7 +126,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     };
     // hono's bearer auth compares in constant time; every failure answers 401 in our error shape.
     const auth = bearerAuth({ token: o.apiKey, noAuthenticationHeader: { message: deny }, invalidAuthenticationHeader: { message: deny }, invalidToken: { message: deny } });
-    const open = new Set(["/health", "/dashboard"]);
+    // Pages and documents without data need no key: the API reference and the dashboard's shell.
+    const open = new Set(["/health", "/dashboard", "/docs", "/docs/rapidoc-min.js", "/openapi.json"]);
     app.use("*", except((c) => (c.req.method === "GET" && open.has(c.req.path)) || c.req.method === "OPTIONS", auth));
   }
   app.use("*", bodyLimit({ maxSize: maxBodyBytes, onError: (c) => errorResponse(c, new RerankError("payload_too_large", `the request body exceeds ${maxBodyBytes} bytes`)) }));
@@ -183,7 +221,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const pipeline = deps.pipeline();
     if (!pipeline) return c.json({ status: "loading" }, 503);
     if (lastEngineError) return c.json({ status: "unhealthy", error: lastEngineError }, 503);
-    return c.json({ status: "ok", model: modelName(), flavor: pipeline.info.flavor });
+    return c.json({ status: "ok", model: modelName(), flavor: pipeline.info.flavor } satisfies z.input<typeof healthSchema>);
   });
   app.get("/stats", (c) => {
     if (!deps.pipeline()) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
@@ -222,7 +260,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
       max_batch_tokens: limits?.maxBatchTokens ?? null,
       max_queue_pairs: limits?.maxQueuePairs ?? null,
       version: PACKAGE_VERSION,
-    });
+    } satisfies z.input<typeof infoSchema>);
+  });
+  let openapi: string | undefined;
+  app.get("/openapi.json", (c) => {
+    openapi ??= JSON.stringify(openApiDocument({ version: PACKAGE_VERSION, dialects: DIALECTS, gets: GET_ROUTES }));
+    c.header("content-type", "application/json");
+    return c.body(openapi);
+  });
+  app.get("/docs", (c) => c.html(API_REFERENCE_HTML));
+  app.get("/docs/rapidoc-min.js", (c) => {
+    c.header("content-type", "text/javascript; charset=utf-8");
+    c.header("cache-control", "public, max-age=86400");
+    return c.body(apiReferenceScript());
   });
   app.get("/v1/models", (c) =>
     c.json({ object: "list", data: [{ id: modelName(), object: "model", created: 0, owned_by: "qwen-rerank", max_model_len: deps.pipeline()?.info.maxSequenceLength ?? null }] }),

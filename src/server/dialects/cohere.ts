@@ -3,7 +3,10 @@ import { z } from "zod";
 import { ValidationError } from "../../errors/errors.js";
 import type { PipelineResult } from "../../pipeline/pipeline.js";
 import {
+  cohereMetaSchema,
   refusedTruncatePromptTokens,
+  relevanceResultSchema,
+  usageSchema,
   cohereMeta,
   defineDialect,
   extensionFields,
@@ -79,15 +82,20 @@ const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResul
   model: b.model ?? ctx.modelName,
   results:
     b.use_activation === false
-      ? outcome.results.map((r) => ({ index: r.index, relevance_score: r.logit, ...(b.return_documents ?? documentsByDefault ? { document: { text: ctx.documents[r.index] } } : {}), ...resultExtras(r, b.return_logits) }))
+      ? outcome.results.map((r) => ({ index: r.index, relevance_score: r.logit, ...(b.return_documents ?? documentsByDefault ? { document: { text: ctx.documents[r.index] ?? "" } } : {}), ...resultExtras(r, b.return_logits) }))
       : relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault, b.return_logits),
   usage: usageOf(outcome),
   ...trailer(outcome),
 });
 
+/** Cohere v1, Jina and vLLM's rerank answer (vLLM's has no `meta`). */
+const rerankV1Response = z.object({ id: z.string(), model: z.string(), results: z.array(relevanceResultSchema), usage: usageSchema, meta: cohereMetaSchema.optional() });
+
 /** Cohere v1 and Jina: POST /v1/rerank. */
 export const cohereV1 = defineDialect({
   name: "cohere-v1",
+  title: "Cohere v1 and Jina rerank",
+  response: rerankV1Response,
   paths: ["/v1/rerank"],
   schema: rerankV1Schema,
   call: (b) => v1Call(b, b.documents, false),
@@ -102,6 +110,8 @@ const scoreShaped = (json: unknown) => json !== null && typeof json === "object"
  */
 export const vllmRerank = defineDialect({
   name: "vllm-rerank",
+  title: "vLLM, Jina and Together rerank (TEI when the body has `texts`)",
+  response: rerankV1Response,
   paths: ["/rerank", "/invocations"],
   claims: (json) => !scoreShaped(json),
   schema: vllmRerankSchema,
@@ -112,6 +122,8 @@ export const vllmRerank = defineDialect({
 /** Cohere v2: POST /v2/rerank, string documents, max_tokens_per_doc. */
 export const cohereV2 = defineDialect({
   name: "cohere-v2",
+  title: "Cohere v2 rerank",
+  response: z.object({ id: z.string(), results: z.array(relevanceResultSchema), meta: cohereMetaSchema, usage: usageSchema }),
   paths: ["/v2/rerank"],
   schema: z
     .object({

@@ -25,6 +25,12 @@ export type ErrorFormat = (error: RerankError) => { status: number; body: object
 /** One HTTP API dialect: where it listens, how its body maps to a pipeline call, and its response. */
 export interface Dialect {
   name: string;
+  /** What it is, for the API reference ("Cohere v1 and Jina rerank"). */
+  title: string;
+  /** The request body (validates requests; the OpenAPI document is generated from it). */
+  schema: z.ZodType;
+  /** The response body (types `respond`; the OpenAPI document is generated from it). */
+  response: z.ZodType;
   /** POST paths it answers. */
   paths: readonly string[];
   /** On a path shared by several dialects: whether this body is this dialect's. Default: yes. */
@@ -35,20 +41,25 @@ export interface Dialect {
   errorFormat?: ErrorFormat | undefined;
 }
 
-interface DialectSpec<S extends z.ZodType> {
+interface DialectSpec<S extends z.ZodType, R extends z.ZodType> {
   name: string;
+  title: string;
+  response: R;
   paths: readonly string[];
   claims?: (json: unknown) => boolean;
   errorFormat?: ErrorFormat;
   schema: S;
   call: (body: z.infer<S>) => DialectCall;
-  respond: (body: z.infer<S>, outcome: PipelineResult, context: { modelName: string; documents: readonly string[] }) => unknown;
+  respond: (body: z.infer<S>, outcome: PipelineResult, context: { modelName: string; documents: readonly string[] }) => z.input<R>;
 }
 
 /** Declares a dialect from its schema and two mappings. */
-export function defineDialect<S extends z.ZodType>(spec: DialectSpec<S>): Dialect {
+export function defineDialect<S extends z.ZodType, R extends z.ZodType>(spec: DialectSpec<S, R>): Dialect {
   return {
     name: spec.name,
+    title: spec.title,
+    schema: spec.schema,
+    response: spec.response,
     paths: spec.paths,
     claims: spec.claims,
     errorFormat: spec.errorFormat,
@@ -80,10 +91,18 @@ export function nonEmpty<T>(list: readonly T[], field: string): readonly T[] {
  */
 export const refusedTruncatePromptTokens = z
   .unknown()
+  .optional()
   .refine((v) => v === undefined || v === null, "is not supported: it would cut the instruction and query; use max_length or max_tokens_per_doc")
   .transform(() => undefined);
 /** Document tokens kept per document (Cohere v2, vLLM). */
 export const maxTokensPerDocField = nullable(z.number().int("must be an integer").min(1, "must be >= 1"));
+
+const chunkSpan = z.object({ start: z.number().int(), end: z.number().int(), windows: z.number().int(), text: z.string() }).describe("the window of a chunked document that gave its score");
+/** The extension fields of a result (`return_logits`, `overflow: "chunk"`). */
+export const resultExtrasSchema = { logit: z.number().optional().describe("log-odds z, with return_logits"), chunk: chunkSpan.optional() };
+export const usageSchema = z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() });
+export const relevanceResultSchema = z.object({ index: z.number().int(), relevance_score: z.number(), document: z.object({ text: z.string() }).optional(), ...resultExtrasSchema });
+export const cohereMetaSchema = z.object({ api_version: z.object({ version: z.string() }), billed_units: z.object({ search_units: z.number() }), language: z.string().optional() });
 
 /**
  * Token usage as OpenAI-style clients read it (vLLM, Together: prompt, completion, total): a
@@ -105,7 +124,7 @@ export const relevanceResults = (outcome: PipelineResult, documents: readonly st
   outcome.results.map((r) => ({
     index: r.index,
     relevance_score: r.score,
-    ...(withDocuments ? { document: { text: documents[r.index] } } : {}),
+    ...(withDocuments ? { document: { text: documents[r.index] ?? "" } } : {}),
     ...resultExtras(r, returnLogits),
   }));
 

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { ErrorCode } from "../../errors/errors.js";
 import { EmptyInputError } from "../../errors/errors.js";
 import type { ErrorFormat } from "./dialect.js";
-import { defineDialect, extensionFields, knobsOf, nonEmpty, nullable, queryField, resultExtras } from "./dialect.js";
+import { defineDialect, extensionFields, knobsOf, nonEmpty, nullable, queryField, resultExtras, resultExtrasSchema } from "./dialect.js";
 
 /** TEI's status and error_type for each of our codes (an empty `texts` is TEI's own 400 "Empty"). */
 const TEI_ERRORS: Record<ErrorCode, [status: number, type: string]> = {
@@ -32,6 +32,8 @@ export const teiErrorFormat: ErrorFormat = (e) => {
  */
 export const tei = defineDialect({
   name: "tei",
+  title: "Hugging Face TEI rerank (`texts`)",
+  response: z.array(z.object({ index: z.number().int(), score: z.number(), text: z.string().optional(), ...resultExtrasSchema })),
   paths: ["/rerank", "/invocations"],
   claims: (json) => json !== null && typeof json === "object" && "texts" in json,
   errorFormat: teiErrorFormat,
@@ -58,7 +60,7 @@ export const tei = defineDialect({
     outcome.results.map((r) => ({
       index: r.index,
       score: b.raw_scores ? r.logit : r.score,
-      ...(b.return_text ? { text: documents[r.index] } : {}),
+      ...(b.return_text ? { text: documents[r.index] ?? "" } : {}),
       ...resultExtras(r, b.return_logits),
     })),
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { EmptyInputError, ValidationError } from "../../errors/errors.js";
-import { defineDialect, extensionFields, knobsOf, maxTokensPerDocField, nullable, refusedTruncatePromptTokens, resultExtras, usageOf } from "./dialect.js";
+import { defineDialect, extensionFields, knobsOf, maxTokensPerDocField, nullable, refusedTruncatePromptTokens, resultExtras, resultExtrasSchema, usageOf, usageSchema } from "./dialect.js";
 
 const textOrList = nullable(z.union([z.string(), z.array(z.string())], { error: "must be a string or an array of strings" }));
 const asList = (v: string | string[]): string[] => (typeof v === "string" ? [v] : v);
@@ -13,6 +13,15 @@ const asList = (v: string | string[]): string[] => (typeof v === "string" ? [v] 
  */
 export const vllmScore = defineDialect({
   name: "vllm-score",
+  title: "vLLM score: pairs in input order",
+  response: z.object({
+    id: z.string(),
+    object: z.literal("list"),
+    created: z.number().int(),
+    model: z.string(),
+    data: z.array(z.object({ index: z.number().int(), object: z.literal("score"), score: z.number(), ...resultExtrasSchema })),
+    usage: usageSchema,
+  }),
   paths: ["/score", "/v1/score", "/invocations"],
   claims: (json) => json !== null && typeof json === "object" && ("text_1" in json || "data_1" in json || "queries" in json),
   schema: z
@@ -47,10 +56,10 @@ export const vllmScore = defineDialect({
   },
   respond: (b, outcome, { modelName }) => ({
     id: `score-${randomUUID()}`,
-    object: "list",
+    object: "list" as const,
     created: Math.floor(Date.now() / 1000),
     model: b.model ?? modelName,
-    data: outcome.results.map((r) => ({ index: r.index, object: "score", score: b.use_activation === false ? r.logit : r.score, ...resultExtras(r, b.return_logits) })),
+    data: outcome.results.map((r) => ({ index: r.index, object: "score" as const, score: b.use_activation === false ? r.logit : r.score, ...resultExtras(r, b.return_logits) })),
     usage: usageOf(outcome),
   }),
 });
