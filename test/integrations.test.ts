@@ -49,6 +49,8 @@ describe("in-process framework adapters (tiny model)", () => {
         const z = expected.get(r.originalIndex)?.logit ?? Number.NaN;
         assert.ok(Math.abs(r.score - 1 / (1 + Math.exp(-z / 0.5))) < 1e-12);
       }
+      const viaOptions = await rerank({ model: provider.reranking(model), query: QUERY_EN, documents: DOCUMENTS, providerOptions: { "qwen-rerank": { topN: 2 } } });
+      assert.equal(viaOptions.ranking.length, 2, "topN in provider options applies when rerank() has none");
       // Objects are scored as their JSON text, with a warning, and come back as objects.
       const objects = DOCUMENTS.slice(0, 3).map((text, id) => ({ id, text }));
       const o = await rerank({ model: provider.reranking(model), query: QUERY_EN, documents: objects });

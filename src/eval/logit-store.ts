@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "n
 import { dirname, resolve } from "node:path";
 import { ValidationError } from "../errors/errors.js";
 import type { LogitLookup } from "../scoring/logit-cache.js";
-import { logitKey } from "../scoring/logit-cache.js";
+import { engineIdentity, logitKey } from "../scoring/logit-cache.js";
 
 /**
  * An append-only file of log-odds keyed like the in-memory cache (model identity + exact prompt
@@ -91,8 +91,5 @@ export function modelIdentity(model: string, info: () => { model: string; flavor
     // An hf: URI (or a path that only the engine resolved): the string itself identifies it.
   }
   // The engine part is read at each key: a memory back-off to a smaller batch changes the numerics.
-  return () => {
-    const i = info();
-    return `${file}|${i.model}|${i.flavor}|${i.scoringPath}|${i.numerics}`;
-  };
+  return () => `${file}|${engineIdentity(info())}`;
 }

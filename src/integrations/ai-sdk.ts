@@ -24,13 +24,12 @@ export interface QwenRerankProvider {
 
 /**
  * The knobs of one call from its provider options (the same validation as the library: a bad
- * value throws a ValidationError that names the field). `topN` comes from `rerank({ topN })`.
+ * value throws a ValidationError that names the field); `rerank({ topN })` wins over theirs.
  */
 function knobsFrom(options: RerankingModelV3CallOptions): CallKnobs {
   const raw = options.providerOptions?.[PROVIDER_ID];
-  if (raw === undefined) return {};
-  const { topN: _ignored, ...knobs } = parseOrThrow(callOptionsSchema, raw);
-  return knobs;
+  const knobs = raw === undefined ? {} : parseOrThrow(callOptionsSchema, raw);
+  return { ...knobs, topN: options.topN ?? knobs.topN };
 }
 
 /**
@@ -64,7 +63,7 @@ export function createQwenRerank(defaults: QwenRerankProviderSettings = {}): Qwe
       const texts = documents.type === "text" ? documents.values : documents.values.map((v) => JSON.stringify(v));
       if (documents.type === "object") warnings.push({ type: "compatibility", feature: "object documents", details: "object documents are scored as their JSON text" });
       const reranker = await load(model, settings);
-      const results = await reranker.rerank(options.query, texts, { ...knobs, topN: options.topN, signal: options.abortSignal });
+      const results = await reranker.rerank(options.query, texts, { ...knobs, signal: options.abortSignal });
       return {
         ranking: results.map((r) => ({ index: r.index, relevanceScore: r.score })),
         providerMetadata: { [PROVIDER_ID]: { logits: results.map((r) => r.logit), truncated: results.map((r) => r.truncated) } },

@@ -213,7 +213,14 @@ export class Pipeline {
     };
     const pairs = documents.map((document, i) => ({ instruction: routeOf(queryOf(i)).instruction, query: queryOf(i), document }));
     // max_tokens_per_doc bounds the document's tokens, so each query's own overhead is added.
-    const maxLengthOf = (i: number) => this.maxLengthFor(queryOf(i), routeOf(queryOf(i)).instruction, knobs.maxLength, request.maxTokensPerDoc);
+    // Per query, not per pair: the overhead of a query is a tokenization.
+    const maxLengths = new Map<string, number>();
+    const maxLengthOf = (i: number) => {
+      const query = queryOf(i);
+      let m = maxLengths.get(query);
+      if (m === undefined) maxLengths.set(query, (m = this.maxLengthFor(query, routeOf(query).instruction, knobs.maxLength, request.maxTokensPerDoc)));
+      return m;
+    };
     const planner = this.shared.planner;
     const plan = planner.plan(pairs, request.maxTokensPerDoc === undefined ? knobs.maxLength : maxLengthOf, knobs.overflow, request.truncationSide);
     if (request.refuseTruncation) {

@@ -1,11 +1,11 @@
 import { splitDefaultKnobs } from "../config/knobs.js";
-import type { Engine, EngineInfo } from "../engines/engine.js";
+import type { Engine } from "../engines/engine.js";
 import { LlamaEngine } from "../engines/llama/llama-engine.js";
 import type { LlamaEngineOptions } from "../engines/llama/options.js";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { LogitCacheOptions } from "../scoring/logit-cache.js";
-import { LogitCache } from "../scoring/logit-cache.js";
+import { LogitCache, engineIdentity } from "../scoring/logit-cache.js";
 import { parseOrThrow } from "../config/validation.js";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
 import { AdaptiveController, adaptiveOptionsSchema } from "../monitor/adaptive.js";
@@ -142,9 +142,4 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));
   }
-}
-
-/** What cached log-odds are valid for besides the prompt tokens: the model and the engine numerics. */
-export function engineIdentity(info: Pick<EngineInfo, "model" | "flavor" | "scoringPath" | "numerics">): string {
-  return `${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
 }

@@ -20,6 +20,14 @@ export interface CacheStats {
 // and LRU bookkeeping; 128 bytes per entry is a fair upper estimate.
 const ENTRY_BYTES = 128;
 
+/**
+ * What cached log-odds are valid for besides the prompt tokens: the model and the engine settings
+ * its bits depend on (EngineInfo.numerics). The LRU and the eval store both key on it.
+ */
+export function engineIdentity(info: { model: string; flavor: string; scoringPath: string; numerics: string }): string {
+  return `${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
+}
+
 /** The cache key of one pair: SHA-1 of the model's identity and the pair's exact prompt tokens. */
 export function logitKey(modelId: string, tokens: readonly number[]): string {
   const hash = createHash("sha1").update(modelId).update("\0");

@@ -83,7 +83,6 @@ export interface LlamaDiagnostics {
   /** GGUF general.file_type, e.g. "MOSTLY_Q8_0". */
   fileType: string | undefined;
   kvCacheType: KvCacheType;
-  flashAttention: boolean;
   /** The context that was asked for (`capacity` in EngineInfo is what it holds now). */
   asked: ContextShape;
 }
@@ -313,7 +312,6 @@ export class LlamaEngine implements Engine {
       modelBytes: this.model.size,
       fileType: fileType === undefined ? undefined : (GgufFileType[fileType] ?? `type ${fileType}`),
       kvCacheType: this.settings.kvCacheType,
-      flashAttention: this.settings.flashAttention,
       asked: { ...this.target },
     };
   }

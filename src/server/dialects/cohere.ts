@@ -3,11 +3,8 @@ import { z } from "zod";
 import { ValidationError } from "../../errors/errors.js";
 import type { PipelineResult } from "../../pipeline/pipeline.js";
 import {
-  cohereMetaSchema,
-  refusedTruncatePromptTokens,
-  relevanceResultSchema,
-  usageSchema,
   cohereMeta,
+  cohereMetaSchema,
   defineDialect,
   extensionFields,
   knobsOf,
@@ -15,10 +12,13 @@ import {
   nonEmpty,
   nullable,
   queryField,
+  refusedTruncatePromptTokens,
+  relevanceResultSchema,
   relevanceResults,
   resultExtras,
   topNField,
   usageOf,
+  usageSchema,
 } from "./dialect.js";
 
 const documentItem = z.union([z.string(), z.record(z.string(), z.unknown())], { error: "must be a string or an object" });
