@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { repoRoot, testModel } from "./fixtures/models.js";
-import { CLI } from "./fixtures/cli.js";
+import { CLI, spawnServe } from "./fixtures/cli.js";
 
 // A real allocation failure: `ulimit -d` caps the process's private writable memory (what
 // llama.cpp's KV cache and compute buffers are), so malloc really returns NULL. The 0.6B shape
@@ -31,18 +31,9 @@ async function post(url: string, body: unknown): Promise<{ status: number; json:
 }
 
 test("serve backs off to what fits (fewer sequences, then a smaller context), shows it in /stats and /metrics, answers 507 for a pair that cannot fit, and keeps serving", async () => {
-  const child = spawn("bash", capped(["serve", "--model", model, "--port", "0", ...memoryHungry]), { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const server = await spawnServe("bash", capped(["serve", "--model", model, "--port", "0", ...memoryHungry]));
+  const { url, child } = server;
   try {
-    const deadline = Date.now() + 120_000;
-    while (!/ready at (http:\/\/\S+)/.test(stderr) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const url = /ready at (http:\/\/\S+)/.exec(stderr)?.[1];
-    assert.ok(url, `the server did not start: ${stderr}`);
-
     const stats = (await (await fetch(`${url}/stats`)).json()) as { current: Record<string, number>; adjustments: Array<{ knob: string; from: number; to: number; reason: string }> };
     assert.equal(stats.current.sequences, 1);
     const context = stats.current.context_tokens ?? 0;
@@ -51,7 +42,7 @@ test("serve backs off to what fits (fewer sequences, then a smaller context), sh
     assert.deepEqual([byKnob.sequences?.from, byKnob.sequences?.to], [64, 1]);
     assert.deepEqual([byKnob.context_tokens?.from, byKnob.context_tokens?.to], [32768, context]);
     assert.match(byKnob.sequences?.reason ?? "", /^out of memory \(load\)/);
-    const logged = stdout.split("\n").filter((l) => l.includes('"event":"adjustment"')).map((l) => JSON.parse(l) as { knob: string });
+    const logged = server.stdout().split("\n").filter((l) => l.includes('"event":"adjustment"')).map((l) => JSON.parse(l) as { knob: string });
     assert.ok(logged.some((l) => l.knob === "sequences"), "each adjustment is a JSON log line");
     assert.match(await (await fetch(`${url}/metrics`)).text(), /qwen_rerank_adjustments_total\{knob="context_tokens"\} 1/);
 
@@ -67,7 +58,7 @@ test("serve backs off to what fits (fewer sequences, then a smaller context), sh
     assert.deepEqual(again.json.results, short.json.results);
   } finally {
     child.kill("SIGTERM");
-    await exited;
+    await server.exited;
   }
 });
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
 import { createCohere } from "@ai-sdk/cohere";
@@ -17,6 +17,8 @@ import type { ScoringStack } from "../src/pipeline/stack.js";
 import { openStack } from "../src/pipeline/stack.js";
 import { Scheduler } from "../src/scheduler/scheduler.js";
 import { createApp } from "../src/server/app.js";
+import { ModelPool } from "../src/server/model-pool.js";
+import type { ServedModel } from "../src/server/served-model.js";
 import { ServerMetrics } from "../src/server/metrics.js";
 import type { RunningServer } from "../src/server/serve.js";
 import { startServer } from "../src/server/serve.js";
@@ -83,7 +85,7 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
     const client = new CohereClientV2({ token: "unused", environment: server.url });
     const res = await client.rerank({ model: "qwen3-reranker", query: QUERY_EN, documents: DOCUMENTS });
     assertSameScores(res.results.map((r) => ({ index: r.index, score: r.relevanceScore })));
-    const short = await client.rerank({ model: "m", query: QUERY_EN, documents: ["word ".repeat(300)], maxTokensPerDoc: 10, topN: 1 });
+    const short = await client.rerank({ model: "rerank-english-v3.0", query: QUERY_EN, documents: ["word ".repeat(300)], maxTokensPerDoc: 10, topN: 1 });
     assert.equal(short.results.length, 1);
   });
 
@@ -109,14 +111,26 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
   });
 
   test("Jina / vLLM shape on POST /rerank and /v1/rerank", async () => {
-    const r = await post(`${server.url}/rerank`, { model: "x", query: QUERY_EN, documents: DOCUMENTS, top_n: null });
+    const r = await post(`${server.url}/rerank`, { model: "BAAI/bge-reranker-v2-m3", query: QUERY_EN, documents: DOCUMENTS, top_n: null });
     assert.equal(r.status, 200);
     const body = r.json as { id: string; model: string; usage: { total_tokens: number }; results: Array<{ index: number; relevance_score: number; document: { text: string } }> };
-    assert.ok(body.id && body.model === "x" && body.usage.total_tokens > 0);
+    assert.ok(body.id && body.model === "BAAI/bge-reranker-v2-m3" && body.usage.total_tokens > 0);
     assertSameScores(body.results.map((x) => ({ index: x.index, score: x.relevance_score })));
     for (const x of body.results) assert.equal(x.document.text, DOCUMENTS[x.index]);
-    const jina = await post(`${server.url}/v1/rerank`, { model: "jina", query: QUERY_EN, documents: DOCUMENTS, top_n: 2, return_documents: false, max_chunks_per_doc: null });
+    const jina = await post(`${server.url}/v1/rerank`, { model: "jina-reranker-v2-base-multilingual", query: QUERY_EN, documents: DOCUMENTS, top_n: 2, return_documents: false, max_chunks_per_doc: null });
     assert.equal((jina.json as { results: unknown[] }).results.length, 2);
+  });
+
+  test("one model answers no name, its own, and other rerankers' names; any other name is a 404 naming it", async () => {
+    const name = basename(model);
+    for (const model of [undefined, name, "rerank-v3.5", "jina-reranker-v2-base-multilingual"]) {
+      assert.equal((await post(`${server.url}/v1/rerank`, { model, query: "q", documents: ["a"] })).status, 200, String(model));
+    }
+    const unknown = await post(`${server.url}/v1/rerank`, { model: "gpt-4o", query: "q", documents: ["a"] });
+    assert.equal(unknown.status, 404);
+    assert.match((unknown.json as { error: { message: string } }).error.message, new RegExp(`"gpt-4o" is not served here; available: ${name.replace(/\./g, "\\.")}`));
+    const tei = await post(`${server.url}/rerank`, { model: "gpt-4o", query: "q", texts: ["a"] });
+    assert.deepEqual([tei.status, (tei.json as { error_type: string }).error_type], [404, "Validation"]);
   });
 
   test("TEI shape on POST /rerank (texts, raw_scores, return_text, truncate)", async () => {
@@ -134,7 +148,7 @@ describe("HTTP server (real HTTP on 127.0.0.1, generated tiny model)", () => {
   });
 
   test("vLLM score API: text_1/text_2 and queries/documents, 1:1, 1:N, N:N", async () => {
-    const oneToN = await post(`${server.url}/score`, { model: "m", text_1: QUERY_EN, text_2: DOCUMENTS });
+    const oneToN = await post(`${server.url}/score`, { model: "Qwen/Qwen3-Reranker-0.6B", text_1: QUERY_EN, text_2: DOCUMENTS });
     assert.equal(oneToN.status, 200);
     const body = oneToN.json as { object: string; data: Array<{ index: number; object: string; score: number }>; usage: { total_tokens: number } };
     assert.equal(body.object, "list");
@@ -311,10 +325,22 @@ describe("scheduler limits through HTTP", () => {
       },
     };
     scheduler = new Scheduler(flaky, { maxBatchPairs: 2, maxQueuePairs: 40 });
-    const metrics = new ServerMetrics(() => scheduler.state);
+    const metrics = new ServerMetrics({ queues: () => [scheduler.state] });
     scheduler.onBatch = (b) => metrics.observeBatch(b);
     const pipeline = stack.pipeline.withSource(scheduler);
-    const app = createApp({ pipeline: () => pipeline, metrics, options: { apiKey: "secret-key", requestTimeoutMs: 60_000 } });
+    const served: ServedModel = {
+      pipeline,
+      monitor: undefined,
+      adjustments: () => [],
+      queue: () => scheduler.state,
+      limits: () => scheduler.limits,
+      cacheStats: () => undefined,
+      footprintBytes: () => Promise.resolve(undefined),
+      close: () => Promise.resolve(),
+    };
+    const models = new ModelPool([{ name: "flaky", open: () => Promise.resolve(served) }]);
+    await models.preload("flaky");
+    const app = createApp({ models, ready: () => true, metrics, options: { apiKey: "secret-key", requestTimeoutMs: 60_000 } });
     const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
     await new Promise((r) => server.once("listening", r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -476,7 +502,9 @@ test("qwen-rerank serve: a bad config file is a clear error with file, line and 
 
 test("CORS is off by default and answers preflights for configured origins", async () => {
   const start = async (corsOrigins?: string[]) => {
-    const app = createApp({ pipeline: () => undefined, metrics: new ServerMetrics(() => undefined), options: { corsOrigins } });
+    // The model never finishes loading: the API answers 503 until it has.
+    const models = new ModelPool([{ name: "m", open: () => new Promise<never>(() => undefined) }]);
+    const app = createApp({ models, ready: () => false, metrics: new ServerMetrics({ queues: () => [] }), options: { corsOrigins } });
     const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
     await new Promise((r) => server.once("listening", r));
     return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };

@@ -24,7 +24,7 @@ test("the example server config parses into the serve options", () => {
   const cmd = serveCommand();
   applyConfigFile(cmd, fileURLToPath(new URL("../../examples/server.yaml", import.meta.url)));
   const o = cmd.opts();
-  assert.equal(o.model, "models/demo-tiny.gguf");
+  assert.deepEqual(o.model, [{ name: undefined, source: "models/demo-tiny.gguf" }]);
   assert.equal(o.maxLength, 4096);
   assert.equal(o.maxBatchPairs, 64);
   assert.equal(o.flashAttention, true);
@@ -88,4 +88,19 @@ test("errors in profiles and sections name the file, the line and the field", ()
   assert.throws(() => applyConfigFile(serveCommand(), file), /p\.yaml:1: presets\.0\.instruction/);
   writeFileSync(file, "languageInstructions:\n  chinese: text\n");
   assert.throws(() => applyConfigFile(serveCommand(), file), /languageInstructions\.chinese: keys are ISO 639-1 codes/);
+});
+
+test("a models: map names several models; its errors name the file, the line and the model", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qr-cfg-"));
+  const file = join(dir, "models.yaml");
+  writeFileSync(file, "maxLoadedModels: 1\nmodelsMemory: 12GB\nmodels:\n  small: a.gguf\n  Qwen/Qwen3-Reranker-8B: b.gguf\n");
+  const cmd = serveCommand();
+  const extras = applyConfigFile(cmd, file);
+  assert.deepEqual(extras.models, { small: "a.gguf", "Qwen/Qwen3-Reranker-8B": "b.gguf" });
+  assert.equal(cmd.opts().maxLoadedModels, 1);
+  assert.equal(cmd.opts().modelsMemory, 12 * 1024 ** 3);
+  writeFileSync(file, "models:\n  bad name: a.gguf\n");
+  assert.throws(() => applyConfigFile(serveCommand(), file), /models\.yaml:1: models\.bad name: a model name uses/);
+  writeFileSync(file, "model: a.gguf\nmodels:\n  x: b.gguf\n");
+  assert.throws(() => applyConfigFile(serveCommand(), file), /models\.yaml:2: models: give either model: or models:, not both/);
 });

@@ -4,6 +4,7 @@ import { KNOBS } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
 import { readYamlFile } from "../files/yaml.js";
 import type { Preset } from "../prompt/presets.js";
+import { MODEL_NAME } from "./served-models.js";
 
 const presetSchema = z
   .object({
@@ -22,10 +23,12 @@ export interface ConfigExtras {
   presets?: Preset[] | undefined;
   /** Language -> instruction (`languageInstructions:` mapping). */
   languageInstructions?: Record<string, string> | undefined;
+  /** Served name -> GGUF path or hf: URI (`models:` mapping; serve only). */
+  models?: Record<string, string> | undefined;
 }
 
 // Keys of a config file that are not command options.
-const SECTIONS = new Set(["presets", "languageInstructions", "profiles"]);
+const SECTIONS = new Set(["presets", "languageInstructions", "profiles", "models"]);
 
 const envName = (option: Option): string => `QWEN_RERANK_${option.attributeName().replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
@@ -133,6 +136,17 @@ export function applyConfigFile(cmd: Command, path: string, profile?: string): C
       throw new ValidationError(`${where}.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
     }
     extras.languageInstructions = parsed.data;
+  }
+  if (record.models !== undefined) {
+    const where = `${path}:${lineOf("models")}: models`;
+    const map = record.models;
+    if (!map || typeof map !== "object" || Array.isArray(map)) throw new ValidationError(`${where}: must be a mapping of model names to GGUF paths`);
+    for (const [name, source] of Object.entries(map)) {
+      if (!MODEL_NAME.test(name)) throw new ValidationError(`${where}.${name}: a model name uses letters, digits and . _ : / @ + -`);
+      if (typeof source !== "string" || source.length === 0) throw new ValidationError(`${where}.${name}: must be a GGUF path or hf: URI`);
+    }
+    if (record.model !== undefined) throw new ValidationError(`${where}: give either model: or models:, not both`);
+    extras.models = map as Record<string, string>;
   }
   return extras;
 }

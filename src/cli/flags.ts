@@ -6,6 +6,7 @@ import { KNOBS, knobsOfCommand } from "../config/knobs.js";
 import type { KvCacheType } from "../engines/llama/options.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
 import type { ConfigExtras } from "./config-file.js";
+import { collectModelArgument } from "./served-models.js";
 
 export const intArg =
   (min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -118,8 +119,13 @@ export function knobDefaultsFrom(command: ModelCommand, flags: object): DefaultK
 
 /** The options of every command that loads a model: model, config file, knobs, engine. */
 export function addModelFlags(cmd: Command, command: ModelCommand): Command {
+  // serve takes several models: --model NAME=FILE, repeated.
+  const model =
+    command === "serve"
+      ? new Option("-m, --model <[name=]file>", "GGUF file or hf: URI of a Qwen3-Reranker model; repeat as NAME=FILE to serve several (the request's `model` picks one)").argParser(collectModelArgument)
+      : new Option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)");
   cmd
-    .option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)")
+    .addOption(model)
     .option("-c, --config <file>", "YAML or JSON config: options in camelCase, presets, languageInstructions, profiles (tune and calibrate write one)")
     .option("--profile <name>", "apply the named profile of the config file (its values win over the file's top level)");
   return addEngineFlags(addKnobFlags(cmd, command));

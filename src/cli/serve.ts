@@ -7,8 +7,13 @@ import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
 import { addModelFlags, intArg, numberArg, rerankerOptionsFrom } from "./flags.js";
+import type { ModelArgument } from "./served-models.js";
+import { servedModels, sizeArg } from "./served-models.js";
 
-interface ServeFlags extends ModelFlagValues {
+interface ServeFlags extends Omit<ModelFlagValues, "model"> {
+  model?: ModelArgument[];
+  maxLoadedModels?: number;
+  modelsMemory?: number;
   host: string;
   port: number;
   config?: string;
@@ -99,7 +104,9 @@ export function registerServe(program: Command): void {
     .option("--adaptive-low-mean <x>", "seed rule: score mean below which the temperature falls by 10% (default: 0.6)", numberArg(0, 1))
     .option("--adaptive-min-temperature <t>", "smallest temperature adaptive control sets (default: 0.3)", numberArg(0, Infinity))
     .option("--adaptive-max-temperature <t>", "largest temperature adaptive control sets (default: 1)", numberArg(0, Infinity))
-    .option("--model-name <name>", "model name reported by /v1/models (default: the file name)")
+    .option("--model-name <name>", "name of the one model, reported by /v1/models and in responses (default: the file name); name several with --model NAME=PATH")
+    .option("--max-loaded-models <n>", "with several models: most loaded at once; the least recently used idle one unloads (default: no limit)", intArg(1))
+    .option("--models-memory <size>", "with several models: weights + KV cache all loaded models may hold, e.g. 12GB (default: no limit)", sizeArg)
     .option("--quiet", "no per-request log lines");
   // Knob flags are the defaults of every request; a preset's batch size also sets --max-batch-pairs unless given.
   addModelFlags(cmd, "serve");
@@ -108,16 +115,17 @@ export function registerServe(program: Command): void {
     applyEnvironment(cmd);
     const extras = applyConfigOptions(cmd);
     const f = cmd.opts<ServeFlags>();
-    if (!f.model) {
-      cmd.error("error: a model is required (--model, QWEN_RERANK_MODEL or `model:` in --config)", { exitCode: 2 });
-      return;
-    }
+    const served = servedModels(f.model ?? [], extras.models, f.modelName);
+    const firstSource = "single" in served ? served.single : (Object.values(served.several)[0] ?? "");
     // A preset's batch size applies to the engine batches unless --max-batch-pairs was given.
     const presetBatch =
       f.preset !== undefined && cmd.getOptionValueSource("maxBatchPairs") === "default" ? new PresetRegistry(extras.presets).get(f.preset).batchSize : undefined;
     const running = await startServer({
+      models: "several" in served ? served.several : undefined,
+      maxLoadedModels: f.maxLoadedModels,
+      modelsMemoryBytes: f.modelsMemory,
       reranker: {
-        ...rerankerOptionsFrom("serve", { ...f, model: f.model }, extras),
+        ...rerankerOptionsFrom("serve", { ...f, model: firstSource }, extras),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
         monitor: f.monitor ? { windowRequests: f.monitorWindow, windowSeconds: f.monitorSeconds } : false,
         adaptive: adaptiveOptionsFrom(f),
@@ -136,7 +144,8 @@ export function registerServe(program: Command): void {
       port: f.port,
       requestTimeoutMs: f.requestTimeout,
     });
-    process.stderr.write(`qwen-rerank: listening on ${running.url} (loading ${f.model})\n`);
+    const names = running.models.names;
+    process.stderr.write(`qwen-rerank: listening on ${running.url} (loading ${firstSource}${names.length > 1 ? `; ${names.length - 1} more load on first use: ${names.slice(1).join(", ")}` : ""})\n`);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

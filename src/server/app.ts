@@ -10,10 +10,7 @@ import { requestId } from "hono/request-id";
 import { z } from "zod";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
-import type { Adjustment } from "../monitor/adjustments.js";
-import type { Monitor } from "../monitor/monitor.js";
-import type { Pipeline, PipelineResult } from "../pipeline/pipeline.js";
-import type { SchedulerState } from "../scheduler/scheduler.js";
+import type { PipelineResult } from "../pipeline/pipeline.js";
 import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
 import { tei } from "./dialects/tei.js";
@@ -25,6 +22,8 @@ import type { GetRoute } from "./openapi.js";
 import { openApiDocument } from "./openapi.js";
 import { errorResponse, unauthorized } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
+import type { ModelLease, ModelPool } from "./model-pool.js";
+import type { ServedModel } from "./served-model.js";
 
 /** Server limits and switches. */
 export interface ServerOptions {
@@ -38,7 +37,7 @@ export interface ServerOptions {
   maxDocuments?: number | undefined;
   /** Most characters in one document (or query). Default 100000. */
   maxDocumentChars?: number | undefined;
-  /** Model name reported by /v1/models and in responses. Default: the engine's model file name. */
+  /** Name of the model when one is served (/v1/models, responses). Default: the model's file name, or its hf: URI. */
   modelName?: string | undefined;
   /** Per-request timeout in milliseconds (504 after it). Default: none. */
   requestTimeoutMs?: number | undefined;
@@ -47,23 +46,22 @@ export interface ServerOptions {
 }
 
 export interface AppDeps {
-  /** The pipeline once the model is loaded; undefined while loading (503). */
-  pipeline(): Pipeline | undefined;
-  /** The monitor behind GET /stats, once loaded; undefined while loading or with monitoring off. */
-  monitor?: (() => Monitor | undefined) | undefined;
-  /** The adaptive controller's changes so far (GET /stats). Default: none. */
-  adjustments?: (() => readonly Adjustment[]) | undefined;
-  /** The scheduler's batch size, reported on every response. Default: none. */
-  batchSize?: (() => number | undefined) | undefined;
-  /** What waits in the scheduler (GET /stats `queue`, the dashboard's queue depth). Default: none. */
-  queue?: (() => SchedulerState | undefined) | undefined;
-  /** The scheduler's limits (GET /info). Default: none. */
-  schedulerLimits?: (() => { maxBatchPairs: number; maxBatchTokens: number; maxQueuePairs: number } | undefined) | undefined;
+  /** The served models: requests pick one by their `model` field. */
+  models: ModelPool;
+  /** False until the first model has loaded (requests and /health answer 503 before). */
+  ready(): boolean;
   metrics: ServerMetrics;
   options: ServerOptions;
 }
 
-const healthSchema = z.object({ status: z.enum(["ok", "loading", "unhealthy"]), model: z.string().optional(), flavor: z.string().optional(), error: z.string().optional() });
+const modelStateSchema = z.enum(["unloaded", "loading", "loaded", "unloading", "failed"]);
+const healthSchema = z.object({
+  status: z.enum(["ok", "loading", "unhealthy"]),
+  model: z.string().optional(),
+  flavor: z.string().optional(),
+  error: z.string().optional(),
+  models: z.array(z.object({ id: z.string(), state: modelStateSchema })).optional().describe("with several models: each one's state"),
+});
 const infoSchema = z.object({
   model_id: z.string(),
   model_type: z.object({ reranker: z.object({ id2label: z.record(z.string(), z.string()) }) }),
@@ -81,14 +79,30 @@ const infoSchema = z.object({
   max_queue_pairs: z.number().int().nullable(),
   version: z.string(),
 });
-const modelsSchema = z.object({ object: z.literal("list"), data: z.array(z.object({ id: z.string(), object: z.literal("model"), created: z.number(), owned_by: z.string(), max_model_len: z.number().nullable() })) });
+const modelsSchema = z.object({
+  object: z.literal("list"),
+  data: z.array(
+    z.object({
+      id: z.string(),
+      object: z.literal("model"),
+      created: z.number(),
+      owned_by: z.string(),
+      max_model_len: z.number().nullable().describe("null until the model has loaded"),
+      state: modelStateSchema.describe("models load on first use and unload least recently used first"),
+      memory_bytes: z.number().nullable().describe("weights plus KV cache once loaded; before, the file size"),
+      active_requests: z.number().int(),
+      last_used: z.number().nullable().describe("Unix seconds"),
+      error: z.string().optional().describe("why the last load failed"),
+    }),
+  ),
+});
 const statsSchema = z.object({ total_requests: z.number(), avg_latency_ms: z.number(), score_mean: z.number(), current: z.record(z.string(), z.unknown()), adjustments: z.array(z.unknown()) }).loose().describe("the monitor's snapshot (docs/monitoring.md lists every field)");
 
 /** The GET routes, for the OpenAPI document. */
 const GET_ROUTES: readonly GetRoute[] = [
   { path: "/health", summary: "200 when the model is loaded and the engine healthy, 503 otherwise", body: healthSchema },
   { path: "/info", summary: "the model and the limits a client needs to split its requests (TEI's names plus ours)", body: infoSchema },
-  { path: "/v1/models", summary: "the served model", body: modelsSchema },
+  { path: "/v1/models", summary: "the served models and their state", body: modelsSchema },
   { path: "/stats", summary: "the request monitor: latency, throughput, scores, current knobs, adjustments", body: statsSchema },
   { path: "/metrics", summary: "Prometheus metrics", body: "text/plain" },
   { path: "/dashboard", summary: "a live page over /stats with a playground", body: "text/html" },
@@ -132,7 +146,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
   }
   app.use("*", bodyLimit({ maxSize: maxBodyBytes, onError: (c) => errorResponse(c, new RerankError("payload_too_large", `the request body exceeds ${maxBodyBytes} bytes`)) }));
 
-  const modelName = () => o.modelName ?? deps.pipeline()?.info.model ?? "qwen3-reranker";
+  const notReady = () => new RerankError("engine_unavailable", "the model is still loading");
+  /** The model a GET endpoint describes: `?model=` or the first; an error when it is not loaded. */
+  const described = (c: Context<Env>): { name: string; model: ServedModel } => {
+    if (!deps.ready()) throw notReady();
+    const { name, model, state } = deps.models.peek(c.req.query("model"));
+    if (!model) throw new RerankError("engine_unavailable", `the model "${name}" is ${state}; it loads on its first request`);
+    return { name, model };
+  };
 
   const checkLimits = ({ queries, documents }: DialectCall) => {
     if (documents.length > maxDocuments) throw new RerankError("payload_too_large", `${documents.length} documents exceed the limit of ${maxDocuments} per request`);
@@ -149,9 +170,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     let response: Response;
     // Until the body says otherwise, errors take the path's last (default) dialect's shape.
     let dialect = dialects[dialects.length - 1];
+    let lease: ModelLease | undefined;
     try {
-      const pipeline = deps.pipeline();
-      if (!pipeline) throw new RerankError("engine_unavailable", "the model is still loading");
+      if (!deps.ready()) throw notReady();
       let json: unknown;
       try {
         json = await c.req.json();
@@ -162,7 +183,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (!dialect) throw new RerankError("engine_failure", `no dialect answers ${c.req.path}`);
       const { call, respond } = dialect.parse(json);
       checkLimits(call);
-      outcome = await pipeline.run({ ...call, signal: c.req.raw.signal, timeoutMs: o.requestTimeoutMs });
+      // Waiting for the model (a load, or another model's requests to finish) counts against the timeout.
+      const timeoutMs = o.requestTimeoutMs;
+      lease = await deps.models.acquire(call.model, timeoutMs === undefined ? c.req.raw.signal : AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(timeoutMs)]));
+      const left = timeoutMs === undefined ? undefined : Math.max(1, timeoutMs - (performance.now() - started));
+      outcome = await lease.model.pipeline.run({ ...call, signal: c.req.raw.signal, timeoutMs: left });
       const characters = call.queries.reduce((n, q) => n + q.length, 0) + call.documents.reduce((n, d) => n + d.length, 0);
       // TEI's timing and compute headers (milliseconds), the same figures as /metrics.
       c.header("x-total-time", (performance.now() - started).toFixed(1));
@@ -174,11 +199,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (outcome.language !== undefined) c.header("x-query-language", outcome.language);
       // What this request ran with, so a client can see adaptive control at work.
       c.header("x-temperature", String(outcome.knobs.temperature));
-      const batchSize = deps.batchSize?.();
-      if (batchSize !== undefined) c.header("x-batch-size", String(batchSize));
+      c.header("x-batch-size", String(lease.model.limits().maxBatchPairs));
       deps.metrics.observeRequest(outcome, characters);
       lastEngineError = undefined;
-      response = c.json(respond(outcome, modelName()) as object, 200);
+      response = c.json(respond(outcome, lease.name) as object, 200);
     } catch (error) {
       const e = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
       if (e.code === "engine_failure") lastEngineError = e.message;
@@ -190,6 +214,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
         status = httpStatusOf[e.code];
         response = errorResponse(c, e);
       }
+    } finally {
+      lease?.release();
     }
     const ms = performance.now() - started;
     deps.metrics.requests.inc({ endpoint: label, status: String(status) });
@@ -199,6 +225,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       request_id: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
+      ...(deps.models.single ? {} : { model: lease?.name ?? null }),
       status,
       pairs: outcome?.pairs ?? 0,
       tokens: outcome?.tokens ?? 0,
@@ -218,47 +245,45 @@ export function createApp(deps: AppDeps): Hono<Env> {
   }
 
   app.get("/health", (c) => {
-    const pipeline = deps.pipeline();
-    if (!pipeline) return c.json({ status: "loading" }, 503);
+    const models = deps.models.single ? undefined : deps.models.status().map((m) => ({ id: m.name, state: m.state }));
+    if (!deps.ready()) return c.json({ status: "loading", ...(models ? { models } : {}) } satisfies z.input<typeof healthSchema>, 503);
     if (lastEngineError) return c.json({ status: "unhealthy", error: lastEngineError }, 503);
-    return c.json({ status: "ok", model: modelName(), flavor: pipeline.info.flavor } satisfies z.input<typeof healthSchema>);
+    const first = deps.models.peek();
+    return c.json({ status: "ok", model: first.name, flavor: first.model?.pipeline.info.flavor, ...(models ? { models } : {}) } satisfies z.input<typeof healthSchema>);
   });
   app.get("/stats", (c) => {
-    if (!deps.pipeline()) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
-    const monitor = deps.monitor?.();
-    if (!monitor) return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor)" } }, 404);
-    const q = deps.queue?.();
-    return c.json({ ...monitor.snapshot(), queue: q ? { pairs: q.queuedPairs, requests: q.activeRequests } : null, adjustments: deps.adjustments?.() ?? [] });
+    const { name, model } = described(c);
+    if (!model.monitor) return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor)" } }, 404);
+    const q = model.queue();
+    return c.json({ model: name, ...model.monitor.snapshot(), queue: { pairs: q.queuedPairs, requests: q.activeRequests }, adjustments: model.adjustments() });
   });
-  let dashboard: { model: string; html: string } | undefined;
   app.get("/dashboard", (c) => {
-    // Static HTML without data, so it needs no key; its requests to /stats and /v1/rerank carry one.
-    const model = modelName();
-    if (dashboard?.model !== model || !deps.pipeline()) dashboard = { model, html: dashboardHtml({ model, presets: deps.pipeline()?.presets.list().map((p) => p.name) ?? [] }) };
+    // Static HTML without data, so it needs no key; its requests to /stats and /v1/rerank carry one
+    // (and the model of `?model=`).
+    const { name, model } = deps.models.peek(c.req.query("model"));
     c.header("cache-control", "no-store");
-    return c.html(dashboard.html);
+    return c.html(dashboardHtml({ model: name, models: deps.models.names, presets: model?.pipeline.presets.list().map((p) => p.name) ?? [] }));
   });
   // TEI's GET /info, with our own fields beside its names: what a client needs to split requests.
   app.get("/info", (c) => {
-    const pipeline = deps.pipeline();
-    if (!pipeline) return errorResponse(c, new RerankError("engine_unavailable", "the model is still loading"));
-    const info = pipeline.info;
-    const limits = deps.schedulerLimits?.();
+    const { name, model } = described(c);
+    const info = model.pipeline.info;
+    const limits = model.limits();
     return c.json({
-      model_id: modelName(),
+      model_id: name,
       model_type: { reranker: { id2label: { "0": "yes" } } },
       model_flavor: info.flavor,
       scoring_path: info.scoringPath,
       backend: info.backend,
-      max_input_length: pipeline.resolve({}).maxLength,
+      max_input_length: model.pipeline.resolve({}).maxLength,
       max_context_length: info.maxSequenceLength,
       max_client_batch_size: maxDocuments,
       max_document_chars: maxChars,
       max_body_bytes: maxBodyBytes,
       max_batch_requests: null,
-      max_batch_pairs: limits?.maxBatchPairs ?? null,
-      max_batch_tokens: limits?.maxBatchTokens ?? null,
-      max_queue_pairs: limits?.maxQueuePairs ?? null,
+      max_batch_pairs: limits.maxBatchPairs,
+      max_batch_tokens: limits.maxBatchTokens,
+      max_queue_pairs: limits.maxQueuePairs,
       version: PACKAGE_VERSION,
     } satisfies z.input<typeof infoSchema>);
   });
@@ -274,9 +299,21 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.header("cache-control", "public, max-age=86400");
     return c.body(apiReferenceScript());
   });
-  app.get("/v1/models", (c) =>
-    c.json({ object: "list", data: [{ id: modelName(), object: "model", created: 0, owned_by: "qwen-rerank", max_model_len: deps.pipeline()?.info.maxSequenceLength ?? null }] }),
-  );
+  app.get("/v1/models", (c) => {
+    const data = deps.models.status().map((m) => ({
+      id: m.name,
+      object: "model" as const,
+      created: 0,
+      owned_by: "qwen-rerank",
+      max_model_len: (m.state === "loaded" ? deps.models.peek(m.name).model?.pipeline.info.maxSequenceLength : undefined) ?? null,
+      state: m.state,
+      memory_bytes: m.bytes ?? null,
+      active_requests: m.activeRequests,
+      last_used: m.lastUsed === undefined ? null : Math.floor(m.lastUsed / 1000),
+      ...(m.error !== undefined ? { error: m.error } : {}),
+    }));
+    return c.json({ object: "list", data } satisfies z.input<typeof modelsSchema>);
+  });
   app.get("/metrics", async (c) => {
     c.header("content-type", deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());

@@ -136,7 +136,7 @@ function render(s) {
 
 async function poll() {
   try {
-    const res = await fetch("stats", { headers: headers() });
+    const res = await fetch("stats?model=" + encodeURIComponent(document.body.dataset.model), { headers: headers() });
     if (res.status === 401) showKeyForm("this server needs its API key");
     else if (!res.ok) setStatus("GET /stats answered " + res.status + (res.status === 404 ? " (monitor off?)" : ""), true);
     else {
@@ -160,7 +160,7 @@ $("key-form").addEventListener("submit", (e) => {
 $("playground").addEventListener("submit", async (e) => {
   e.preventDefault();
   const documents = $("documents").value.split("\n").map((d) => d.trim()).filter(Boolean);
-  const body = { query: $("query").value, documents, return_documents: true, return_logits: true };
+  const body = { model: document.body.dataset.model, query: $("query").value, documents, return_documents: true, return_logits: true };
   const number = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
   if ($("instruction").value.trim()) body.instruction = $("instruction").value.trim();
   if ($("preset").value.trim()) body.preset = $("preset").value.trim();
@@ -212,13 +212,15 @@ form label { display: block; margin: 4px 0; } input, textarea { width: 100%; box
 `;
 
 /** GET /dashboard: one self-contained page (Chart.js inlined) that follows /stats and has a playground. */
-export function dashboardHtml(o: { model: string; presets: readonly string[] }): string {
+export function dashboardHtml(o: { model: string; models: readonly string[]; presets: readonly string[] }): string {
   const presets = o.presets.map((p) => `<option value="${escapeHtml(p)}"></option>`).join("");
+  // With several models, each has its own monitor: one page per model.
+  const others = o.models.length > 1 ? `<nav>models: ${o.models.map((m) => (m === o.model ? `<b>${escapeHtml(m)}</b>` : `<a href="?model=${encodeURIComponent(m)}">${escapeHtml(m)}</a>`)).join(" · ")}</nav>` : "";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>qwen-rerank dashboard</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
-<body>
-<h1>qwen-rerank · ${escapeHtml(o.model)}</h1>
+<body data-model="${escapeHtml(o.model)}">
+<h1>qwen-rerank · ${escapeHtml(o.model)}</h1>${others}
 <div id="status">connecting…</div>
 <form id="key-form" hidden><label>API key <input id="key" type="password" autocomplete="off"></label><button>use key</button></form>
 <div id="figures"></div>

@@ -3,6 +3,17 @@ import type { EngineInfo } from "../engines/engine.js";
 import type { PipelineResult } from "../pipeline/pipeline.js";
 import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
 import type { CacheStats } from "../scoring/logit-cache.js";
+import type { ModelStatus } from "./model-pool.js";
+
+/** What the metrics read at scrape time, summed over the loaded models. */
+export interface MetricsSources {
+  /** The schedulers of the loaded models. */
+  queues: () => readonly SchedulerState[];
+  /** The log-odds caches of the loaded models (empty when off). */
+  caches?: (() => readonly CacheStats[]) | undefined;
+  /** Every served model and its state. */
+  models?: (() => readonly ModelStatus[]) | undefined;
+}
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -24,10 +35,18 @@ export class ServerMetrics {
   readonly engineErrors = new Counter({ name: "qwen_rerank_engine_errors_total", help: "Engine batches that failed", registers: [this.registry] });
   readonly scores = new Histogram({ name: "qwen_rerank_score", help: "Distribution of returned scores", buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1], registers: [this.registry] });
   readonly adjustments = new Counter({ name: "qwen_rerank_adjustments_total", help: "Knob changes made by adaptive control or by a memory back-off of the engine", labelNames: ["knob"], registers: [this.registry] });
-  readonly engineInfo = new Gauge({ name: "qwen_rerank_engine_info", help: "The loaded engine (value 1)", labelNames: ["backend", "model", "flavor", "scoring_path", "sequences", "max_length"], registers: [this.registry] });
+  readonly engineInfo = new Gauge({ name: "qwen_rerank_engine_info", help: "Each loaded engine (value 1)", labelNames: ["backend", "model", "file", "flavor", "scoring_path", "sequences", "max_length"], registers: [this.registry] });
+  private readonly engineLabels = new Map<string, Record<string, string>>();
+  readonly modelLoads = new Counter({ name: "qwen_rerank_model_loads_total", help: "Model loads (the first and every reload after an unload), by outcome", labelNames: ["model", "outcome"], registers: [this.registry] });
+  readonly modelUnloads = new Counter({ name: "qwen_rerank_model_unloads_total", help: "Models unloaded, by reason (max_loaded_models, memory_budget, shutdown)", labelNames: ["model", "reason"], registers: [this.registry] });
 
-  /** `state` is read at scrape time (the scheduler may not exist yet while the model loads). */
-  constructor(state: () => SchedulerState | undefined, cache: () => CacheStats | undefined = () => undefined) {
+  /** The sources are read at scrape time (nothing is loaded yet while the first model loads). */
+  constructor(sources: MetricsSources) {
+    const state = () => sources.queues().reduce((sum, q) => ({ queuedPairs: sum.queuedPairs + q.queuedPairs, activeRequests: sum.activeRequests + q.activeRequests }), { queuedPairs: 0, activeRequests: 0 });
+    const cache = () => {
+      const all = sources.caches?.() ?? [];
+      return all.length === 0 ? undefined : all.reduce((sum, c) => ({ ...sum, hits: sum.hits + c.hits, misses: sum.misses + c.misses, entries: sum.entries + c.entries }));
+    };
     collectDefaultMetrics({ register: this.registry, prefix: "qwen_rerank_process_" });
     // Values owned elsewhere (scheduler, cache) are read at scrape time.
     const gauge = (name: string, help: string, read: () => number) =>
@@ -39,8 +58,29 @@ export class ServerMetrics {
           this.set(read());
         },
       });
-    gauge("qwen_rerank_queue_pairs", "Pairs waiting in the scheduler", () => state()?.queuedPairs ?? 0);
-    gauge("qwen_rerank_active_requests", "Requests in the scheduler (waiting or running)", () => state()?.activeRequests ?? 0);
+    gauge("qwen_rerank_queue_pairs", "Pairs waiting in the schedulers of all models", () => state().queuedPairs);
+    gauge("qwen_rerank_active_requests", "Requests in the schedulers of all models (waiting or running)", () => state().activeRequests);
+    const models = sources.models;
+    new Gauge({
+      name: "qwen_rerank_model_state",
+      help: "Each served model's state (value 1 for its current state: unloaded, loading, loaded, unloading, failed)",
+      labelNames: ["model", "state"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of models?.() ?? []) this.set({ model: m.name, state: m.state }, 1);
+      },
+    });
+    new Gauge({
+      name: "qwen_rerank_model_memory_bytes",
+      help: "Weights plus KV cache of each loaded model (what the memory budget counts)",
+      labelNames: ["model"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of models?.() ?? []) if (m.state === "loaded" && m.bytes !== undefined) this.set({ model: m.name }, m.bytes);
+      },
+    });
     gauge("qwen_rerank_cache_hits", "Log-odds cache hits since start (0 when the cache is off)", () => cache()?.hits ?? 0);
     gauge("qwen_rerank_cache_misses", "Log-odds cache misses since start", () => cache()?.misses ?? 0);
     gauge("qwen_rerank_cache_entries", "Entries in the log-odds cache", () => cache()?.entries ?? 0);
@@ -70,12 +110,18 @@ export class ServerMetrics {
     if (b.error) this.engineErrors.inc();
   }
 
-  /** Describes the engine (again after a memory back-off changed its sequences). */
-  setEngine(info: EngineInfo, maxLength: number): void {
-    this.engineInfo.reset();
-    this.engineInfo.set(
-      { backend: info.backend, model: info.model, flavor: info.flavor, scoring_path: info.scoringPath, sequences: String(info.sequences), max_length: String(maxLength) },
-      1,
-    );
+  /** Describes a served model's engine (again after a memory back-off changed its sequences). */
+  setEngine(model: string, info: EngineInfo, maxLength: number): void {
+    this.removeEngine(model);
+    const labels = { backend: info.backend, model, file: info.model, flavor: info.flavor, scoring_path: info.scoringPath, sequences: String(info.sequences), max_length: String(maxLength) };
+    this.engineLabels.set(model, labels);
+    this.engineInfo.set(labels, 1);
+  }
+
+  /** Forgets an unloaded model's engine. */
+  removeEngine(model: string): void {
+    const labels = this.engineLabels.get(model);
+    if (labels) this.engineInfo.remove(labels);
+    this.engineLabels.delete(model);
   }
 }

@@ -2,7 +2,8 @@ import { existsSync, statSync } from "node:fs";
 import { resolveModelFile } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
 
-const isUri = (s: string): boolean => /^(hf:|huggingface:|https?:\/\/)/i.test(s);
+/** Whether a model source is a URI to resolve (hf:, https:) rather than a local path. */
+export const isUri = (s: string): boolean => /^(hf:|huggingface:|https?:\/\/)/i.test(s);
 
 /**
  * Turns what the user gave (a path or an `hf:` URI) into a local GGUF path. URIs go through

@@ -17,6 +17,8 @@ export interface DialectCall {
   maxTokensPerDoc?: number | undefined;
   refuseTruncation?: boolean | undefined;
   truncationSide?: TruncationSide | undefined;
+  /** The `model` field: which served model answers (docs/server.md, "Several models"). */
+  model?: string | undefined;
 }
 
 /** How a dialect answers an error: its status and body (TEI's differ from everyone else's). */
@@ -65,7 +67,9 @@ export function defineDialect<S extends z.ZodType, R extends z.ZodType>(spec: Di
     errorFormat: spec.errorFormat,
     parse: (json) => {
       const body = parseOrThrow(spec.schema, json);
-      const call = spec.call(body);
+      // Every dialect routes by `model` (TEI has no such field: there it is our extension).
+      const model = (body as { model?: unknown }).model;
+      const call = { ...spec.call(body), model: typeof model === "string" && model.length > 0 ? model : undefined };
       return { call, respond: (outcome, modelName) => spec.respond(body, outcome, { modelName, documents: call.documents }) };
     },
   };

@@ -45,6 +45,7 @@ export const tei = defineDialect({
       return_text: nullable(z.boolean()),
       truncate: nullable(z.boolean()),
       truncation_direction: nullable(z.enum(["right", "Right", "left", "Left"], { error: 'must be "Right" or "Left"' })),
+      model: nullable(z.string({ error: "must be a string" })).describe("which served model answers (our extension: TEI serves one)"),
       ...extensionFields,
     })
     .loose(),
