@@ -71,6 +71,7 @@ test("bad input exits with code 2 and a message, never a stack trace", async () 
     [["serve", "--model", model, "--adaptive", "fast"], /--adaptive/],
     [["serve", "--model", model, "--target-score-mean", "1.5"], /target-score-mean/],
     [["serve", "--model", model, "--monitor-window", "0"], /monitor-window/],
+    [["serve", "--model", model, "--cache", "http://127.0.0.1:6379"], /--cache.*not a redis:\/\/ or rediss:\/\/ URL/],
     [["dev", "make-model", "--shape", "huge", "--out", join(work, "x.gguf")], /shape/],
   ];
   const results = await cliMany(cases.map(([args]) => args));

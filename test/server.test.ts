@@ -335,6 +335,7 @@ describe("scheduler limits through HTTP", () => {
       queue: () => scheduler.state,
       limits: () => scheduler.limits,
       cacheStats: () => undefined,
+      sharedCacheStats: () => undefined,
       footprintBytes: () => Promise.resolve(undefined),
       close: () => Promise.resolve(),
     };

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
@@ -10,7 +10,6 @@ import type { PhaseResult } from "../bench/phases.js";
 import { runBaseline, runOurs, runServer } from "../bench/phases.js";
 import type { WorkloadSpec } from "../bench/workload.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
-import { makeTestModel, modelExists } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";
 import { addEngineFlags, engineOptionsFrom, intArg } from "./flags.js";
@@ -39,11 +38,13 @@ async function isRankHead(path: string): Promise<boolean> {
   return (info.metadata as unknown as { qwen3?: { pooling_type?: number } }).qwen3?.pooling_type === 4;
 }
 
-function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor, type: WeightType, seed: number): string {
+async function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor, type: WeightType, seed: number): Promise<string> {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `qwen3-reranker-${shape}-${flavor}-${type}-seed${seed}.gguf`);
-  if (!modelExists(path)) {
+  if (!existsSync(path)) {
     process.stderr.write(`generating ${path} ...\n`);
+    // Loaded on demand: the generator's tokenizer package takes ~1 s to import, on every CLI start otherwise.
+    const { makeTestModel } = await import("../testmodel/generate.js");
     makeTestModel({ shape, flavor, type, seed, out: path });
   }
   return path;
@@ -137,10 +138,10 @@ export function registerBench(program: Command): void {
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
     }
-    const model = flags.model ?? generatedModel(flags.cacheDir, flags.shape, flags.flavor, flags.type, flags.seed);
+    const model = flags.model ?? await generatedModel(flags.cacheDir, flags.shape, flags.flavor, flags.type, flags.seed);
     let baselineModel = flags.baselineModel;
     if (flags.baseline && !baselineModel) {
-      if (!flags.model) baselineModel = flags.flavor === "rank" ? model : generatedModel(flags.cacheDir, flags.shape, "rank", flags.type, flags.seed);
+      if (!flags.model) baselineModel = flags.flavor === "rank" ? model : await generatedModel(flags.cacheDir, flags.shape, "rank", flags.type, flags.seed);
       else if (await isRankHead(flags.model)) baselineModel = flags.model;
       else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
     }

@@ -1,9 +1,9 @@
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { parameterCount, SHAPES } from "../testmodel/shapes.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
-import { makeTestModel, modelExists } from "../testmodel/generate.js";
 import { intArg } from "./flags.js";
 
 export function registerDev(program: Command): void {
@@ -17,12 +17,14 @@ export function registerDev(program: Command): void {
     .option("--seed <n>", "random seed", intArg(0, 2 ** 32 - 1), 1)
     .requiredOption("-o, --out <file>", "output GGUF path")
     .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
-    .action((flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean }) => {
-      if (flags.ifMissing && modelExists(flags.out)) {
+    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean }) => {
+      if (flags.ifMissing && existsSync(flags.out)) {
         process.stderr.write(`${flags.out} exists; kept\n`);
         return;
       }
       const started = Date.now();
+      // Loaded on demand: the generator's tokenizer package takes ~1 s to import, on every CLI start otherwise.
+      const { makeTestModel } = await import("../testmodel/generate.js");
       makeTestModel({ shape: flags.shape, flavor: flags.flavor, type: flags.type, seed: flags.seed, out: flags.out });
       const params = (parameterCount(SHAPES[flags.shape]) / 1e6).toFixed(1);
       process.stderr.write(`wrote ${flags.out} (${flags.shape} shape, ${params}M parameters, ${flags.flavor}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { Option } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
 import { AdaptiveController } from "../monitor/adaptive.js";
 import { PresetRegistry } from "../prompt/presets.js";
@@ -9,6 +9,17 @@ import type { ModelFlagValues } from "./flags.js";
 import { addModelFlags, intArg, numberArg, rerankerOptionsFrom } from "./flags.js";
 import type { ModelArgument } from "./served-models.js";
 import { servedModels, sizeArg } from "./served-models.js";
+import { parseRedisUrl } from "../scoring/shared-cache.js";
+
+/** A redis:// URL, checked when the flags are read. */
+const redisUrlArg = (value: string): string => {
+  try {
+    parseRedisUrl(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message.replace(/^cache: /, ""));
+  }
+  return value;
+};
 
 interface ServeFlags extends Omit<ModelFlagValues, "model"> {
   model?: ModelArgument[];
@@ -46,6 +57,9 @@ interface ServeFlags extends Omit<ModelFlagValues, "model"> {
   adaptiveMaxTemperature?: number;
   cacheEntries: number;
   cacheBytes: number;
+  cache?: string;
+  cacheTtl: number;
+  cacheSharedEntries: number;
   quiet?: boolean;
 }
 
@@ -88,6 +102,9 @@ export function registerServe(program: Command): void {
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
     .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
+    .option("--cache <redis-url>", "a log-odds cache in Redis shared by replicas (redis://HOST:PORT/DB), behind the LRU (on with 100000 entries unless --cache-entries); Redis down never fails a request", redisUrlArg)
+    .option("--cache-ttl <s>", "seconds an entry lives in the shared cache", intArg(1), 604_800)
+    .option("--cache-shared-entries <n>", "most entries in the shared cache; the oldest written go first (~150 bytes of Redis memory each)", intArg(1), 1_000_000)
     .option("--monitor-window <n>", "requests the rolling figures of GET /stats cover", intArg(1), 1000)
     .option("--monitor-seconds <s>", "seconds of history the rolling figures of GET /stats cover", intArg(1), 300)
     .option("--no-monitor", "no request monitor (GET /stats answers 404)")
@@ -127,6 +144,7 @@ export function registerServe(program: Command): void {
       reranker: {
         ...rerankerOptionsFrom("serve", { ...f, model: firstSource }, extras),
         cache: f.cacheEntries > 0 ? { maxEntries: f.cacheEntries, maxBytes: f.cacheBytes } : undefined,
+        sharedCache: f.cache !== undefined ? { url: f.cache, ttlSeconds: f.cacheTtl, maxEntries: f.cacheSharedEntries } : undefined,
         monitor: f.monitor ? { windowRequests: f.monitorWindow, windowSeconds: f.monitorSeconds } : false,
         adaptive: adaptiveOptionsFrom(f),
       },

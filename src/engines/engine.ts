@@ -20,6 +20,11 @@ export interface EngineInfo {
   backend: string;
   /** Display name of the model (file name or URI). */
   model: string;
+  /**
+   * The model file's content fingerprint (src/gguf/fingerprint.ts): the same file on any machine,
+   * under any name, has the same one. Caches shared between machines key on it.
+   */
+  fingerprint: string;
   flavor: ModelFlavor;
   /** Where z comes from: the yes/no rows of the LM head at the last position, or llama.cpp's rank pooling. */
   scoringPath: "lm-head" | "rank-pooling";

@@ -58,6 +58,10 @@ export class LogitStore implements LogitLookup {
     return logitKey(this.modelId(), tokens);
   }
 
+  getMany(keys: readonly string[]): Array<number | undefined> {
+    return keys.map((k) => this.values.get(k));
+  }
+
   get(key: string): number | undefined {
     return this.values.get(key);
   }
@@ -82,7 +86,7 @@ export class LogitStore implements LogitLookup {
  * full path, size and modification time (a regenerated or replaced file gets fresh entries), and
  * the engine settings the bits depend on (another KV cache type or batch size gets fresh entries).
  */
-export function modelIdentity(model: string, info: () => { model: string; flavor: string; scoringPath: string; numerics: string }): () => string {
+export function modelIdentity(model: string, info: () => { fingerprint: string; flavor: string; scoringPath: string; numerics: string }): () => string {
   let file = model;
   try {
     const s = statSync(model);

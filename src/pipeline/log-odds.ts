@@ -79,8 +79,7 @@ export class CachedSource implements LogOddsSource {
     const keys = pairs.map((p) => this.lookup.key(p.tokens));
     const logits = new Float64Array(pairs.length);
     const missing: number[] = [];
-    keys.forEach((k, i) => {
-      const z = this.lookup.get(k);
+    (await this.lookup.getMany(keys)).forEach((z, i) => {
       if (z === undefined) missing.push(i);
       else logits[i] = z;
     });

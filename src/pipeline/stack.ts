@@ -5,6 +5,8 @@ import type { LlamaEngineOptions } from "../engines/llama/options.js";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { LogitCacheOptions } from "../scoring/logit-cache.js";
+import type { SharedCacheOptions } from "../scoring/shared-cache.js";
+import { SharedCache, TieredCache } from "../scoring/shared-cache.js";
 import { LogitCache, engineIdentity } from "../scoring/logit-cache.js";
 import { parseOrThrow } from "../config/validation.js";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
@@ -26,6 +28,11 @@ import { Pipeline } from "./pipeline.js";
 export interface RerankerOptions extends LlamaEngineOptions, PipelineSettings {
   /** LRU cache of log-odds (reused across temperature/top_p/threshold/top_n). Default: off. */
   cache?: LogitCacheOptions | undefined;
+  /**
+   * A log-odds cache in Redis shared by replicas, behind the LRU (which it turns on with its
+   * default bounds when `cache` is not given). Redis down never fails a call. Default: off.
+   */
+  sharedCache?: SharedCacheOptions | undefined;
   /** The monitor's rolling window, or false for no monitor. Default: the last 1000 requests within 300 s. */
   monitor?: MonitorOptions | false | undefined;
   /**
@@ -43,6 +50,8 @@ export interface ScoringStack {
   engineSource: LogOddsSource;
   /** The LRU of log-odds, when configured. */
   cache: LogitCache | undefined;
+  /** The Redis tier behind the LRU, when configured. */
+  sharedCache: SharedCache | undefined;
   /** Watches every request of every pipeline of this stack (undefined when turned off). */
   monitor: Monitor | undefined;
   /** Turns the knobs from the monitor's figures (undefined unless `adaptive` asked for it). */
@@ -63,37 +72,47 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { presets, onWarning, cache, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
+  const { presets, onWarning, cache, sharedCache: sharedOptions, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
   const { knobs, rest: engineOptions } = splitDefaultKnobs(rest);
   const settings: PipelineSettings = { ...knobs, presets, onWarning };
   // Validate the defaults before paying for a model load.
   Pipeline.checkSettings(settings);
   if (adaptiveOptions !== undefined) parseOrThrow(adaptiveOptionsSchema, adaptiveOptions, "adaptive");
+  const warn = onWarning ?? ((m: string) => process.emitWarning(m, "QwenRerankWarning"));
   const adaptiveWanted = AdaptiveController.wanted(adaptiveOptions);
   if (adaptiveWanted) {
     if (monitorOptions === false) throw new ValidationError("adaptive control needs the monitor", "adaptive");
     const adaptsTemperature = adaptiveOptions.mode === "seed" || adaptiveOptions.targetScoreMean !== undefined;
     if (adaptsTemperature && knobs.threshold !== undefined) {
-      (onWarning ?? ((m: string) => process.emitWarning(m, "QwenRerankWarning")))(
+      warn(
         `threshold ${knobs.threshold} is fixed while adaptive control changes the temperature: the same document can pass one hour and not the next; prefer top_p or top_n`,
       );
     }
   }
+  // Checked before the model loads; connects in the background.
+  const shared = sharedOptions ? SharedCache.open(sharedOptions, warn) : undefined;
   const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
   const adjustments = new AdjustmentLog();
-  const engine = await LlamaEngine.open({
-    ...engineOptions,
-    contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH,
-    onMemoryBackoff: (e) => {
-      adjustments.recordBackoff(e);
-      engineOptions.onMemoryBackoff?.(e);
-    },
-  });
+  let engine: LlamaEngine;
+  try {
+    engine = await LlamaEngine.open({
+      ...engineOptions,
+      contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH,
+      onMemoryBackoff: (e) => {
+        adjustments.recordBackoff(e);
+        engineOptions.onMemoryBackoff?.(e);
+      },
+    });
+  } catch (error) {
+    await shared?.close();
+    throw error;
+  }
   try {
     // Read at each lookup: a memory back-off to a smaller batch changes the engine's numerics.
-    const lru = cache ? new LogitCache(() => engineIdentity(engine.info), cache) : undefined;
+    const lru = cache || shared ? new LogitCache(() => engineIdentity(engine.info), cache) : undefined;
+    const lookup = lru && shared ? new TieredCache(lru, shared) : lru;
     const engineSource = new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
-    const cached = (source: LogOddsSource) => (lru ? new CachedSource(lru, source) : source);
+    const cached = (source: LogOddsSource) => (lookup ? new CachedSource(lookup, source) : source);
     const pipeline = Pipeline.create(engine, settings, cached(engineSource), monitor);
     // A library call is one engine call, whatever its size: no batch limit until a server attaches its scheduler's.
     let batch: { get(): number; set(pairs: number): void } | undefined;
@@ -125,6 +144,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       engine,
       engineSource,
       cache: lru,
+      sharedCache: shared,
       monitor,
       adaptive,
       adjustments,
@@ -133,12 +153,14 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       },
       pipeline,
       cached,
-      dispose: () => {
+      dispose: async () => {
         adaptive?.dispose();
-        return engine.dispose();
+        await shared?.close();
+        await engine.dispose();
       },
     };
   } catch (error) {
+    await shared?.close();
     await engine.dispose();
     throw error instanceof RerankError ? error : new RerankError("engine_failure", String(error));
   }

@@ -24,8 +24,8 @@ const ENTRY_BYTES = 128;
  * What cached log-odds are valid for besides the prompt tokens: the model and the engine settings
  * its bits depend on (EngineInfo.numerics). The LRU and the eval store both key on it.
  */
-export function engineIdentity(info: { model: string; flavor: string; scoringPath: string; numerics: string }): string {
-  return `${info.model}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
+export function engineIdentity(info: { fingerprint: string; flavor: string; scoringPath: string; numerics: string }): string {
+  return `${info.fingerprint}|${info.flavor}|${info.scoringPath}|${info.numerics}`;
 }
 
 /** The cache key of one pair: SHA-1 of the model's identity and the pair's exact prompt tokens. */
@@ -41,7 +41,8 @@ export function logitKey(modelId: string, tokens: readonly number[]): string {
  */
 export interface LogitLookup {
   key(tokens: readonly number[]): string;
-  get(key: string): number | undefined;
+  /** The known values of these keys (undefined where unknown); a shared cache answers asynchronously. */
+  getMany(keys: readonly string[]): Array<number | undefined> | Promise<Array<number | undefined>>;
   /** Records the fresh values of one engine call. */
   setMany(entries: ReadonlyArray<readonly [string, number]>): void;
 }
@@ -70,6 +71,10 @@ export class LogitCache implements LogitLookup {
 
   key(tokens: readonly number[]): string {
     return logitKey(this.modelId(), tokens);
+  }
+
+  getMany(keys: readonly string[]): Array<number | undefined> {
+    return keys.map((k) => this.get(k));
   }
 
   get(key: string): number | undefined {

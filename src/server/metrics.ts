@@ -3,6 +3,7 @@ import type { EngineInfo } from "../engines/engine.js";
 import type { PipelineResult } from "../pipeline/pipeline.js";
 import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
 import type { CacheStats } from "../scoring/logit-cache.js";
+import type { SharedCacheStats } from "../scoring/shared-cache.js";
 import type { ModelStatus } from "./model-pool.js";
 
 /** What the metrics read at scrape time, summed over the loaded models. */
@@ -11,6 +12,8 @@ export interface MetricsSources {
   queues: () => readonly SchedulerState[];
   /** The log-odds caches of the loaded models (empty when off). */
   caches?: (() => readonly CacheStats[]) | undefined;
+  /** The Redis tiers of the loaded models (empty when off). */
+  sharedCaches?: (() => readonly SharedCacheStats[]) | undefined;
   /** Every served model and its state. */
   models?: (() => readonly ModelStatus[]) | undefined;
 }
@@ -60,6 +63,18 @@ export class ServerMetrics {
       });
     gauge("qwen_rerank_queue_pairs", "Pairs waiting in the schedulers of all models", () => state().queuedPairs);
     gauge("qwen_rerank_active_requests", "Requests in the schedulers of all models (waiting or running)", () => state().activeRequests);
+    const shared = () => (sources.sharedCaches?.() ?? []).reduce((sum, c) => ({ hits: sum.hits + c.hits, misses: sum.misses + c.misses, errors: sum.errors + c.errors, up: sum.up && c.up, any: true }), { hits: 0, misses: 0, errors: 0, up: true, any: false });
+    gauge("qwen_rerank_shared_cache_hits", "Log-odds found in the shared Redis cache since start (after LRU misses)", () => shared().hits);
+    gauge("qwen_rerank_shared_cache_misses", "Log-odds the shared Redis cache did not have (or could not answer in time)", () => shared().misses);
+    gauge("qwen_rerank_shared_cache_errors", "Shared-cache lookups and writes that failed (those pairs were scored here)", () => shared().errors);
+    gauge("qwen_rerank_shared_cache_hit_ratio", "Shared-cache hits / lookups since start", () => {
+      const s = shared();
+      return s.hits + s.misses > 0 ? s.hits / (s.hits + s.misses) : 0;
+    });
+    gauge("qwen_rerank_shared_cache_up", "1 while every shared-cache connection is up, 0 otherwise (or when there is none)", () => {
+      const s = shared();
+      return s.any && s.up ? 1 : 0;
+    });
     const models = sources.models;
     new Gauge({
       name: "qwen_rerank_model_state",

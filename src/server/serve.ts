@@ -82,6 +82,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const metrics = new ServerMetrics({
     queues: () => models.loaded().map((m) => m.queue()),
     caches: () => models.loaded().flatMap((m) => m.cacheStats() ?? []),
+    sharedCaches: () => models.loaded().flatMap((m) => m.sharedCacheStats() ?? []),
     models: () => models.status(),
   });
   const specs: ModelSpec[] = Object.entries(named).map(([name, source]) => ({

@@ -8,6 +8,7 @@ import { openStack } from "../pipeline/stack.js";
 import type { SchedulerOptions, SchedulerState } from "../scheduler/scheduler.js";
 import { Scheduler } from "../scheduler/scheduler.js";
 import type { CacheStats } from "../scoring/logit-cache.js";
+import type { SharedCacheStats } from "../scoring/shared-cache.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /** One loaded model as the server serves it: its pipeline behind its own scheduler. */
@@ -20,6 +21,8 @@ export interface ServedModel {
   queue(): SchedulerState;
   limits(): { maxBatchPairs: number; maxBatchTokens: number; maxQueuePairs: number };
   cacheStats(): CacheStats | undefined;
+  /** The Redis tier's counters, when the model has one. */
+  sharedCacheStats(): SharedCacheStats | undefined;
   /** Weights plus the KV cache the engine holds, in bytes (undefined when the engine cannot tell). */
   footprintBytes(): Promise<number | undefined>;
   /** Waits for queued work (bounded by `graceMs`), then frees the engine. */
@@ -59,6 +62,7 @@ export async function openServedModel(o: {
     queue: () => scheduler.state,
     limits: () => scheduler.limits,
     cacheStats: () => stack.cache?.stats,
+    sharedCacheStats: () => stack.sharedCache?.stats,
     footprintBytes: () => footprintOf(stack),
     close: async (graceMs) => {
       let timer: NodeJS.Timeout | undefined;

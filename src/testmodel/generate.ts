@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { QWEN3_RERANK_TEMPLATE } from "../prompt/template.js";
 import { GgmlType } from "../gguf/types.js";
@@ -140,4 +140,3 @@ export function makeTestModel(options: MakeModelOptions): void {
 }
 
 /** True when the file exists (the generator is deterministic, so an existing file is the same bytes). */
-export const modelExists = (path: string): boolean => existsSync(path);

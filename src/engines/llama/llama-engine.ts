@@ -1,3 +1,4 @@
+import { ggufFingerprint } from "../../gguf/fingerprint.js";
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import type { CustomBatchingPrioritizationStrategy, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
@@ -188,6 +189,7 @@ export class LlamaEngine implements Engine {
       const base: EngineInfo = {
         backend: `llama.cpp via node-llama-cpp (${device})`,
         model: basename(path),
+        fingerprint: ggufFingerprint(path),
         flavor: facts.flavor,
         scoringPath,
         trainContext: facts.trainContext,
