@@ -16,7 +16,7 @@ import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags, intArg } from "./flags.js";
+import { addModelFlags, intArg, addQueueFlags } from "./flags.js";
 import { withModel } from "./model.js";
 
 interface CalibrateFlags extends DatasetFlags, ModelFlagValues {
@@ -175,7 +175,7 @@ export function registerCalibrate(program: Command): void {
     .option("--holdout <fraction>", "fit on the other queries and report on this fraction of them (split by query id)", fractionArg, 0)
     .option("--judged-only", "leave unjudged candidates out (by default they count as non-relevant, as in the metrics)");
   addDatasetFlags(cmd, false);
-  addModelFlags(cmd, "calibrate");
+  addQueueFlags(addModelFlags(cmd, "calibrate"));
   cmd.action(async () => {
     await run(cmd.opts<CalibrateFlags>(), cmd);
   });

@@ -21,7 +21,7 @@ import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, measuresFrom, percentile, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags } from "./flags.js";
+import { addModelFlags, addQueueFlags } from "./flags.js";
 import { withModel } from "./model.js";
 
 interface EvalFlags extends DatasetFlags, ModelFlagValues {
@@ -244,7 +244,7 @@ export function registerEval(program: Command): void {
     .option("-o, --out <file>", "where the reranked TREC run is written", "reranked.run")
     .addOption(new Option("--output <file>", "the former name of --out").hideHelp());
   addDatasetFlags(cmd);
-  addModelFlags(cmd, "eval");
+  addQueueFlags(addModelFlags(cmd, "eval"));
   cmd.action(async () => {
     const flags = cmd.opts<EvalFlags>();
     if (flags.model !== undefined || flags.dataset !== undefined || flags.config !== undefined) await runReranking(flags, cmd);

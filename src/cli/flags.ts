@@ -7,6 +7,7 @@ import type { KvCacheType } from "../engines/llama/options.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
 import type { ConfigExtras } from "./config-file.js";
 import { collectModelArgument } from "./served-models.js";
+import { parseRedisUrl } from "../scoring/shared-cache.js";
 
 export const intArg =
   (min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -43,6 +44,24 @@ export function addEngineFlags(cmd: Command): Command {
     .addOption(new Option("--log-level <level>", "llama.cpp log level (default: error)").choices(["error", "warn", "info", "debug"]));
 }
 
+/** `--queue`: the commands that score many pairs can hand them to workers (docs/scale-out.md). */
+export function addQueueFlags(cmd: Command): Command {
+  return cmd
+    .option("--queue <redis-url>", "score on `qwen-rerank worker` processes through this BullMQ/Redis queue (redis://HOST:PORT/DB); this process only coordinates", redisUrlArg)
+    .option("--job-pairs <n>", "with --queue: most pairs per job", intArg(1, 100_000), 32)
+    .option("--job-tokens <n>", "with --queue: most prompt tokens per job", intArg(1, 10_000_000), 16_384);
+}
+
+/** A redis:// URL, checked when the flags are read. */
+export const redisUrlArg = (value: string): string => {
+  try {
+    parseRedisUrl(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message.replace(/^\w+: /, ""));
+  }
+  return value;
+};
+
 export interface EngineFlagValues {
   threads?: number;
   sequences?: number;
@@ -56,6 +75,9 @@ export interface EngineFlagValues {
   modelsDir?: string;
   offline?: boolean;
   logLevel?: RerankerOptions["logLevel"];
+  queue?: string;
+  jobPairs?: number;
+  jobTokens?: number;
 }
 
 export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions, "model"> {
@@ -77,6 +99,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     modelsDirectory: flags.modelsDir,
     allowDownload: flags.offline ? false : undefined,
     logLevel: flags.logLevel ?? "error",
+    queue: flags.queue !== undefined ? { url: flags.queue, jobPairs: flags.jobPairs, jobTokens: flags.jobTokens } : undefined,
   };
 }
 

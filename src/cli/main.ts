@@ -13,6 +13,7 @@ import { registerPresets } from "./presets.js";
 import { registerScore } from "./score.js";
 import { registerServe } from "./serve.js";
 import { registerStats } from "./stats.js";
+import { registerWorker } from "./worker.js";
 
 const program = new Command("qwen-rerank")
   .description("Run and tune Qwen3-Reranker models: exact scores, serving, benchmarks, evaluation and tuning")
@@ -28,6 +29,7 @@ registerBench(program);
 registerEval(program);
 registerTune(program);
 registerCalibrate(program);
+registerWorker(program);
 registerDev(program);
 
 try {

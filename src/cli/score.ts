@@ -6,7 +6,7 @@ import { Reranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags } from "./flags.js";
+import { addModelFlags, addQueueFlags } from "./flags.js";
 import { withModel } from "./model.js";
 import { progressBar } from "./progress.js";
 
@@ -98,7 +98,7 @@ export function registerScore(program: Command): void {
     .option("-d, --doc <text>", "a document (repeat for more)", (v: string, prev: string[] = []) => [...prev, v])
     .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
     .option("--json", "one JSON object per query on stdout");
-  addModelFlags(cmd, "score").action(async () => {
+  addQueueFlags(addModelFlags(cmd, "score")).action(async () => {
     const extras = applyConfigOptions(cmd);
     await run(cmd.opts<ScoreFlags>(), extras);
   });

@@ -1,25 +1,15 @@
 import type { Command } from "commander";
-import { InvalidArgumentError, Option } from "commander";
+import { Option } from "commander";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
 import { AdaptiveController } from "../monitor/adaptive.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags, intArg, numberArg, rerankerOptionsFrom } from "./flags.js";
+import { addModelFlags, intArg, numberArg, redisUrlArg, rerankerOptionsFrom } from "./flags.js";
 import type { ModelArgument } from "./served-models.js";
 import { servedModels, sizeArg } from "./served-models.js";
-import { parseRedisUrl } from "../scoring/shared-cache.js";
 
-/** A redis:// URL, checked when the flags are read. */
-const redisUrlArg = (value: string): string => {
-  try {
-    parseRedisUrl(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message.replace(/^cache: /, ""));
-  }
-  return value;
-};
 
 interface ServeFlags extends Omit<ModelFlagValues, "model"> {
   model?: ModelArgument[];

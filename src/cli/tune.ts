@@ -21,7 +21,7 @@ import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags, intArg } from "./flags.js";
+import { addModelFlags, intArg, addQueueFlags } from "./flags.js";
 import { withModel } from "./model.js";
 
 interface TuneFlags extends DatasetFlags, ModelFlagValues {
@@ -198,7 +198,7 @@ export function registerTune(program: Command): void {
     .option("-o, --out <file>", "where the best configuration is written (a config file for serve/score/eval --config)", "tuned.yaml")
     .option("--show <n>", "leaderboard rows printed", intArg(1), 20);
   addDatasetFlags(cmd, false);
-  addModelFlags(cmd, "tune");
+  addQueueFlags(addModelFlags(cmd, "tune"));
   cmd.action(async () => {
     await run(cmd.opts<TuneFlags>(), cmd);
   });

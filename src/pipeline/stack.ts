@@ -7,6 +7,9 @@ import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { LogitCacheOptions } from "../scoring/logit-cache.js";
 import type { SharedCacheOptions } from "../scoring/shared-cache.js";
 import { SharedCache, TieredCache } from "../scoring/shared-cache.js";
+import { checkRedis } from "../distributed/queue.js";
+import type { QueueOptions } from "../distributed/queue-source.js";
+import { QueueSource } from "../distributed/queue-source.js";
 import { LogitCache, engineIdentity } from "../scoring/logit-cache.js";
 import { parseOrThrow } from "../config/validation.js";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
@@ -33,6 +36,12 @@ export interface RerankerOptions extends LlamaEngineOptions, PipelineSettings {
    * default bounds when `cache` is not given). Redis down never fails a call. Default: off.
    */
   sharedCache?: SharedCacheOptions | undefined;
+  /**
+   * Score on workers instead of here: pairs go as BullMQ jobs to `qwen-rerank worker` processes
+   * holding the same model file and engine settings (docs/scale-out.md). The model is still loaded
+   * here, for its tokenizer and facts. Default: off.
+   */
+  queue?: QueueOptions | undefined;
   /** The monitor's rolling window, or false for no monitor. Default: the last 1000 requests within 300 s. */
   monitor?: MonitorOptions | false | undefined;
   /**
@@ -72,7 +81,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
     throw new ValidationError("a GGUF path or hf: URI is required", "model");
   }
-  const { presets, onWarning, cache, sharedCache: sharedOptions, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
+  const { presets, onWarning, cache, sharedCache: sharedOptions, queue, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
   const { knobs, rest: engineOptions } = splitDefaultKnobs(rest);
   const settings: PipelineSettings = { ...knobs, presets, onWarning };
   // Validate the defaults before paying for a model load.
@@ -89,6 +98,8 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       );
     }
   }
+  // Before paying for a model load: a queue needs a reachable Redis.
+  if (queue) await checkRedis(queue.url);
   // Checked before the model loads; connects in the background.
   const shared = sharedOptions ? SharedCache.open(sharedOptions, warn) : undefined;
   const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
@@ -111,7 +122,8 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
     // Read at each lookup: a memory back-off to a smaller batch changes the engine's numerics.
     const lru = cache || shared ? new LogitCache(() => engineIdentity(engine.info), cache) : undefined;
     const lookup = lru && shared ? new TieredCache(lru, shared) : lru;
-    const engineSource = new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
+    const remote = queue ? new QueueSource(engineIdentity(engine.info), engine.info.model, queue) : undefined;
+    const engineSource = remote ?? new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
     const cached = (source: LogOddsSource) => (lookup ? new CachedSource(lookup, source) : source);
     const pipeline = Pipeline.create(engine, settings, cached(engineSource), monitor);
     // A library call is one engine call, whatever its size: no batch limit until a server attaches its scheduler's.
@@ -156,6 +168,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
       dispose: async () => {
         adaptive?.dispose();
         await shared?.close();
+        await remote?.close();
         await engine.dispose();
       },
     };
