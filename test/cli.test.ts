@@ -18,7 +18,7 @@ function cli(args: string[], timeout = 300_000) {
 
 const model = testModel("causal");
 const DOCS_FOR_KNOBS = ["Beijing is the capital of China.", "Paris is in France.", "Rivers flow.", "北京", "Shanghai is a city."];
-const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu"];
+const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--threads", "1"];
 
 test("score prints a ranked table and JSON equal to the library's scores", async () => {
   const docs = ["The capital of China is Beijing.", "Gravity attracts bodies.", "北京是首都。"];
@@ -29,7 +29,7 @@ test("score prints a ranked table and JSON equal to the library's scores", async
   const json = cli([...args, "--json"]);
   assert.equal(json.code, 0, json.stderr);
   const out = JSON.parse(json.stdout) as { results: Array<{ index: number; score: number; logit: number }> };
-  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, threads: 1, logLevel: "error" });
   try {
     const lib = await reranker.rerank("What is the capital of China?", docs);
     assert.deepEqual(out.results.map((r) => r.index), lib.map((r) => r.index));
@@ -128,7 +128,7 @@ test("presets lists the scenarios; score --preset uses the preset's instruction 
   const r = cli(["score", "--model", model, "--query", "usb-c charger 65W", "--doc", "65W GaN USB-C charger", "--doc", "HDMI cable", "--preset", "ecommerce", "--top-p", "1", "--json", ...exact, "--max-length", "256"]);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { results: Array<{ score: number; logit: number }> };
-  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, threads: 1, logLevel: "error" });
   try {
     const lib = await reranker.rerank("usb-c charger 65W", ["65W GaN USB-C charger", "HDMI cable"], { instruction: ecommerce.instruction });
     out.results.forEach((x, i) => {
@@ -171,7 +171,7 @@ test("score --config FILE --profile NAME applies the profile and the file's cust
   const r = cli(["score", "--config", config, "--profile", "tickets", "--query", "printer offline", "--doc", "Fix a printer that shows offline", "--json", "--gpu", "cpu"]);
   assert.equal(r.code, 0, r.stderr);
   const [result] = (JSON.parse(r.stdout) as { results: Array<{ score: number; logit: number }> }).results;
-  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, logLevel: "error" });
+  const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, threads: 1, logLevel: "error" });
   try {
     const [lib] = await reranker.rerank("printer offline", ["Fix a printer that shows offline"], { instruction });
     assert.ok(result && lib && Math.abs(result.logit - lib.logit) < 1e-4);

@@ -12,7 +12,7 @@ import { freePort, hasRedis, startRedis } from "./fixtures/redis.js";
 
 const skip = hasRedis() ? false : "redis-server is not installed (.ci/run installs it)";
 const model = testModel("causal");
-const engine = ["--max-length", "256", "--gpu", "cpu"];
+const engine = ["--max-length", "256", "--gpu", "cpu", "--threads", "1"];
 
 interface WorkerProcess {
   child: ChildProcess;

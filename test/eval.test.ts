@@ -14,7 +14,7 @@ const work = mkdtempSync(join(tmpdir(), "qr-eval-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 const toy = writeToyDatasets(work);
 const model = testModel("causal");
-const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--max-length", "512"];
+const exact = ["--kv-cache-type", "f32", "--no-flash-attention", "--gpu", "cpu", "--threads", "1", "--max-length", "512"];
 // The commands run in a scratch folder (their default outputs land there).
 
 function cli(args: string[], timeout = 300_000) {

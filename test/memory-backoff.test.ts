@@ -12,7 +12,7 @@ import { CLI, spawnServe } from "./fixtures/cli.js";
 // for WebAssembly.) Below ~1.5 GiB llama.cpp itself aborts on a failed small allocation.
 const CAP_KIB = 2_100_000;
 const model = testModel("causal", "0.6b", "q8_0");
-const memoryHungry = ["--max-length", "32768", "--sequences", "64", "--gpu", "cpu", "--log-level", "error"];
+const memoryHungry = ["--max-length", "32768", "--sequences", "64", "--gpu", "cpu", "--threads", "1", "--log-level", "error"];
 const capped = (args: string[]) => ["-c", `ulimit -d ${CAP_KIB} && exec "$0" "$@"`, process.execPath, ...CLI, ...args];
 // About 20000 tokens: more than the 8192 the engine falls back to, and more than fits under the cap.
 const longDocument = "word ".repeat(20_000);

@@ -36,7 +36,7 @@ async function post(url: string, body: unknown): Promise<{ status: number; json:
 
 test("serve with a models: map and --max-loaded-models 1: requests pick their model, one is loaded at a time, real clients see the right scores", async () => {
   const config = join(dir, "serve.yaml");
-  writeFileSync(config, `models:\n  causal: ${causal}\n  Qwen/rank-head: ${rankHead}\nmaxLength: 256\nkvCacheType: f32\nflashAttention: false\ngpu: cpu\nlogLevel: error\n`);
+  writeFileSync(config, `models:\n  causal: ${causal}\n  Qwen/rank-head: ${rankHead}\nmaxLength: 256\nkvCacheType: f32\nflashAttention: false\ngpu: cpu\nthreads: 1\nlogLevel: error\n`);
   // While the server starts: what each model gives in this process.
   const starting = spawnServe(process.execPath, [...CLI, "serve", "--port", "0", "--config", config, "--max-loaded-models", "1"]);
   const fromCausal = await expectedScores(causal);

@@ -4,9 +4,11 @@ import cliProgress from "cli-progress";
 export function progressBar(total: number, label: string, minTotal = 8): { update(done: number): void; stop(): void } {
   if (!process.stderr.isTTY || total < minTotal) return { update: () => undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: `${label} [{bar}] {value}/{total} pairs | {percentage}% | ETA {eta_formatted}`, hideCursor: true },
+    { stream: process.stderr, format: `${label} [{bar}] {value}/{total} pairs | {rate} pairs/s | {percentage}% | ETA {eta_formatted}`, hideCursor: true },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0);
-  return { update: (done) => bar.update(done), stop: () => bar.stop() };
+  // The rate of this run: with --queue, the whole cluster's.
+  const started = performance.now();
+  bar.start(total, 0, { rate: "-" });
+  return { update: (done) => bar.update(done, { rate: (done / Math.max(1e-3, (performance.now() - started) / 1000)).toFixed(2) }), stop: () => bar.stop() };
 }
