@@ -6,6 +6,7 @@ import type { Check } from "../doctor/checks.js";
 import {
   cpuCheck,
   instructionLanguageCheck,
+  heldKvBytes,
   kvBytesPerToken,
   languageGapCheck,
   memoryCheck,
@@ -108,7 +109,7 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
           maxLength: d.asked.contextSize,
           sequences: d.asked.sequences,
           // Measured with the model loaded: what the engine holds now was free before it.
-          freeBytes: (onGpu && d.vram ? d.vram.free : freemem()) + kvBytesPerToken(info.shape, d.kvCacheType) * info.capacity.contextSize * info.capacity.sequences,
+          freeBytes: (onGpu && d.vram ? d.vram.free : freemem()) + heldKvBytes(info.shape, d.kvCacheType, info.capacity),
           totalBytes: onGpu && d.vram ? d.vram.total : totalmem(),
         }),
       );

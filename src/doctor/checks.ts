@@ -24,6 +24,11 @@ export function kvBytesPerToken(shape: ModelShape, kvType: KvCacheType): number 
   return 2 * shape.layers * shape.kvHeads * shape.headDim * kvElementBytes[kvType];
 }
 
+/** KV cache bytes an engine holds now: every sequence's whole context. */
+export function heldKvBytes(shape: ModelShape, kvType: KvCacheType, capacity: { contextSize: number; sequences: number }): number {
+  return kvBytesPerToken(shape, kvType) * capacity.contextSize * capacity.sequences;
+}
+
 /** Instruction sets of the CPU that decide llama.cpp's speed, as /proc/cpuinfo names them. */
 export function cpuCheck(flags: ReadonlySet<string>, model: string, device: string): Check {
   const has = (f: string) => flags.has(f);

@@ -1,4 +1,4 @@
-import { kvBytesPerToken } from "../doctor/checks.js";
+import { heldKvBytes } from "../doctor/checks.js";
 import { LlamaEngine } from "../engines/llama/llama-engine.js";
 import type { Adjustment } from "../monitor/adjustments.js";
 import type { Monitor } from "../monitor/monitor.js";
@@ -79,6 +79,5 @@ async function footprintOf(stack: ScoringStack): Promise<number | undefined> {
   const engine = stack.engine;
   if (!(engine instanceof LlamaEngine) || !engine.info.shape) return undefined;
   const d = await engine.diagnostics();
-  const c = engine.info.capacity;
-  return d.modelBytes + kvBytesPerToken(engine.info.shape, d.kvCacheType) * c.contextSize * c.sequences;
+  return d.modelBytes + heldKvBytes(engine.info.shape, d.kvCacheType, engine.info.capacity);
 }
