@@ -1,97 +1,185 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Queue } from "bullmq";
-import { CLI, cliAsync } from "./fixtures/cli.js";
-import { repoRoot, testModel } from "./fixtures/models.js";
+import { Redis } from "ioredis";
+import { WORKERS_KEY } from "../src/distributed/queue.js";
+import type { CliResult } from "./fixtures/cli.js";
+import { cliAsync, cliChild } from "./fixtures/cli.js";
+import { testModel } from "./fixtures/models.js";
+import type { RedisInstance } from "./fixtures/redis.js";
 import { freePort, hasRedis, startRedis } from "./fixtures/redis.js";
+import type { WorkerProcess } from "./fixtures/workers.js";
+import { engine, startWorker } from "./fixtures/workers.js";
 
 const skip = hasRedis() ? false : "redis-server is not installed (.ci/run installs it)";
 const model = testModel("causal");
-const engine = ["--max-length", "256", "--gpu", "cpu", "--threads", "1"];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface WorkerProcess {
-  child: ChildProcess;
-  queue: string;
-  log(): string;
-  /** Ids of the jobs this worker started, in order. */
-  started(): string[];
+/** Until a worker has told the (restarted) Redis that it is there. */
+async function untilAdvertised(port: number): Promise<void> {
+  const client = new Redis({ port, host: "127.0.0.1" });
+  try {
+    const deadline = Date.now() + 20_000;
+    while ((await client.hlen(WORKERS_KEY)) === 0) {
+      if (Date.now() > deadline) throw new Error("no worker came back to Redis");
+      await sleep(50);
+    }
+  } finally {
+    client.disconnect();
+  }
 }
 
-async function startWorker(url: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [...CLI, "worker", "--queue", url, "--model", model, ...engine, "--lock-ms", "1000"], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 60_000;
-  while (!/worker ready: .* on queue (\S+)/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const queue = /worker ready: .* on queue (\S+)/.exec(out)?.[1];
-  assert.ok(queue, `the worker did not start: ${out}`);
-  const started = () => out.split("\n").filter((l) => l.includes('"job_started"')).map((l) => (JSON.parse(l) as { job: string }).job);
-  return { child, queue, log: () => out, started };
+async function until(condition: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
 }
 
-test("a coordinator and two workers on a real Redis: one worker SIGKILLed mid-job, its job retried by the other, output identical to the in-process run; clear errors for another model, no Redis and a poisoned job", { skip }, async () => {
-  const redis = await startRedis();
+// One Redis and one set of workers for every scenario: starting them is most of the cost.
+test("distributed scoring on a real Redis with real workers, and its faults", { skip }, async (t) => {
+  let redis: RedisInstance = await startRedis();
   const dir = mkdtempSync(join(tmpdir(), "qwen-rerank-dist-"));
   const workers: WorkerProcess[] = [];
   try {
-    // 3 queries x 16 documents of ~50-150 tokens, 8 pairs a job: 6 jobs of a few hundred ms each.
+    // 3 queries x 16 documents of ~50-150 tokens: jobs of 4-8 pairs take a few hundred ms each.
+    const data = Array.from({ length: 3 }, (_, q) => ({ query: `question ${q} about rivers and cities`, documents: Array.from({ length: 16 }, (_, d) => `document ${d} ${"river city ".repeat(20 + ((d * 7) % 40))}`) }));
     const input = join(dir, "pairs.jsonl");
-    writeFileSync(input, Array.from({ length: 3 }, (_, q) => JSON.stringify({ query: `question ${q} about rivers and cities`, documents: Array.from({ length: 16 }, (_, d) => `document ${d} ${"river city ".repeat(20 + ((d * 7) % 40))}`) })).join("\n") + "\n");
-    // The in-process reference runs while the workers load.
+    writeFileSync(input, data.map((line) => JSON.stringify(line)).join("\n") + "\n");
+    const dataset = join(dir, "set.jsonl");
+    writeFileSync(dataset, data.map((line, q) => JSON.stringify({ id: `q${q}`, query: line.query, documents: line.documents.map((text, d) => ({ text, relevance: (d + q) % 3 === 0 ? 1 : 0 })) })).join("\n") + "\n");
+    const evalArgs = (out: string, ...more: string[]) => ["eval", "--model", model, ...engine, "--dataset", dataset, "--out", join(dir, out), "--json", ...more];
+    // The in-process references run while the workers load.
     const local = cliAsync(["score", "--model", model, ...engine, "--input", input, "--json"]);
-    workers.push(...(await Promise.all([startWorker(redis.url), startWorker(redis.url)])));
+    const localEval = cliAsync(evalArgs("local.run", "--no-cache"));
+    workers.push(...(await Promise.all([startWorker(redis.url, model), startWorker(redis.url, model)])));
     const [a, b] = workers as [WorkerProcess, WorkerProcess];
     assert.equal(a.queue, b.queue, "same model file and settings: same queue");
-
-    const coordinator = cliAsync(["score", "--model", model, ...engine, "--input", input, "--json", "--queue", redis.url, "--job-pairs", "8"]);
-    // Other model, no Redis, bad URL: clear errors, nothing hangs.
-    const port = await freePort();
-    const errors = Promise.all([
-      cliAsync(["score", "--model", testModel("rank", "tiny", "f32", 2), ...engine, "--input", input, "--queue", redis.url]),
-      cliAsync(["score", "--model", model, ...engine, "--input", input, "--queue", `redis://127.0.0.1:${port}/0`]),
-      cliAsync(["score", "--model", model, "--input", input, "--queue", "redis://127.0.0.1:6379/zero"]),
-    ]);
-    // Kill worker a in the middle of its second job (its first may be done before anyone looks).
-    const deadline = Date.now() + 60_000;
-    while (a.started().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    const killedJob = a.started()[1];
-    a.child.kill("SIGKILL");
-    const [distributed, reference] = await Promise.all([coordinator, local]);
-    assert.equal(distributed.code, 0, distributed.stderr);
+    const reference = await local;
     assert.equal(reference.code, 0, reference.stderr);
-    assert.equal(distributed.stdout, reference.stdout, "bit for bit the in-process run's output");
-    assert.equal(distributed.stdout.trim().split("\n").length, 3);
-    assert.ok(killedJob && b.started().includes(killedJob), `job ${killedJob} of the killed worker was retried by the other: ${b.log()}`);
 
-    const [otherModel, noRedis, badUrl] = await errors;
-    assert.equal(otherModel.code, 3, otherModel.stderr);
-    assert.match(otherModel.stderr, /no live worker holds qwen3-reranker-tiny-rank-f32-seed2\.gguf .*workers online: .* holds qwen3-reranker-tiny-causal-f32-seed1\.gguf/);
-    assert.equal(noRedis.code, 3, noRedis.stderr);
-    assert.match(noRedis.stderr, new RegExp(`cannot reach Redis at 127\\.0\\.0\\.1:${port}`));
-    assert.equal(badUrl.code, 2);
-    assert.match(badUrl.stderr, /the database must be a number/);
+    await t.test("a worker SIGKILLed mid-job: its job is retried by the other, the output is the in-process run's; another model, no Redis, a bad URL and a poisoned job are clear errors", async () => {
+      const coordinator = cliAsync(["score", "--model", model, ...engine, "--input", input, "--json", "--queue", redis.url, "--job-pairs", "8"]);
+      // Other model, no Redis, bad URL: clear errors, nothing hangs.
+      const port = await freePort();
+      const errors = Promise.all([
+        cliAsync(["score", "--model", testModel("rank", "tiny", "f32", 2), ...engine, "--input", input, "--queue", redis.url]),
+        cliAsync(["score", "--model", model, ...engine, "--input", input, "--queue", `redis://127.0.0.1:${port}/0`]),
+        cliAsync(["score", "--model", model, "--input", input, "--queue", "redis://127.0.0.1:6379/zero"]),
+      ]);
+      // Kill worker a in the middle of its second job (its first may be done before anyone looks).
+      await until(() => a.started().length >= 2, "a's second job");
+      const killedJob = a.started()[1];
+      a.child.kill("SIGKILL");
+      const distributed = await coordinator;
+      assert.equal(distributed.code, 0, distributed.stderr);
+      assert.equal(distributed.stdout, reference.stdout, "bit for bit the in-process run's output");
+      assert.equal(distributed.stdout.trim().split("\n").length, 3);
+      assert.ok(killedJob && b.started().includes(killedJob), `job ${killedJob} of the killed worker was retried by the other: ${b.log()}`);
 
-    // A poisoned job fails at once on the worker (no retries) with its reason.
-    const queue = new Queue(b.queue, { connection: { host: "127.0.0.1", port: redis.port } });
-    try {
-      const job = await queue.add("score", { identity: "whatever", pairs: [] }, { attempts: 3 });
-      const until = Date.now() + 10_000;
-      while ((await job.getState()) !== "failed" && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      const failed = await queue.getJob(job.id ?? "");
-      assert.equal(await failed?.getState(), "failed");
-      assert.match(failed?.failedReason ?? "", /the job is for whatever; this worker holds/);
-      assert.equal(failed?.attemptsMade, 1, "not retried");
-    } finally {
-      await queue.close();
-    }
-    b.child.kill("SIGTERM");
-    assert.equal(await new Promise<number | null>((r) => b.child.once("exit", r)), 0, "a worker stops cleanly on SIGTERM");
+      const [otherModel, noRedis, badUrl] = await errors;
+      assert.equal(otherModel.code, 3, otherModel.stderr);
+      assert.match(otherModel.stderr, /no live worker holds qwen3-reranker-tiny-rank-f32-seed2\.gguf .*workers online: .* holds qwen3-reranker-tiny-causal-f32-seed1\.gguf/);
+      assert.equal(noRedis.code, 3, noRedis.stderr);
+      assert.match(noRedis.stderr, new RegExp(`cannot reach Redis at 127\\.0\\.0\\.1:${port}`));
+      assert.equal(badUrl.code, 2);
+      assert.match(badUrl.stderr, /the database must be a number/);
+
+      // A poisoned job fails at once on the worker (no retries) with its reason.
+      const queue = new Queue(b.queue, { connection: { host: "127.0.0.1", port: redis.port } });
+      try {
+        const job = await queue.add("score", { identity: "whatever", pairs: [] }, { attempts: 3 });
+        const deadline = Date.now() + 10_000;
+        while ((await job.getState()) !== "failed" && Date.now() < deadline) await sleep(50);
+        const failed = await queue.getJob(job.id ?? "");
+        assert.equal(await failed?.getState(), "failed");
+        assert.match(failed?.failedReason ?? "", /the job is for whatever; this worker holds/);
+        assert.equal(failed?.attemptsMade, 1, "not retried");
+      } finally {
+        await queue.close();
+      }
+    });
+
+    await t.test("Ctrl-C on an eval coordinator removes its waiting jobs; the same command resumes from the store to the in-process result", async () => {
+      const store = join(dir, "store.jsonl");
+      const distributed = ["--queue", redis.url, "--job-pairs", "4", "--cache", store];
+      const done = b.finished().length;
+      const first = cliChild(evalArgs("queued.run", ...distributed));
+      // Two jobs done, then the worker is frozen so that the rest wait in the queue when Ctrl-C comes.
+      await until(() => b.finished().length >= done + 2, "two finished jobs");
+      b.child.kill("SIGSTOP");
+      const queue = new Queue(b.queue, { connection: { host: "127.0.0.1", port: redis.port } });
+      try {
+        assert.ok((await queue.getWaitingCount()) > 0, "jobs were waiting when Ctrl-C came");
+        first.child.kill("SIGINT");
+        const interrupted = await first.result;
+        assert.equal(interrupted.code, 130, interrupted.stderr);
+        assert.match(interrupted.stderr, /interrupted: \d+ pairs are stored in .*store\.jsonl; run the same command again to continue/);
+        assert.equal(await queue.getWaitingCount(), 0, "the interrupted coordinator removed its waiting jobs");
+      } finally {
+        await queue.close();
+        b.child.kill("SIGCONT");
+      }
+      assert.ok(existsSync(store) && readFileSync(store, "utf8").trim().length > 0, "the finished jobs' log-odds are in the store");
+      const [second, inProcess] = await Promise.all([cliAsync(evalArgs("queued.run", ...distributed)), localEval]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.equal(inProcess.code, 0, inProcess.stderr);
+      const outcome = (r: CliResult) => JSON.parse(r.stdout) as { scoring: { pairs: number; cachedPairs: number; scoredPairs: number }; measures: unknown; logLoss: number };
+      const resumed = outcome(second).scoring;
+      assert.equal(resumed.pairs, 48);
+      assert.ok(resumed.cachedPairs >= 8 && resumed.cachedPairs + resumed.scoredPairs === 48, `resumed from the store: ${JSON.stringify(resumed)}`);
+      assert.equal(readFileSync(join(dir, "queued.run"), "utf8"), readFileSync(join(dir, "local.run"), "utf8"), "the reranked run is the in-process one, byte for byte");
+      assert.deepEqual(outcome(second).measures, outcome(inProcess).measures);
+      assert.equal(outcome(second).logLoss, outcome(inProcess).logLoss);
+    });
+
+    const queued = ["score", "--model", model, ...engine, "--input", input, "--json", "--queue", redis.url, "--job-pairs", "4", "--queue-wait", "2"];
+    await t.test("Redis frozen for 2 s, then back: the run waits and gives the in-process output", async () => {
+      const done = b.finished().length;
+      const run = cliAsync(queued);
+      await until(() => b.finished().length >= done + 2, "two jobs");
+      redis.signal("SIGSTOP");
+      await sleep(2000);
+      redis.signal("SIGCONT");
+      const result = await run;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, reference.stdout);
+    });
+
+    await t.test("Redis gone for good: a clear error after --queue-wait, no hang", async () => {
+      const done = b.finished().length;
+      const started = Date.now();
+      const run = cliAsync(queued, 60_000);
+      await until(() => b.finished().length >= done + 1, "a job");
+      redis.signal("SIGKILL");
+      await redis.exited;
+      const result = await run;
+      assert.equal(result.code, 3, result.stderr);
+      assert.match(result.stderr, /Redis does not answer .* for \d+ s; \d+ of \d+ pairs scored/);
+      assert.ok(Date.now() - started < 30_000, "ended soon after the 2 s wait");
+    });
+
+    await t.test("Redis killed and restarted empty on its port: the jobs it lost are queued again, the output is the in-process run's; then the worker stops cleanly on SIGTERM", async () => {
+      redis = await startRedis(redis.port);
+      await untilAdvertised(redis.port);
+      const done = b.finished().length;
+      const run = cliAsync(queued);
+      await until(() => b.finished().length >= done + 2, "two jobs");
+      redis.signal("SIGKILL");
+      await redis.exited;
+      await sleep(500);
+      redis = await startRedis(redis.port);
+      const result = await run;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, reference.stdout);
+      b.child.kill("SIGTERM");
+      assert.equal(await new Promise<number | null>((r) => b.child.once("exit", r)), 0, "a worker stops on SIGTERM");
+      assert.doesNotMatch(b.log(), /without a clean goodbye/);
+    });
   } finally {
     for (const w of workers) w.child.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });

@@ -61,8 +61,8 @@ interface CalibrationOutcome {
 
 /** Scores the set, fits the calibration on the fit queries and measures it on the held-out ones. */
 async function calibrate(flags: CalibrateFlags, set: EvalSet, stack: ScoringStack): Promise<CalibrationOutcome> {
-  const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
-  const scores = await scoreWithProgress(pipeline, store, set, {}, "scoring");
+  const stored = storedPipeline(stack, flags.model ?? "", flags.cache);
+  const scores = await scoreWithProgress(stored, set, {}, "scoring");
   const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
   const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => isHeldOut(q, flags.holdout)) : fitSet;
   if (fitSet.logits.length === 0) throw new ValidationError("no labelled pair to fit on (lower --holdout, or check that the qrels judge the candidates)");

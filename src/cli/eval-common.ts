@@ -69,23 +69,24 @@ export async function loadSetFrom(flags: DatasetFlags): Promise<EvalSet> {
  * The pipeline of eval, tune and calibrate: log-odds from the store (`--cache FILE`, or memory with
  * --no-cache) in front of the engine, so runs resume and configurations share pairs.
  */
-export function storedPipeline(stack: ScoringStack, model: string, cache: string | false): { pipeline: Pipeline; store: LogitStore } {
+export function storedPipeline(stack: ScoringStack, model: string, cache: string | false): { pipeline: Pipeline; store: LogitStore; pairsPerCall: number | undefined } {
   const store = LogitStore.open(cache === false ? undefined : cache, modelIdentity(model, () => stack.engine.info));
-  return { pipeline: stack.pipeline.withSource(new CachedSource(store, stack.engineSource)), store };
+  return { pipeline: stack.pipeline.withSource(new CachedSource(store, stack.engineSource)), store, pairsPerCall: stack.engineSource.preferredCallPairs };
 }
 
 /**
  * Scores a set with a progress bar (on a terminal). Ctrl-C stops at once: the queries already
  * finished are in the cache, the one in flight is scored again next time, and the message says so.
  */
-export async function scoreWithProgress(pipeline: Pipeline, store: LogitStore, set: EvalSet, config: ScoringConfig, label: string): Promise<SetScores> {
+export async function scoreWithProgress(stored: { pipeline: Pipeline; store: LogitStore; pairsPerCall: number | undefined }, set: EvalSet, config: ScoringConfig, label: string): Promise<SetScores> {
+  const { pipeline, store, pairsPerCall } = stored;
   const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
   const bar = progressBar(total, label);
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once("SIGINT", onSigint);
   try {
-    return await scoreSet(pipeline, set, config, { signal: controller.signal, onProgress: (d) => bar.update(d) });
+    return await scoreSet(pipeline, set, config, { signal: controller.signal, onProgress: (d) => bar.update(d), pairsPerCall });
   } catch (error) {
     if (controller.signal.aborted) {
       const where = store.path ? `${store.size} pairs are stored in ${store.path}; run the same command again to continue` : "nothing was kept (--no-cache)";

@@ -101,8 +101,8 @@ interface RerankingOutcome {
 
 /** Reranks the first stage's candidates and measures both runs. */
 async function evaluateReranking(flags: EvalFlags, measures: Measure[], set: EvalSet, stack: ScoringStack): Promise<RerankingOutcome> {
-  const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
-  const scores = await scoreWithProgress(pipeline, store, set, {}, "reranking");
+  const stored = storedPipeline(stack, flags.model ?? "", flags.cache);
+  const scores = await scoreWithProgress(stored, set, {}, "reranking");
   const k = scores.knobs;
   const run = rerankedRun(set, scores.logits, k);
   const options = { relevanceLevel: flags.relevanceLevel };

@@ -49,7 +49,8 @@ export function addQueueFlags(cmd: Command): Command {
   return cmd
     .option("--queue <redis-url>", "score on `qwen-rerank worker` processes through this BullMQ/Redis queue (redis://HOST:PORT/DB); this process only coordinates", redisUrlArg)
     .option("--job-pairs <n>", "with --queue: most pairs per job", intArg(1, 100_000), 32)
-    .option("--job-tokens <n>", "with --queue: most prompt tokens per job", intArg(1, 10_000_000), 16_384);
+    .option("--job-tokens <n>", "with --queue: most prompt tokens per job", intArg(1, 10_000_000), 16_384)
+    .option("--queue-wait <seconds>", "with --queue: how long the run waits without Redis or without a live worker for its model before it fails", intArg(1, 86_400), 60);
 }
 
 /** A redis:// URL, checked when the flags are read. */
@@ -78,6 +79,7 @@ export interface EngineFlagValues {
   queue?: string;
   jobPairs?: number;
   jobTokens?: number;
+  queueWait?: number;
 }
 
 export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions, "model"> {
@@ -99,7 +101,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     modelsDirectory: flags.modelsDir,
     allowDownload: flags.offline ? false : undefined,
     logLevel: flags.logLevel ?? "error",
-    queue: flags.queue !== undefined ? { url: flags.queue, jobPairs: flags.jobPairs, jobTokens: flags.jobTokens } : undefined,
+    queue: flags.queue !== undefined ? { url: flags.queue, jobPairs: flags.jobPairs, jobTokens: flags.jobTokens, noWorkerTimeoutMs: flags.queueWait === undefined ? undefined : flags.queueWait * 1000 } : undefined,
   };
 }
 

@@ -56,20 +56,8 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
   if (inline && (flags.query === undefined || !flags.doc?.length)) throw new ValidationError("--query needs at least one --doc (and --doc needs --query)");
   await withModel("score", flags, extras, async (stack) => {
     const reranker = new Reranker(stack);
-    const jobs: AsyncIterable<Job> | Job[] = flags.input ? readJobs(flags.input) : [{ query: flags.query ?? "", documents: flags.doc ?? [] }];
     let first = true;
-    for await (const job of jobs) {
-      const bar = progressBar(job.documents.length, "scoring");
-      let results: RerankResult[];
-      try {
-        // The other knob flags are the reranker's defaults; top_n is the one per-call knob.
-        results = await reranker.rerank(job.query, job.documents, { topN: flags.topN, onProgress: (d) => bar.update(d) });
-      } catch (error) {
-        if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
-        throw error;
-      } finally {
-        bar.stop();
-      }
+    const emit = (job: Job, results: RerankResult[]) => {
       if (flags.json) {
         const out = results.map((r) => ({
           index: r.index,
@@ -86,8 +74,67 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
         printTable(job, results);
       }
       first = false;
+    };
+    const rerank = async (job: Job, onProgress?: (done: number) => void) => {
+      try {
+        // The other knob flags are the reranker's defaults; top_n is the one per-call knob.
+        return await reranker.rerank(job.query, job.documents, { topN: flags.topN, onProgress });
+      } catch (error) {
+        if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
+        throw error;
+      }
+    };
+    const callPairs = stack.engineSource.preferredCallPairs;
+    if (flags.input && callPairs !== undefined) {
+      await scoreConcurrently(flags.input, callPairs, rerank, emit);
+      return;
+    }
+    const jobs: AsyncIterable<Job> | Job[] = flags.input ? readJobs(flags.input) : [{ query: flags.query ?? "", documents: flags.doc ?? [] }];
+    for await (const job of jobs) {
+      const bar = progressBar(job.documents.length, "scoring");
+      try {
+        emit(job, await rerank(job, (d) => bar.update(d)));
+      } finally {
+        bar.stop();
+      }
     }
   });
+}
+
+/**
+ * With a queue, lines are scored several at a time (documents of up to twice `callPairs` in
+ * flight), so that the workers have many jobs; results are still written in the file's order.
+ */
+async function scoreConcurrently(input: string, callPairs: number, rerank: (job: Job, onProgress: (done: number) => void) => Promise<RerankResult[]>, emit: (job: Job, results: RerankResult[]) => void): Promise<void> {
+  const jobs: Job[] = [];
+  for await (const job of readJobs(input)) jobs.push(job);
+  const bar = progressBar(
+    jobs.reduce((n, j) => n + j.documents.length, 0),
+    "scoring",
+  );
+  const progress = new Array<number>(jobs.length).fill(0);
+  const running: Array<Promise<RerankResult[]>> = [];
+  let inFlight = 0;
+  let next = 0;
+  try {
+    for (let written = 0; written < jobs.length; written++) {
+      while (next < jobs.length && (running.length === written || inFlight + (jobs[next]?.documents.length ?? 0) <= 2 * callPairs)) {
+        const k = next++;
+        const job = jobs[k] as Job;
+        inFlight += job.documents.length;
+        const work = rerank(job, (d) => {
+          progress[k] = d;
+          bar.update(progress.reduce((a, b) => a + b, 0));
+        }).finally(() => (inFlight -= job.documents.length));
+        // A later line's failure is reported when its turn comes; until then it must not be unhandled.
+        work.catch(() => undefined);
+        running.push(work);
+      }
+      emit(jobs[written] as Job, await (running[written] as Promise<RerankResult[]>));
+    }
+  } finally {
+    bar.stop();
+  }
 }
 
 export function registerScore(program: Command): void {

@@ -48,10 +48,10 @@ interface TuneOutcome {
 
 /** Scores each (instruction, max_length) once and applies temperature, top_p and threshold to the stored log-odds. */
 async function tune(flags: TuneFlags, space: TuneSpace, set: EvalSet, stack: ScoringStack): Promise<TuneOutcome> {
-  const { pipeline, store } = storedPipeline(stack, flags.model ?? "", flags.cache);
+  const stored = storedPipeline(stack, flags.model ?? "", flags.cache);
   const scorings = space.instructions.length * space.maxLengths.length;
   process.stderr.write(
-    `qwen-rerank: tuning ${space.objective.name} over ${spaceSize(space)} configurations (${scorings} scorings of ${set.queries.length} queries; temperature, top_p and threshold reuse the log-odds)${store.size > 0 ? `; ${store.size} pairs already in ${store.path}` : ""}\n`,
+    `qwen-rerank: tuning ${space.objective.name} over ${spaceSize(space)} configurations (${scorings} scorings of ${set.queries.length} queries; temperature, top_p and threshold reuse the log-odds)${stored.store.size > 0 ? `; ${stored.store.size} pairs already in ${stored.store.path}` : ""}\n`,
   );
   const entries: TuneEntry[] = [];
   const scoresOf = new Map<string, SetScores>();
@@ -61,7 +61,7 @@ async function tune(flags: TuneFlags, space: TuneSpace, set: EvalSet, stack: Sco
   for (const instruction of space.instructions) {
     for (const maxLength of space.maxLengths) {
       k++;
-      const scores = await scoreWithProgress(pipeline, store, set, { instruction: instruction.instruction, maxLength }, `scoring ${k}/${scorings}`);
+      const scores = await scoreWithProgress(stored, set, { instruction: instruction.instruction, maxLength }, `scoring ${k}/${scorings}`);
       cachedPairs += scores.cachedPairs;
       scoredPairs += scores.scoredPairs;
       scoresOf.set(`${instruction.instruction}\0${maxLength}`, scores);

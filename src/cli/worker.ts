@@ -51,7 +51,10 @@ export function registerWorker(program: Command): void {
       process.stderr.write(`qwen-rerank: ${signal}: finishing the job in hand\n`);
       void worker
         .close()
-        .then(() => stack.dispose())
+        .then((clean) => {
+          if (!clean) process.stderr.write("qwen-rerank: Redis did not answer; leaving without a clean goodbye (a job taken but not finished goes to another worker after --lock-ms)\n");
+          return stack.dispose();
+        })
         .then(() => process.exit(0));
     };
     process.on("SIGTERM", () => stop("SIGTERM"));

@@ -54,8 +54,8 @@ export function connectionFrom(url: string): RedisOptions {
     password: u.password ? decodeURIComponent(u.password) : undefined,
     tls: u.protocol === "rediss:" ? {} : undefined,
     maxRetriesPerRequest: null,
-    // Redis lost mid-run: reconnect, backing off to one try every 5 s.
-    retryStrategy: (times) => Math.min(200 * 2 ** Math.min(times, 5), 5000),
+    // Redis lost mid-run: reconnect, backing off to one try every 2 s (a try costs Redis nothing).
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
   };
 }
 

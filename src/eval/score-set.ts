@@ -27,6 +27,12 @@ export interface ScoreSetOptions {
   signal?: AbortSignal | undefined;
   /** Pairs done so far (from the store or the engine) of the whole set. */
   onProgress?: ((done: number, total: number) => void) | undefined;
+  /**
+   * Pairs of several queries per pipeline call, two calls in flight: with a queue (--queue), the
+   * workers need many jobs queued at once, not one query's few. Per-query latencies are then not
+   * measured. Default: one query per call.
+   */
+  pairsPerCall?: number | undefined;
 }
 
 /**
@@ -38,6 +44,7 @@ export async function scoreSet(pipeline: Pipeline, set: EvalSet, config: Scoring
   const knobs = pipeline.resolve(config);
   const total = set.queries.reduce((n, q) => n + q.candidates.length, 0);
   const out: SetScores = { logits: new Map(), knobs, pairs: total, cachedPairs: 0, scoredPairs: 0, evaluatedTokens: 0, seconds: 0, queryMs: [], truncatedPairs: 0 };
+  if (options.pairsPerCall !== undefined) return scoreInGroups(pipeline, set, config, options, options.pairsPerCall, out);
   let done = 0;
   for (const query of set.queries) {
     if (options.signal?.aborted) throw new RerankError("cancelled", "interrupted");
@@ -64,5 +71,66 @@ export async function scoreSet(pipeline: Pipeline, set: EvalSet, config: Scoring
     done += query.candidates.length;
     options.onProgress?.(done, total);
   }
+  return out;
+}
+
+/** Consecutive queries, cut into groups of at least `size` pairs. */
+function groupsOf(queries: EvalSet["queries"], size: number): Array<EvalSet["queries"]> {
+  const groups: Array<EvalSet["queries"]> = [];
+  let current: EvalSet["queries"] = [];
+  let pairs = 0;
+  for (const query of queries) {
+    current.push(query);
+    pairs += query.candidates.length;
+    if (pairs >= size) {
+      groups.push(current);
+      current = [];
+      pairs = 0;
+    }
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+async function scoreInGroups(pipeline: Pipeline, set: EvalSet, config: ScoringConfig, options: ScoreSetOptions, size: number, out: SetScores): Promise<SetScores> {
+  const started = performance.now();
+  const groups = groupsOf(set.queries, Math.max(1, size));
+  const progress = new Array<number>(groups.length).fill(0);
+  const report = () => options.onProgress?.(progress.reduce((a, b) => a + b, 0), out.pairs);
+  const scoreGroup = async (g: number) => {
+    const queries = groups[g] ?? [];
+    const result = await pipeline.run({
+      queries: queries.flatMap((q) => q.candidates.map(() => q.text)),
+      documents: queries.flatMap((q) => q.candidates.map((c) => c.text)),
+      knobs: config,
+      order: "input",
+      signal: options.signal,
+      onProgress: (d) => {
+        progress[g] = d;
+        report();
+      },
+    });
+    out.scoredPairs += result.pairs - result.cached;
+    out.evaluatedTokens += result.stats.evaluatedTokens;
+    out.cachedPairs += result.cached;
+    out.truncatedPairs += result.results.filter((r) => r.truncated).length;
+    let k = 0;
+    for (const q of queries) {
+      out.logits.set(q.qid, Float64Array.from(result.results.slice(k, k + q.candidates.length), (r) => r.logit));
+      k += q.candidates.length;
+    }
+  };
+  // Two calls in flight: the next group's jobs are queued while the last jobs of this one finish.
+  let next = 0;
+  const lane = async () => {
+    while (next < groups.length) {
+      if (options.signal?.aborted) throw new RerankError("cancelled", "interrupted");
+      await scoreGroup(next++);
+    }
+  };
+  await Promise.all([lane(), lane()]);
+  if (out.scoredPairs > 0) out.seconds = (performance.now() - started) / 1000;
+  // Map order follows the set's, whatever order the groups finished in.
+  out.logits = new Map(set.queries.map((q) => [q.qid, out.logits.get(q.qid) ?? new Float64Array(0)]));
   return out;
 }

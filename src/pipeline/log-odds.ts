@@ -17,6 +17,12 @@ export interface LogOddsOptions {
   onProgress?: ((done: number, total: number) => void) | undefined;
   /** Milliseconds before the call fails with a `timeout` error (honoured by the scheduler). Default: none. */
   timeoutMs?: number | undefined;
+  /**
+   * Pairs (by index into the call's pairs) whose log-odds are known before the call ends. Only
+   * sources that finish a call in pieces tell it (the queue, job by job), so that a store in front
+   * keeps what was scored when the call is interrupted.
+   */
+  onValues?: ((indices: readonly number[], logits: readonly number[]) => void) | undefined;
 }
 
 /** Raw log-odds of prepared pairs, in their order, with what it took to get them. */
@@ -36,6 +42,11 @@ export interface LogOdds {
  * same pair, the same bits (docs/architecture.md, "Determinism").
  */
 export interface LogOddsSource {
+  /**
+   * Pairs per call that keep this source busy, when one query's pairs would not (the queue wants
+   * many jobs queued at once); bulk scoring (eval, tune, calibrate) then batches queries together.
+   */
+  readonly preferredCallPairs?: number | undefined;
   evaluate(pairs: readonly PreparedPair[], options?: LogOddsOptions): Promise<LogOdds>;
 }
 
@@ -86,17 +97,33 @@ export class CachedSource implements LogOddsSource {
     const cached = pairs.length - missing.length;
     if (missing.length === 0) return { logits, stats: { evaluatedTokens: 0, pairTokens: 0 }, cached, queueMs: 0, inferenceMs: 0 };
     const onProgress = options.onProgress;
-    const fresh = await this.inner.evaluate(
-      missing.map((i) => pairs[i] as PreparedPair),
-      { ...options, onProgress: onProgress ? (done) => onProgress(cached + done, pairs.length) : undefined },
-    );
-    missing.forEach((i, j) => (logits[i] = fresh.logits[j] ?? Number.NaN));
     // Values computed while the engine changed its numerics (a memory back-off) are not stored:
     // which pairs were computed before the change is unknown.
     const first = missing[0] ?? 0;
-    if (this.lookup.key(pairs[first]?.tokens ?? []) === keys[first]) {
-      this.lookup.setMany(missing.map((i, j) => [keys[i] ?? "", fresh.logits[j] ?? Number.NaN] as const));
-    }
+    const unchanged = () => this.lookup.key(pairs[first]?.tokens ?? []) === keys[first];
+    const recorded = new Set<number>();
+    const record = (js: readonly number[], values: ArrayLike<number>) => {
+      const entries: Array<readonly [string, number]> = [];
+      js.forEach((j, k) => {
+        if (recorded.has(j)) return;
+        recorded.add(j);
+        entries.push([keys[missing[j] ?? 0] ?? "", values[k] ?? Number.NaN]);
+      });
+      if (entries.length > 0) this.lookup.setMany(entries);
+    };
+    const fresh = await this.inner.evaluate(
+      missing.map((i) => pairs[i] as PreparedPair),
+      {
+        ...options,
+        onProgress: onProgress ? (done) => onProgress(cached + done, pairs.length) : undefined,
+        onValues: (js, values) => {
+          if (unchanged()) record(js, values);
+          options.onValues?.(js.map((j) => missing[j] ?? 0), values);
+        },
+      },
+    );
+    missing.forEach((i, j) => (logits[i] = fresh.logits[j] ?? Number.NaN));
+    if (unchanged()) record(missing.map((_, j) => j), fresh.logits);
     return { ...fresh, logits, cached: cached + fresh.cached };
   }
 }
