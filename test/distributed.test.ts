@@ -53,14 +53,19 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
     const dataset = join(dir, "set.jsonl");
     writeFileSync(dataset, data.map((line, q) => JSON.stringify({ id: `q${q}`, query: line.query, documents: line.documents.map((text, d) => ({ text, relevance: (d + q) % 3 === 0 ? 1 : 0 })) })).join("\n") + "\n");
     const evalArgs = (out: string, ...more: string[]) => ["eval", "--model", model, ...engine, "--dataset", dataset, "--out", join(dir, out), "--json", ...more];
+    // The Redis scenarios use fewer, shorter pairs: most of their time is waiting for Redis.
+    const small = join(dir, "small.jsonl");
+    writeFileSync(small, data.slice(0, 2).map((line) => JSON.stringify({ query: line.query, documents: line.documents.slice(0, 8).map((d) => d.slice(0, 200)) })).join("\n") + "\n");
     // The in-process references run while the workers load.
     const local = cliAsync(["score", "--model", model, ...engine, "--input", input, "--json"]);
+    const localSmall = cliAsync(["score", "--model", model, ...engine, "--input", small, "--json"]);
     const localEval = cliAsync(evalArgs("local.run", "--no-cache"));
     workers.push(...(await Promise.all([startWorker(redis.url, model), startWorker(redis.url, model)])));
     const [a, b] = workers as [WorkerProcess, WorkerProcess];
     assert.equal(a.queue, b.queue, "same model file and settings: same queue");
-    const reference = await local;
+    const [reference, smallReference] = await Promise.all([local, localSmall]);
     assert.equal(reference.code, 0, reference.stderr);
+    assert.equal(smallReference.code, 0, smallReference.stderr);
 
     await t.test("a worker SIGKILLed mid-job: its job is retried by the other, the output is the in-process run's; another model, no Redis, a bad URL and a poisoned job are clear errors", async () => {
       const coordinator = cliAsync(["score", "--model", model, ...engine, "--input", input, "--json", "--queue", redis.url, "--job-pairs", "8"]);
@@ -137,17 +142,17 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
       assert.equal(outcome(second).logLoss, outcome(inProcess).logLoss);
     });
 
-    const queued = ["score", "--model", model, ...engine, "--input", input, "--json", "--queue", redis.url, "--job-pairs", "4", "--queue-wait", "2"];
-    await t.test("Redis frozen for 2 s, then back: the run waits and gives the in-process output", async () => {
+    const queued = ["score", "--model", model, ...engine, "--input", small, "--json", "--queue", redis.url, "--job-pairs", "2", "--queue-wait", "2"];
+    await t.test("Redis frozen for 1.5 s, then back: the run waits and gives the in-process output", async () => {
       const done = b.finished().length;
       const run = cliAsync(queued);
       await until(() => b.finished().length >= done + 2, "two jobs");
       redis.signal("SIGSTOP");
-      await sleep(2000);
+      await sleep(1500);
       redis.signal("SIGCONT");
       const result = await run;
       assert.equal(result.code, 0, result.stderr);
-      assert.equal(result.stdout, reference.stdout);
+      assert.equal(result.stdout, smallReference.stdout);
     });
 
     await t.test("Redis gone for good: a clear error after --queue-wait, no hang", async () => {
@@ -175,7 +180,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
       redis = await startRedis(redis.port);
       const result = await run;
       assert.equal(result.code, 0, result.stderr);
-      assert.equal(result.stdout, reference.stdout);
+      assert.equal(result.stdout, smallReference.stdout);
       b.child.kill("SIGTERM");
       assert.equal(await new Promise<number | null>((r) => b.child.once("exit", r)), 0, "a worker stops on SIGTERM");
       assert.doesNotMatch(b.log(), /without a clean goodbye/);

@@ -69,8 +69,8 @@ export class QueueSource implements LogOddsSource {
     this.queue = new Queue(this.name, { connection: this.client });
     // QueueEvents reads with a blocking command: it keeps a connection of its own.
     this.events = new QueueEvents(this.name, { connection });
-    // The watchdog's questions must come back (an answer or an error) even while Redis is gone.
-    this.redis = new Redis({ ...connection, commandTimeout: 3000, enableOfflineQueue: false });
+    // The watchdog's questions must come back (an answer or an error) at once while Redis is gone.
+    this.redis = new Redis({ ...connection, commandTimeout: 1000, enableOfflineQueue: false });
     // Connection trouble shows as the watchdog's "Redis does not answer", not as unhandled events.
     this.queue.on("error", () => undefined);
     this.events.on("error", () => undefined);
