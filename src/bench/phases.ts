@@ -25,6 +25,8 @@ export interface PhaseResult {
   sequences: number;
   /** P(yes) per document, in input order (to compare engines). */
   scores: number[];
+  /** Raw log-odds per document, in input order (our engines only). */
+  logits?: number[];
 }
 
 const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
@@ -52,7 +54,7 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
     }
     return {
-      engine: `qwen-rerank (${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
+      engine: `qwen-rerank ${engine.engine === "onnx" ? `onnx ${engine.onnxPrecision ?? "fp32"} ` : ""}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
       model: info.model,
       pairs: pairs.length,
       seconds,
@@ -64,6 +66,7 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       threads: engine.threads ?? 0,
       sequences: info.sequences,
       scores: evaluation.results.map((r) => r.score),
+      logits: evaluation.results.map((r) => r.logit),
     };
   } finally {
     await stack.dispose();

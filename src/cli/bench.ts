@@ -1,3 +1,5 @@
+import { agreement } from "../bench/agreement.js";
+import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -91,6 +93,17 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
   process.stdout.write(`${line(header)}\n${rows.map(line).join("\n")}\n`);
   const ours = results.find((r) => r.engine.startsWith("qwen-rerank ("));
+  const onnx = results.filter((r) => r.engine.startsWith("qwen-rerank onnx"));
+  // Each onnx precision against the onnx fp32 run (else the llama.cpp engine) on the same pairs.
+  const reference = onnx.find((r) => r.engine.startsWith("qwen-rerank onnx fp32")) ?? ours;
+  if (onnx.length > 0 && reference?.logits) {
+    process.stdout.write(`\nagreement with ${reference.engine} (log-odds z):\n`);
+    for (const r of [ours, ...onnx]) {
+      if (!r?.logits || r === reference) continue;
+      const a = agreement(r.logits, reference.logits);
+      process.stdout.write(`  ${r.engine}: max |dz| ${a.maxAbsDz.toExponential(2)}, p99 |dz| ${a.p99AbsDz.toExponential(2)}, Kendall tau ${a.kendallTau.toFixed(4)}, top-10 overlap ${a.top10Overlap}/${Math.min(10, r.logits.length)}\n`);
+    }
+  }
   const server = results.find((r) => r.engine.startsWith("qwen-rerank serve"));
   if (ours && server) {
     process.stdout.write(`\nserver / library pairs/s: ${(server.pairsPerSecond / ours.pairsPerSecond).toFixed(3)} (HTTP, scheduler and JSON overhead)\n`);
@@ -104,7 +117,7 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
 export function registerBench(program: Command): void {
   const cmd = program
     .command("bench")
-    .description("benchmark scoring throughput against node-llama-cpp's own LlamaRankingContext, side by side in one run")
+    .description("benchmark scoring throughput against node-llama-cpp's own LlamaRankingContext (and with --engine onnx, the onnx engine's precisions next to the llama.cpp engine), side by side in one run")
     .option("-m, --model <file>", "GGUF to benchmark (default: a generated model of --shape/--flavor/--type)")
     .option("--baseline-model <file>", "rank-head GGUF for the baseline (default: --model when it is rank-head, else the generated rank twin)")
     .addOption(new Option("--shape <shape>", "shape of the generated model").choices(Object.keys(SHAPES)).default("0.6b"))
@@ -146,7 +159,18 @@ export function registerBench(program: Command): void {
       else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
     }
     const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a) => a !== "--json" && a !== "--server");
-    const results: PhaseResult[] = [await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)])];
+    const results: PhaseResult[] = [];
+    if (flags.engine === "onnx") {
+      // The onnx engine next to the llama.cpp engine on the same GGUF, workload and threads; every
+      // precision unless one is named.
+      const withoutEngine = passThrough.filter((a, i) => !["--engine", "--onnx-precision"].includes(a) && !["--engine", "--onnx-precision"].includes(passThrough[i - 1] ?? ""));
+      results.push(await runPhase("ours", [...withoutEngine, "--model", model, "--threads", String(threads)]));
+      for (const precision of engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS) {
+        results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
+      }
+    } else {
+      results.push(await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]));
+    }
     if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
     if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results }, null, 2)}\n`);

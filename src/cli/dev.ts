@@ -15,9 +15,11 @@ export function registerDev(program: Command): void {
     .addOption(new Option("--flavor <flavor>", "causal LM head or llama.cpp rank head").choices(["causal", "rank"]).default("causal"))
     .addOption(new Option("--type <type>", "weight type (default: f32 for tiny, q8_0 otherwise)").choices(["f32", "f16", "q8_0"]))
     .option("--seed <n>", "random seed", intArg(0, 2 ** 32 - 1), 1)
+    .option("--outliers <n>", "plant n activation-outlier dimensions, as trained models have (default: none)", intArg(1, 64))
+    .option("--outlier-magnitude <x>", "how many times larger the outlier dimensions are at the linear layers' inputs", intArg(2, 10_000), 60)
     .requiredOption("-o, --out <file>", "output GGUF path")
     .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
-    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean }) => {
+    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number }) => {
       if (flags.ifMissing && existsSync(flags.out)) {
         process.stderr.write(`${flags.out} exists; kept\n`);
         return;
@@ -25,7 +27,8 @@ export function registerDev(program: Command): void {
       const started = Date.now();
       // Loaded on demand: the generator's tokenizer package takes ~1 s to import, on every CLI start otherwise.
       const { makeTestModel } = await import("../testmodel/generate.js");
-      makeTestModel({ shape: flags.shape, flavor: flags.flavor, type: flags.type, seed: flags.seed, out: flags.out });
+      const outliers = flags.outliers === undefined ? undefined : { channels: flags.outliers, magnitude: flags.outlierMagnitude };
+      makeTestModel({ shape: flags.shape, flavor: flags.flavor, type: flags.type, seed: flags.seed, out: flags.out, outliers });
       const params = (parameterCount(SHAPES[flags.shape]) / 1e6).toFixed(1);
       process.stderr.write(`wrote ${flags.out} (${flags.shape} shape, ${params}M parameters, ${flags.flavor}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     });

@@ -1,3 +1,7 @@
+import type { EngineKind } from "../engines/open-engine.js";
+import { ENGINE_KINDS } from "../engines/open-engine.js";
+import type { OnnxPrecision } from "../engines/onnx/precision.js";
+import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { describeShape } from "../engines/llama/memory-ladder.js";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
@@ -29,8 +33,10 @@ export const numberArg =
 /** The engine options every model-backed command shares (names match the library options). */
 export function addEngineFlags(cmd: Command): Command {
   return cmd
+    .addOption(new Option("--engine <kind>", "llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime CPU, needs onnxruntime-node) (default: llama)").choices([...ENGINE_KINDS]))
+    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: fp32, block8 (8-bit blocks of 32) or int8 (per-channel weights, dynamic activations) (default: fp32)").choices([...ONNX_PRECISIONS]))
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
-    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU)", intArg(1, 256))
+    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 8)", intArg(1, 256))
     .option("--batch-size <n>", "tokens per llama.cpp batch (default: 512)", intArg(1, 65536))
     .option("--flash-attention", "enable flash attention (default: on)")
     .option("--no-flash-attention", "disable flash attention (exact F32 numerics with --kv-cache-type f32)")
@@ -64,6 +70,8 @@ export const redisUrlArg = (value: string): string => {
 };
 
 export interface EngineFlagValues {
+  engine?: EngineKind;
+  onnxPrecision?: OnnxPrecision;
   threads?: number;
   sequences?: number;
   batchSize?: number;
@@ -89,6 +97,8 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     else gpuLayers = intArg(0, 10000)(flags.gpuLayers);
   }
   return {
+    engine: flags.engine,
+    onnxPrecision: flags.onnxPrecision,
     threads: flags.threads,
     sequences: flags.sequences,
     batchSize: flags.batchSize,

@@ -213,6 +213,16 @@ export class QueueSource implements LogOddsSource {
 
   /** Fails at once when no live worker holds this model (naming those that are there). */
   private async requireWorker(): Promise<void> {
+    // The watchdog's client queues nothing while it connects: wait for it (Redis answered moments ago, in checkRedis).
+    if (this.redis.status !== "ready") {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10_000);
+        this.redis.once("ready", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     const problem = await this.workerCheck();
     if (problem) throw new RerankError("engine_unavailable", problem);
   }

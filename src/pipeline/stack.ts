@@ -1,6 +1,7 @@
 import { splitDefaultKnobs } from "../config/knobs.js";
 import type { Engine } from "../engines/engine.js";
-import { LlamaEngine } from "../engines/llama/llama-engine.js";
+import type { EngineChoice } from "../engines/open-engine.js";
+import { openEngine } from "../engines/open-engine.js";
 import type { LlamaEngineOptions } from "../engines/llama/options.js";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
@@ -28,7 +29,7 @@ import { Pipeline } from "./pipeline.js";
  * custom presets, a warning hook, and the log-odds cache. `maxLength` is also the engine's
  * per-sequence context.
  */
-export interface RerankerOptions extends LlamaEngineOptions, PipelineSettings {
+export interface RerankerOptions extends LlamaEngineOptions, EngineChoice, PipelineSettings {
   /** LRU cache of log-odds (reused across temperature/top_p/threshold/top_n). Default: off. */
   cache?: LogitCacheOptions | undefined;
   /**
@@ -104,9 +105,9 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   const shared = sharedOptions ? SharedCache.open(sharedOptions, warn) : undefined;
   const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
   const adjustments = new AdjustmentLog();
-  let engine: LlamaEngine;
+  let engine: Engine;
   try {
-    engine = await LlamaEngine.open({
+    engine = await openEngine({
       ...engineOptions,
       contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH,
       onMemoryBackoff: (e) => {

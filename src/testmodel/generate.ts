@@ -21,6 +21,15 @@ export interface MakeModelOptions {
   type?: WeightType;
   /** Default 1. */
   seed?: number;
+  /**
+   * Plants activation outliers as trained LLMs have them (LLM.int8(): a few hidden dimensions whose
+   * values at the inputs of the linear layers are tens of times the rest, the same dimensions in
+   * every layer and token): the RMSNorm weights of `channels` dimensions are `magnitude` instead of
+   * ~1, and the matching input columns of q/k/v and gate/up are divided by it, so the model's
+   * function keeps its scale while per-tensor activation quantization sees the outliers.
+   * Default: none.
+   */
+  outliers?: { channels: number; magnitude: number } | undefined;
   out: string;
 }
 
@@ -57,6 +66,24 @@ export function makeTestModel(options: MakeModelOptions): void {
     fillRow: uniform(name, scale),
   });
   const norm = (name: string, size: number): TensorSpec => ({ name, dims: [size], type: GgmlType.F32, fillRow: uniform(name, 0.05, 1) });
+  // The outlier dimensions: spread over the hidden size, chosen by the seed.
+  const { channels = 0, magnitude = 1 } = options.outliers ?? {};
+  const offset = uniformStream(hashSeed(seed, "outliers"))();
+  const outlierChannels = Array.from({ length: channels }, (_, i) => Math.floor(((i + offset) * h) / channels));
+  const amplified = (spec: TensorSpec): TensorSpec => ({
+    ...spec,
+    fillRow: (r, row) => {
+      spec.fillRow(r, row);
+      for (const c of outlierChannels) row[c] = magnitude;
+    },
+  });
+  const damped = (spec: TensorSpec): TensorSpec => ({
+    ...spec,
+    fillRow: (r, row) => {
+      spec.fillRow(r, row);
+      for (const c of outlierChannels) row[c] = (row[c] ?? 0) / magnitude;
+    },
+  });
 
   const headScale = 2 / Math.sqrt(h);
   const embd = matrix("token_embd.weight", h, VOCAB_ROWS, headScale);
@@ -79,16 +106,16 @@ export function makeTestModel(options: MakeModelOptions): void {
   for (let l = 0; l < shape.layers; l++) {
     const p = `blk.${l}.`;
     tensors.push(
-      norm(`${p}attn_norm.weight`, h),
-      matrix(`${p}attn_q.weight`, h, qDim),
-      matrix(`${p}attn_k.weight`, h, kvDim),
-      matrix(`${p}attn_v.weight`, h, kvDim),
+      amplified(norm(`${p}attn_norm.weight`, h)),
+      damped(matrix(`${p}attn_q.weight`, h, qDim)),
+      damped(matrix(`${p}attn_k.weight`, h, kvDim)),
+      damped(matrix(`${p}attn_v.weight`, h, kvDim)),
       matrix(`${p}attn_output.weight`, qDim, h),
       norm(`${p}attn_q_norm.weight`, shape.headDim),
       norm(`${p}attn_k_norm.weight`, shape.headDim),
-      norm(`${p}ffn_norm.weight`, h),
-      matrix(`${p}ffn_gate.weight`, h, shape.ffn),
-      matrix(`${p}ffn_up.weight`, h, shape.ffn),
+      amplified(norm(`${p}ffn_norm.weight`, h)),
+      damped(matrix(`${p}ffn_gate.weight`, h, shape.ffn)),
+      damped(matrix(`${p}ffn_up.weight`, h, shape.ffn)),
       matrix(`${p}ffn_down.weight`, shape.ffn, h),
     );
   }
@@ -97,7 +124,7 @@ export function makeTestModel(options: MakeModelOptions): void {
   const meta: Array<[string, GgufValue]> = [
     ["general.architecture", { type: "string", value: a }],
     ["general.type", { type: "string", value: "model" }],
-    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed})` }],
+    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}` : ""})` }],
     ["general.file_type", { type: "u32", value: fileTypeOf[type] }],
     ["general.quantization_version", { type: "u32", value: 2 }],
     [`${a}.block_count`, { type: "u32", value: shape.layers }],

@@ -33,7 +33,7 @@ const logLevelOf = { error: LlamaLogLevel.error, warn: LlamaLogLevel.warn, info:
 const llamaInstances = new Map<string, Promise<Llama>>();
 
 /** One llama.cpp runtime per GPU setting and process; loading it twice wastes seconds and memory. */
-function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<LlamaEngineOptions["logLevel"]>): Promise<Llama> {
+export function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<LlamaEngineOptions["logLevel"]>): Promise<Llama> {
   const key = `${String(gpu)}:${logLevel}`;
   let llama = llamaInstances.get(key);
   if (!llama) {

@@ -1,0 +1,178 @@
+import { closeSync, openSync, readSync } from "node:fs";
+import type { GgufFileInfo } from "node-llama-cpp";
+import { RerankError } from "../../errors/errors.js";
+import { fromHalf } from "../../gguf/half.js";
+import { GgmlType } from "../../gguf/types.js";
+
+/** The GGUF tensor types the onnx engine reads (others are refused by name). */
+const READABLE: Record<number, { name: string; block: number; bytes: number }> = {
+  0: { name: "F32", block: 1, bytes: 4 },
+  1: { name: "F16", block: 1, bytes: 2 },
+  2: { name: "Q4_0", block: 32, bytes: 18 },
+  8: { name: "Q8_0", block: 32, bytes: 34 },
+};
+
+/** A 2-D weight as the file stores it: `rows` rows (output features) of `cols` values (input features). */
+export interface WeightMatrix {
+  name: string;
+  rows: number;
+  cols: number;
+  type: number;
+  /** The tensor's bytes, exactly as in the file. */
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads the tensors of a Qwen3 GGUF from the file itself, with the offsets node-llama-cpp's parser
+ * found. Only the onnx engine needs the bytes: llama.cpp memory-maps the file on its own.
+ */
+export class GgufWeights {
+  private readonly tensors = new Map<string, NonNullable<GgufFileInfo["tensorInfo"]>[number]>();
+
+  constructor(
+    private readonly path: string,
+    info: GgufFileInfo,
+  ) {
+    for (const t of info.tensorInfo ?? []) this.tensors.set(t.name, t);
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  /** A 1-D or 2-D tensor's bytes and shape (or `count` of its rows from `first`); an unsupported type is an error naming it. */
+  matrix(name: string, first = 0, count?: number): WeightMatrix {
+    const t = this.tensors.get(name);
+    if (!t) throw new RerankError("model_unsupported", `the GGUF has no tensor ${name}; not a Qwen3 model`);
+    const type = Number(t.ggmlType);
+    const spec = READABLE[type];
+    if (!spec) throw new RerankError("model_unsupported", `tensor ${name} has ggml type ${typeName(type)}; the onnx engine reads F32, F16, Q8_0 and Q4_0 (use --engine llama, or requantize to Q8_0)`);
+    const cols = Number(t.dimensions[0] ?? 1);
+    const all = t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1);
+    const rows = count ?? all - first;
+    if (first < 0 || first + rows > all) throw new RerankError("model_unsupported", `tensor ${name} has ${all} rows; row ${first + rows - 1} was asked for`);
+    const rowBytes = (cols / spec.block) * spec.bytes;
+    const length = rows * rowBytes;
+    const bytes = new Uint8Array(length);
+    const fd = openSync(this.path, "r");
+    try {
+      // readSync reads at most 2 GiB at a time.
+      for (let done = 0; done < length; ) done += readSync(fd, bytes, done, Math.min(length - done, 1 << 30), Number(t.fileOffset) + first * rowBytes + done);
+    } finally {
+      closeSync(fd);
+    }
+    return { name, rows, cols, type, bytes };
+  }
+}
+
+function typeName(type: number): string {
+  const names: Record<number, string> = { 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 16: "IQ2_XXS", 30: "BF16" };
+  return names[type] ?? String(type);
+}
+
+/** Row `r` of a matrix as float32 (every readable type). */
+export function decodeRow(m: WeightMatrix, r: number, out = new Float32Array(m.cols)): Float32Array {
+  const view = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
+  const n = m.cols;
+  if (m.type === GgmlType.F32) {
+    for (let i = 0; i < n; i++) out[i] = view.getFloat32((r * n + i) * 4, true);
+  } else if (m.type === GgmlType.F16) {
+    for (let i = 0; i < n; i++) out[i] = fromHalf(view.getUint16((r * n + i) * 2, true));
+  } else if (m.type === GgmlType.Q8_0) {
+    const base = (r * n * 34) / 32;
+    for (let b = 0; b < n / 32; b++) {
+      const pos = base + b * 34;
+      const d = fromHalf(view.getUint16(pos, true));
+      for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(pos + 2 + j);
+    }
+  } else if (m.type === 2) {
+    // Q4_0: a half scale, then 16 bytes: low nibbles are values 0-15, high nibbles 16-31, offset 8.
+    const base = (r * n * 18) / 32;
+    for (let b = 0; b < n / 32; b++) {
+      const pos = base + b * 18;
+      const d = fromHalf(view.getUint16(pos, true));
+      for (let j = 0; j < 16; j++) {
+        const q = m.bytes[pos + 2 + j] ?? 0;
+        out[b * 32 + j] = d * ((q & 0x0f) - 8);
+        out[b * 32 + j + 16] = d * ((q >> 4) - 8);
+      }
+    }
+  } else {
+    throw new RerankError("model_unsupported", `cannot decode ggml type ${typeName(m.type)}`);
+  }
+  return out;
+}
+
+/** The whole matrix as float32, transposed to [cols, rows] (ONNX MatMul's B: input features first). */
+export function toFloat32Transposed(m: WeightMatrix): Float32Array {
+  const out = new Float32Array(m.rows * m.cols);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    decodeRow(m, r, row);
+    for (let c = 0; c < m.cols; c++) out[c * m.rows + r] = row[c] ?? 0;
+  }
+  return out;
+}
+
+/** A vector (norm weights) as float32. */
+export function toFloat32(m: WeightMatrix): Float32Array {
+  const out = new Float32Array(m.rows * m.cols);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) out.set(decodeRow(m, r, row), r * m.cols);
+  return out;
+}
+
+/**
+ * MatMulNBits with 8 bits and blocks of 32 along the input features: Q8_0's own grouping. From a
+ * Q8_0 tensor the packing is exact (the int8 values shifted by the default zero point 128, the
+ * half scales widened); other types are quantized per block of 32 as Q8_0 would (round to nearest,
+ * scale = max|w| / 127).
+ */
+export function toBlock8(m: WeightMatrix): { data: Uint8Array; scales: Float32Array; blocks: number } {
+  if (m.cols % 32 !== 0) throw new RerankError("model_unsupported", `${m.name} has ${m.cols} columns, not a multiple of 32`);
+  const blocks = m.cols / 32;
+  const data = new Uint8Array(m.rows * m.cols);
+  const scales = new Float32Array(m.rows * blocks);
+  if (m.type === GgmlType.Q8_0) {
+    const view = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
+    for (let b = 0; b < m.rows * blocks; b++) {
+      const pos = b * 34;
+      scales[b] = fromHalf(view.getUint16(pos, true));
+      for (let j = 0; j < 32; j++) data[b * 32 + j] = (view.getInt8(pos + 2 + j) + 128) & 0xff;
+    }
+    return { data, scales, blocks };
+  }
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    decodeRow(m, r, row);
+    for (let b = 0; b < blocks; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(row[b * 32 + j] ?? 0));
+      const d = amax / 127;
+      const id = d === 0 ? 0 : 1 / d;
+      scales[r * blocks + b] = d;
+      for (let j = 0; j < 32; j++) data[(r * blocks + b) * 32 + j] = Math.round((row[b * 32 + j] ?? 0) * id) + 128;
+    }
+  }
+  return { data, scales, blocks };
+}
+
+/**
+ * DynamicQuantizeMatMul's B: int8 [cols, rows] with one scale per output feature (symmetric,
+ * scale = max|w| / 127), from the dequantized weights.
+ */
+export function toInt8PerColumn(m: WeightMatrix): { data: Int8Array; scales: Float32Array } {
+  const data = new Int8Array(m.rows * m.cols);
+  const scales = new Float32Array(m.rows);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    decodeRow(m, r, row);
+    let amax = 0;
+    for (let c = 0; c < m.cols; c++) amax = Math.max(amax, Math.abs(row[c] ?? 0));
+    const d = amax / 127;
+    const id = d === 0 ? 0 : 1 / d;
+    scales[r] = d;
+    for (let c = 0; c < m.cols; c++) data[c * m.rows + r] = Math.round((row[c] ?? 0) * id);
+  }
+  return { data, scales };
+}
