@@ -110,7 +110,16 @@ function sameTokens(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-function singleToken(model: LlamaModel, text: string): number {
+/** The GGUF's own tokenizer, through llama.cpp (both engines use it). */
+export function llamaTokenizer(model: LlamaModel): PromptTokenizer {
+  return {
+    tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial),
+    detokenize: (tokens) => model.detokenize(tokens as Token[]),
+  };
+}
+
+/** The id of a word that must be one token in a Qwen3 vocabulary ("yes", "no"). */
+export function singleToken(model: LlamaModel, text: string): number {
   const ids = model.tokenize(text, false);
   if (ids.length !== 1 || ids[0] === undefined) {
     throw new RerankError("model_unsupported", `the model's tokenizer splits "${text}" into ${ids.length} tokens; not a Qwen3 vocabulary`);
@@ -138,10 +147,7 @@ export class LlamaEngine implements Engine {
     private readonly onBackoff: ((event: MemoryBackoff) => void) | undefined,
     private readonly llama: Llama,
   ) {
-    this.tokenizer = {
-      tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial),
-      detokenize: (tokens) => model.detokenize(tokens as Token[]),
-    };
+    this.tokenizer = llamaTokenizer(model);
     this.current = base;
     this.install(context, shape);
   }

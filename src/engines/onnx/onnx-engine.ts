@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaModel } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
 import type * as OrtModule from "onnxruntime-node";
 import type { InferenceSession as Session, Tensor as TensorType } from "onnxruntime-node";
@@ -10,7 +10,7 @@ import type { PrefixGroup } from "../../prompt/groups.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import type { Engine, EngineInfo, ModelShape, ScoreRequestOptions, ScoreStats } from "../engine.js";
-import { sharedLlama } from "../llama/llama-engine.js";
+import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.js";
 import { readModelFacts } from "../llama/metadata.js";
 import { resolveModelSource } from "../llama/model-source.js";
 import type { Qwen3Facts } from "./graph.js";
@@ -50,12 +50,6 @@ async function loadOrt(): Promise<Ort> {
   }
 }
 
-function singleToken(model: LlamaModel, text: string): number {
-  const ids = model.tokenize(text, false);
-  if (ids.length !== 1 || ids[0] === undefined) throw new RerankError("model_unsupported", `the model's tokenizer splits "${text}" into ${ids.length} tokens; not a Qwen3 vocabulary`);
-  return ids[0];
-}
-
 /** Cache of one evaluated prompt head: its keys and values per layer, [1,kvH,P,D]. */
 interface HeadCache {
   length: number;
@@ -82,10 +76,7 @@ export class OnnxEngine implements Engine {
     ropeTheta: number,
     private readonly prefixReuse: boolean,
   ) {
-    this.tokenizer = {
-      tokenize: (text, parseSpecial) => vocab.tokenize(text, parseSpecial),
-      detokenize: (tokens) => vocab.detokenize(tokens as Token[]),
-    };
+    this.tokenizer = llamaTokenizer(vocab);
     const half = shape.headDim / 2;
     this.invFreq = Float64Array.from({ length: half }, (_, i) => ropeTheta ** ((-2 * i) / shape.headDim));
   }
