@@ -1,8 +1,9 @@
 // GEMM-level throughput of the ONNX Runtime operators the onnx engine uses (not part of `npm test`):
 //   node --import tsx bench/gemm-roofline.ts [--m 512] [--k 1024] [--n 3072] [--threads 2] [--runs 20]
-// One [M×K]·[K×N] product (default: the 0.6B FFN shape) per operator, in a one-node graph built
+// One [M×K]·[K×N] product (default: the 0.6B FFN shape) per operator, in a small graph built
 // the way src/engines/onnx/graph.ts builds the model's: MatMul fp32, MatMulNBits (8 bits, blocks
-// of 32, accuracy_level 4), DynamicQuantizeMatMul (int8 weights per column). GOP/s = 2·M·K·N / time
+// of 32, accuracy_level 4), DynamicQuantizeMatMul (int8 weights per column, activations per
+// tensor), and the int8 mode's per-token path (QuantizeLinear + MatMulIntegerToFloat). GOP/s = 2·M·K·N / time
 // (median of --runs after two warm-up runs). Prints the CPU flags next to the numbers.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -24,7 +25,13 @@ const T = onnx.TensorProto.DataType;
 const raw = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 const int = (name: string, i: number) => ({ name, i, type: onnx.AttributeProto.AttributeType.INT });
 
-function model(op: string, inputs: Array<{ name: string; dataType: number; dims: number[]; data: ArrayBufferView }>, attributes: object[], domain = ""): Uint8Array {
+type Initializer = { name: string; dataType: number; dims: number[]; data: ArrayBufferView };
+
+function model(op: string, inputs: Initializer[], attributes: object[], domain = ""): Uint8Array {
+  return graph([{ opType: op, domain, input: ["a", ...inputs.map((i) => i.name)], output: ["y"], attribute: attributes }], inputs);
+}
+
+function graph(nodes: object[], inputs: Initializer[]): Uint8Array {
   return onnx.ModelProto.encode({
     irVersion: 8,
     opsetImport: [
@@ -32,8 +39,8 @@ function model(op: string, inputs: Array<{ name: string; dataType: number; dims:
       { domain: "com.microsoft", version: 1 },
     ],
     graph: {
-      name: op,
-      node: [{ opType: op, domain, input: ["a", ...inputs.map((i) => i.name)], output: ["y"], attribute: attributes }],
+      name: "gemm",
+      node: nodes,
       initializer: inputs.map((i) => ({ name: i.name, dataType: i.dataType, dims: i.dims, rawData: raw(i.data) })),
       input: [{ name: "a", type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: M }, { dimValue: K }] } } } }],
       output: [{ name: "y", type: { tensorType: { elemType: T.FLOAT } } }],
@@ -67,6 +74,31 @@ const cases: Array<[string, Uint8Array]> = [
       ],
       [],
       "com.microsoft",
+    ),
+  ],
+  [
+    // The onnx engine's int8 mode without its outlier features: per-token scales, QuantizeLinear, then
+    // MatMulIntegerToFloat applying the token and column scales in its epilogue.
+    "QuantizeLinear per token + MatMulIntegerToFloat",
+    graph(
+      [
+        { opType: "ReduceMax", input: ["a"], output: ["hi"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
+        { opType: "ReduceMin", input: ["a"], output: ["lo"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
+        { opType: "Neg", input: ["lo"], output: ["nlo"] },
+        { opType: "Max", input: ["hi", "nlo"], output: ["amax"] },
+        { opType: "Mul", input: ["amax", "inv127"], output: ["scale"] },
+        { opType: "QuantizeLinear", input: ["a", "scale", "points"], output: ["q"], attribute: [int("axis", 0)] },
+        { opType: "Unsqueeze", input: ["scale", "axis1"], output: ["rowScale"] },
+        { opType: "MatMulIntegerToFloat", domain: "com.microsoft", input: ["q", "b", "rowScale", "scales", "zero"], output: ["y"] },
+      ],
+      [
+        { name: "b", dataType: T.INT8, dims: [K, N], data: Int8Array.from({ length: K * N }, (_, i) => ((i * 37) % 255) - 127) },
+        { name: "scales", dataType: T.FLOAT, dims: [N], data: new Float32Array(N).fill(0.01) },
+        { name: "inv127", dataType: T.FLOAT, dims: [], data: Float32Array.of(1 / 127) },
+        { name: "points", dataType: T.UINT8, dims: [M], data: new Uint8Array(M).fill(128) },
+        { name: "zero", dataType: T.UINT8, dims: [], data: Uint8Array.of(128) },
+        { name: "axis1", dataType: T.INT64, dims: [1], data: BigInt64Array.of(1n) },
+      ],
     ),
   ],
 ];

@@ -109,6 +109,15 @@ test("bench runs both engines side by side and reports the ratio (tiny model, sm
   }
 });
 
+test("bench --engine onnx --rounds 2 interleaves the engines and checks the mode against the agreement bars (tiny model)", () => {
+  const r = cli(["bench", "--engine", "onnx", "--onnx-precision", "int8", "--rounds", "2", "--shape", "tiny", "--type", "f32", "--docs", "12", "--doc-tokens", "24", "--no-baseline", "--threads", "1", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 rounds, engines interleaved/);
+  assert.match(r.stdout, /qwen-rerank onnx int8 \(\w+ head, prefix reuse\): [\d.]+ \([\d.]+x\), [\d.]+ \([\d.]+x\); median ratio [\d.]+x/);
+  // Without fp32 in the run, int8 is compared with the llama.cpp engine.
+  assert.match(r.stdout, /agreement with qwen-rerank \(\w+ head, prefix reuse\)[^\n]*\n {2}qwen-rerank onnx int8[^\n]*top-10 overlap \d+\/10; (meets the bars|misses the bars: .+)/);
+});
+
 test("the README's code examples run against the built package (library, AI SDK, LangChain)", () => {
   for (const [example, lines] of [["rerank.mjs", 3], ["ai-sdk.mjs", 2], ["langchain.mjs", 2]] as const) {
     const r = spawnSync(process.execPath, [join(repoRoot, "examples", example), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });

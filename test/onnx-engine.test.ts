@@ -73,6 +73,21 @@ for (const flavor of ["causal", "rank"] as const) {
     });
 
     if (flavor === "causal") {
+      test("a graph per layer (how the 4B and 8B shapes run) gives the same z, fp32 and int8, prefix reuse and all", async () => {
+        for (const precision of ["fp32", "int8"] as const) {
+          const whole = precision === "fp32" ? engine : await open(flavor, precision);
+          const staged = await OnnxEngine.open({ model: testModel(flavor), precision, threads: 1, sequences: 3, contextSize: MAX_LENGTH, logLevel: "error", stageBytes: 1 });
+          try {
+            const pairs = buildPairs(engine);
+            const [a, b] = [await scoreInOrder(whole, pairs), await scoreInOrder(staged, pairs)];
+            a.forEach((z, i) => assert.ok(Math.abs(z - (b[i] ?? Number.NaN)) <= 1e-5, `${precision} pair ${i}: ${z} in one graph, ${b[i]} in one per layer`));
+          } finally {
+            await staged.dispose();
+            if (whole !== engine) await whole.dispose();
+          }
+        }
+      });
+
       test("prefix reuse does not change z (within 1e-5 of evaluating every pair whole)", async () => {
         const whole = await open(flavor, "fp32", { prefixReuse: false });
         try {
@@ -121,38 +136,41 @@ describe("onnx engine on F16 and Q8_0 files, every precision", { skip }, () => {
   });
 });
 
-describe("the outlier generator", { skip }, () => {
-  const outliers = { channels: 4, magnitude: 60 };
-  test("plants outlier dimensions the model's fp32 function absorbs, and that per-tensor int8 activations do not", async () => {
-    const path = testModel("causal", "tiny", "f32", 1, outliers);
-    const info = await readGgufFileInfo(path, { readTensorInfo: true });
-    const weights = new GgufWeights(path, info);
+describe("the outlier generator and int8's defences", { skip }, () => {
+  test("planted outliers: damped weights are undone by equalization, undamped ones need the outlier features in fp32", async (t) => {
+    const damped = testModel("causal", "tiny", "f32", 1, { channels: 4, magnitude: 60 });
+    const undamped = testModel("causal", "tiny", "f32", 1, { channels: 4, magnitude: 60, weights: "unchanged" });
+    const info = await readGgufFileInfo(damped, { readTensorInfo: true });
+    const weights = new GgufWeights(damped, info);
     const norm = new Float32Array(weights.matrix("blk.0.attn_norm.weight").bytes.buffer.slice(0));
     const big = [...norm.keys()].filter((i) => norm[i] === 60);
     assert.equal(big.length, 4, "four dimensions with norm weight 60");
     assert.ok([...norm].filter((v) => v !== 60).every((v) => Math.abs(v - 1) < 0.1), "the rest ~1");
-    const reference = new ReferenceQwen3(path);
-    const drift: Partial<Record<"plain" | "outliers", number>> = {};
-    try {
-      for (const [kind, model] of [["plain", testModel("causal")], ["outliers", path]] as const) {
-        const z: Partial<Record<OnnxPrecision, Float64Array>> = {};
-        let pairs: PairTokens[] = [];
-        for (const precision of ["fp32", "int8"] as const) {
-          const engine = await OnnxEngine.open({ model, precision, threads: 1, sequences: 3, contextSize: MAX_LENGTH, logLevel: "error" });
-          try {
-            pairs = buildPairs(engine).slice(0, 6);
-            z[precision] = await scoreInOrder(engine, pairs);
-          } finally {
-            await engine.dispose();
-          }
-        }
-        if (kind === "outliers") pairs.forEach((p, i) => assert.ok(Math.abs((z.fp32?.[i] ?? Number.NaN) - reference.logOdds(p.tokens)) <= 1e-3, `fp32 pair ${i} on the outlier model`));
-        drift[kind] = Math.max(...pairs.map((_, i) => Math.abs((z.int8?.[i] ?? Number.NaN) - (z.fp32?.[i] ?? Number.NaN))));
+    const score = async (model: string, precision: OnnxPrecision, outlierChannels?: number) => {
+      const engine = await OnnxEngine.open({ model, precision, outlierChannels, threads: 1, sequences: 3, contextSize: MAX_LENGTH, logLevel: "error" });
+      try {
+        const pairs = buildPairs(engine).slice(0, 6);
+        return { pairs, z: await scoreInOrder(engine, pairs) };
+      } finally {
+        await engine.dispose();
       }
+    };
+    const drift = (a: Float64Array, b: Float64Array) => Math.max(...[...a].map((z, i) => Math.abs(z - (b[i] ?? Number.NaN))));
+    const reference = new ReferenceQwen3(undamped);
+    try {
+      const exact = { plain: await score(testModel("causal"), "fp32"), damped: await score(damped, "fp32"), undamped: await score(undamped, "fp32") };
+      exact.undamped.pairs.forEach((p, i) => assert.ok(Math.abs((exact.undamped.z[i] ?? Number.NaN) - reference.logOdds(p.tokens)) <= 1e-3, `fp32 pair ${i} on the undamped outlier model`));
+      const plain = drift((await score(testModel("causal"), "int8")).z, exact.plain.z);
+      const dampedDrift = drift((await score(damped, "int8")).z, exact.damped.z);
+      const undampedDrift = drift((await score(undamped, "int8")).z, exact.undamped.z);
+      const allQuantized = drift((await score(undamped, "int8", 0)).z, exact.undamped.z);
+      const figures = `int8 drift from fp32: plain ${plain}, damped ${dampedDrift}, undamped ${undampedDrift}, undamped with every feature quantized ${allQuantized}`;
+      t.diagnostic(figures);
+      assert.ok(allQuantized > 3 * plain, figures);
+      assert.ok(dampedDrift <= 2 * plain + 0.02 && undampedDrift <= 2 * plain + 0.02 && undampedDrift < allQuantized / 3, figures);
     } finally {
       reference.close();
     }
-    assert.ok((drift.outliers ?? 0) > 2 * (drift.plain ?? Infinity), `int8 drift: ${drift.outliers} with outliers, ${drift.plain} without`);
   });
 });
 

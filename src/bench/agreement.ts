@@ -50,3 +50,21 @@ export function agreement(z: readonly number[], reference: readonly number[]): A
     top10Overlap: [...mine].filter((i) => theirs.has(i)).length,
   };
 }
+
+/**
+ * What a faster mode must keep against exact (onnx fp32) log-odds on the same pairs to be one we
+ * recommend: |Δz| at most 0.5 (P(yes) moves by at most 0.125), Kendall tau at least 0.9 and at
+ * most 2 of the top 10 exchanged. For scale: the llama.cpp engine's own Q8_0 arithmetic measured
+ * 0.16 / 0.95 / 10 on the plain 0.6B bench workload and 0.57 / 0.87 / 8 with damped outliers.
+ */
+export const AGREEMENT_BARS = { maxAbsDz: 0.5, kendallTau: 0.9, top10Missed: 2 } as const;
+
+/** The bars `a` misses, in words (empty: it meets them all); `n` is the number of documents. */
+export function missedBars(a: Agreement, n: number): string[] {
+  const missed: string[] = [];
+  if (!(a.maxAbsDz <= AGREEMENT_BARS.maxAbsDz)) missed.push(`max |dz| ${a.maxAbsDz.toFixed(3)} > ${AGREEMENT_BARS.maxAbsDz}`);
+  if (!(a.kendallTau >= AGREEMENT_BARS.kendallTau)) missed.push(`Kendall tau ${a.kendallTau.toFixed(3)} < ${AGREEMENT_BARS.kendallTau}`);
+  const needed = Math.max(0, Math.min(10, n) - AGREEMENT_BARS.top10Missed);
+  if (a.top10Overlap < needed) missed.push(`top-10 overlap ${a.top10Overlap} < ${needed}`);
+  return missed;
+}

@@ -1,4 +1,4 @@
-import { agreement } from "../bench/agreement.js";
+import { agreement, missedBars } from "../bench/agreement.js";
 import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -33,6 +33,7 @@ interface BenchFlags {
   cacheDir: string;
   threads?: number;
   batchSize?: number;
+  rounds: number;
 }
 
 async function isRankHead(path: string): Promise<boolean> {
@@ -73,7 +74,41 @@ function runPhase(phase: "ours" | "baseline" | "server", args: string[]): Promis
 
 const fmt = (n: number | null, digits = 1): string => (n === null ? "n/a" : n.toFixed(digits));
 
-function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
+/** The result with the median pairs/s of each engine's rounds (the lower middle of an even count). */
+function medianOfRounds(rounds: PhaseResult[][]): PhaseResult[] {
+  return (rounds[0] ?? []).map((_, i) => {
+    const runs = rounds.map((r) => r[i]).filter((r): r is PhaseResult => r !== undefined);
+    return [...runs].sort((a, b) => a.pairsPerSecond - b.pairsPerSecond)[Math.floor((runs.length - 1) / 2)] ?? (runs[0] as PhaseResult);
+  });
+}
+
+/** Each engine's median (over rounds) of its pairs/s divided by the llama.cpp engine's in the same round. */
+function medianRatios(rounds: PhaseResult[][]): Map<string, number> {
+  const ratios = new Map<string, number>();
+  (rounds[0] ?? []).forEach((r, i) => {
+    const each = rounds.map((round) => (round[i]?.pairsPerSecond ?? Number.NaN) / (round[0]?.pairsPerSecond ?? Number.NaN)).sort((a, b) => a - b);
+    const mid = each.length / 2;
+    ratios.set(r.engine, each.length % 2 === 1 ? (each[Math.floor(mid)] ?? Number.NaN) : ((each[mid - 1] ?? Number.NaN) + (each[mid] ?? Number.NaN)) / 2);
+  });
+  return ratios;
+}
+
+/** Each engine's pairs/s per round, and its ratio to the llama.cpp engine's of the same round. */
+function printRounds(rounds: PhaseResult[][]): void {
+  const ratios = medianRatios(rounds);
+  const first = rounds[0] ?? [];
+  process.stdout.write(`\n${rounds.length} rounds, engines interleaved; pairs/s per round (ratio to the llama.cpp engine in that round):\n`);
+  first.forEach((r, i) => {
+    const cells = rounds.map((round) => {
+      const mine = round[i]?.pairsPerSecond ?? Number.NaN;
+      const llama = round[0]?.pairsPerSecond ?? Number.NaN;
+      return `${mine.toFixed(2)} (${(mine / llama).toFixed(2)}x)`;
+    });
+    process.stdout.write(`  ${r.engine}: ${cells.join(", ")}; median ratio ${(ratios.get(r.engine) ?? Number.NaN).toFixed(2)}x\n`);
+  });
+}
+
+function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>): void {
   const base = results.find((r) => r.engine.startsWith("node-llama-cpp"));
   process.stdout.write(`workload: 1 query x ${spec.count} documents of ~${spec.tokens} tokens, default instruction\n`);
   process.stdout.write(`model: ${results[0]?.model ?? "?"}\n\n`);
@@ -101,8 +136,14 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec): void {
     for (const r of [ours, ...onnx]) {
       if (!r?.logits || r === reference) continue;
       const a = agreement(r.logits, reference.logits);
-      process.stdout.write(`  ${r.engine}: max |dz| ${a.maxAbsDz.toExponential(2)}, p99 |dz| ${a.p99AbsDz.toExponential(2)}, Kendall tau ${a.kendallTau.toFixed(4)}, top-10 overlap ${a.top10Overlap}/${Math.min(10, r.logits.length)}\n`);
+      const missed = missedBars(a, r.logits.length);
+      process.stdout.write(`  ${r.engine}: max |dz| ${a.maxAbsDz.toExponential(2)}, p99 |dz| ${a.p99AbsDz.toExponential(2)}, Kendall tau ${a.kendallTau.toFixed(4)}, top-10 overlap ${a.top10Overlap}/${Math.min(10, r.logits.length)}; ${missed.length === 0 ? "meets the bars" : `misses the bars: ${missed.join(", ")}`}\n`);
     }
+    const exact = reference.logits;
+    const passing = onnx.filter((r) => r === reference || (r.logits && missedBars(agreement(r.logits, exact), r.logits.length).length === 0));
+    const fastest = passing.sort((a, b) => b.pairsPerSecond - a.pairsPerSecond)[0];
+    const ratio = ratios?.get(fastest?.engine ?? "") ?? (fastest && ours ? fastest.pairsPerSecond / ours.pairsPerSecond : Number.NaN);
+    if (fastest) process.stdout.write(`fastest onnx mode that meets the bars: ${fastest.engine}, ${ratio.toFixed(2)}x the llama.cpp engine${ratios ? " (median of the rounds' ratios)" : ""}\n`);
   }
   const server = results.find((r) => r.engine.startsWith("qwen-rerank serve"));
   if (ours && server) {
@@ -131,6 +172,7 @@ export function registerBench(program: Command): void {
     .option("--json", "print the results as JSON")
     .option("--cache-dir <dir>", "where generated models go", ".cache/models")
     .option("--server", "also run the workload through `qwen-rerank serve` over loopback HTTP (server overhead)")
+    .option("--rounds <n>", "with --engine onnx: run every engine this many times, interleaved, and report the median (a shared machine's speed drifts)", intArg(1, 100), 1)
     .addOption(new Option("--phase <phase>").choices(["ours", "baseline", "server"]).hideHelp());
   addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
     const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7 };
@@ -158,22 +200,32 @@ export function registerBench(program: Command): void {
       else if (await isRankHead(flags.model)) baselineModel = flags.model;
       else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
     }
-    const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a) => a !== "--json" && a !== "--server");
+    const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a, i, all) => a !== "--json" && a !== "--server" && a !== "--rounds" && all[i - 1] !== "--rounds");
     const results: PhaseResult[] = [];
+    let ratios: Map<string, number> | undefined;
     if (flags.engine === "onnx") {
       // The onnx engine next to the llama.cpp engine on the same GGUF, workload and threads; every
       // precision unless one is named.
       const withoutEngine = passThrough.filter((a, i) => !["--engine", "--onnx-precision"].includes(a) && !["--engine", "--onnx-precision"].includes(passThrough[i - 1] ?? ""));
-      results.push(await runPhase("ours", [...withoutEngine, "--model", model, "--threads", String(threads)]));
-      for (const precision of engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS) {
-        results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
+      const rounds: PhaseResult[][] = [];
+      for (let round = 0; round < flags.rounds; round++) {
+        const results = [await runPhase("ours", [...withoutEngine, "--model", model, "--threads", String(threads)])];
+        for (const precision of engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS) {
+          results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
+        }
+        rounds.push(results);
+      }
+      results.push(...medianOfRounds(rounds));
+      if (rounds.length > 1) {
+        ratios = medianRatios(rounds);
+        if (!flags.json) printRounds(rounds);
       }
     } else {
       results.push(await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]));
     }
     if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
     if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
-    if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results }, null, 2)}\n`);
-    else printTable(results, spec);
+    if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results, ...(ratios ? { medianRatioToLlama: Object.fromEntries(ratios) } : {}) }, null, 2)}\n`);
+    else printTable(results, spec, ratios);
   });
 }

@@ -17,9 +17,10 @@ export function registerDev(program: Command): void {
     .option("--seed <n>", "random seed", intArg(0, 2 ** 32 - 1), 1)
     .option("--outliers <n>", "plant n activation-outlier dimensions, as trained models have (default: none)", intArg(1, 64))
     .option("--outlier-magnitude <x>", "how many times larger the outlier dimensions are at the linear layers' inputs", intArg(2, 10_000), 60)
+    .addOption(new Option("--outlier-weights <w>", "damped: the weights that read the outlier dimensions are divided by the magnitude (the function keeps its scale); unchanged: they are not").choices(["damped", "unchanged"]).default("damped"))
     .requiredOption("-o, --out <file>", "output GGUF path")
     .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
-    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number }) => {
+    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number; outlierWeights: "damped" | "unchanged" }) => {
       if (flags.ifMissing && existsSync(flags.out)) {
         process.stderr.write(`${flags.out} exists; kept\n`);
         return;
@@ -27,7 +28,7 @@ export function registerDev(program: Command): void {
       const started = Date.now();
       // Loaded on demand: the generator's tokenizer package takes ~1 s to import, on every CLI start otherwise.
       const { makeTestModel } = await import("../testmodel/generate.js");
-      const outliers = flags.outliers === undefined ? undefined : { channels: flags.outliers, magnitude: flags.outlierMagnitude };
+      const outliers = flags.outliers === undefined ? undefined : { channels: flags.outliers, magnitude: flags.outlierMagnitude, weights: flags.outlierWeights };
       makeTestModel({ shape: flags.shape, flavor: flags.flavor, type: flags.type, seed: flags.seed, out: flags.out, outliers });
       const params = (parameterCount(SHAPES[flags.shape]) / 1e6).toFixed(1);
       process.stderr.write(`wrote ${flags.out} (${flags.shape} shape, ${params}M parameters, ${flags.flavor}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);

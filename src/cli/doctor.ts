@@ -2,9 +2,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism, cpus, freemem, totalmem } from "node:os";
 import type { Command } from "commander";
 import { buildWorkload } from "../bench/workload.js";
-import type { Check } from "../doctor/checks.js";
+import { agreement, missedBars } from "../bench/agreement.js";
+import type { Check, EngineTrial } from "../doctor/checks.js";
 import {
   cpuCheck,
+  engineChoiceCheck,
   instructionLanguageCheck,
   heldKvBytes,
   kvBytesPerToken,
@@ -24,7 +26,8 @@ import { evaluateRun, parseMeasures } from "../eval/metrics.js";
 import type { Run } from "../eval/trec.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { RerankerOptions, ScoringStack } from "../pipeline/stack.js";
+import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { openStack } from "../pipeline/stack.js";
 import { detectLanguage, isNonEnglishInstruction } from "../prompt/language.js";
 import type { ConfigExtras } from "./config-file.js";
@@ -33,6 +36,7 @@ import type { ModelFlagValues } from "./flags.js";
 import { addModelFlags, intArg, rerankerOptionsFrom } from "./flags.js";
 
 interface DoctorFlags extends ModelFlagValues {
+  engines?: boolean;
   dataset?: string;
   input?: string;
   maxQueries: number;
@@ -240,6 +244,42 @@ async function shortSpeedCheck(pipeline: Pipeline): Promise<Check> {
   return speedCheck(pipeline, r.pairs, r.tokens, (performance.now() - started) / 1000, "8 generated documents");
 }
 
+/**
+ * `doctor --engines`: every engine and mode on the same 16 generated documents of ~200 tokens, one
+ * after the other (one model in memory at a time), each against onnx fp32's log-odds.
+ */
+async function engineTrials(options: RerankerOptions): Promise<EngineTrial[]> {
+  const choices: Array<{ name: string; flags: string; choice: Pick<RerankerOptions, "engine" | "onnxPrecision"> }> = [
+    { name: "llama", flags: "--engine llama", choice: { engine: "llama" } },
+    ...ONNX_PRECISIONS.map((p) => ({ name: `onnx ${p}`, flags: `--engine onnx --onnx-precision ${p}`, choice: { engine: "onnx" as const, onnxPrecision: p } })),
+  ];
+  const measured: Array<EngineTrial & { logits?: number[] }> = [];
+  for (const { name, flags, choice } of choices) {
+    let stack: ScoringStack | undefined;
+    try {
+      stack = await openStack({ ...options, ...choice, onMemoryBackoff: undefined });
+      const { pipeline } = stack;
+      const w = buildWorkload({ count: 16, tokens: 200, seed: 7 }, (t) => pipeline.planner.countTokens(t));
+      await pipeline.run({ queries: [w.query], documents: w.documents.slice(0, 1), order: "input" });
+      const started = performance.now();
+      const r = await pipeline.run({ queries: [w.query], documents: w.documents, order: "input" });
+      measured.push({ name, flags, pairsPerSecond: r.pairs / ((performance.now() - started) / 1000), missed: [], logits: r.results.map((x) => x.logit) });
+    } catch (error) {
+      measured.push({ name, flags, pairsPerSecond: 0, missed: [], error: (error as Error).message });
+    } finally {
+      await stack?.dispose();
+    }
+  }
+  const exact = measured.find((t) => t.name === "onnx fp32")?.logits;
+  return measured.map(({ logits, ...t }) => {
+    if (!exact || !logits || t.name === "onnx fp32") return t;
+    const a = agreement(logits, exact);
+    // llama.cpp is the reference engine the project is validated on: its figures are shown, not gated.
+    const missed = t.name === "llama" ? [] : missedBars(a, logits.length);
+    return { ...t, missed, agreement: `vs onnx fp32: max |dz| ${a.maxAbsDz.toFixed(3)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, logits.length)}` };
+  });
+}
+
 const mark = { ok: "ok  ", warn: "WARN", fail: "FAIL" } as const;
 
 function printChecks(checks: readonly Check[]): void {
@@ -267,17 +307,22 @@ export async function diagnose(flags: DoctorFlags, extras: ConfigExtras): Promis
     const fix = error.code === "insufficient_memory" ? "--max-length 2048 --sequences 1 (or a smaller --kv-cache-type)" : error.code === "model_unsupported" ? "use a Qwen3-Reranker GGUF (causal or rank-head)" : "reinstall with npm ci";
     return [{ id, status: "fail", message: error.message, fix }];
   }
+  let checks: Check[];
   try {
-    const checks = [...(await engineChecks(stack, backoffs)), ...settingsChecks(stack, flags)];
+    checks = [...(await engineChecks(stack, backoffs)), ...settingsChecks(stack, flags)];
     const routing = stack.pipeline.resolve({}).language !== undefined;
     checks.push(...(data ? await dataChecks(stack.pipeline, data, routing) : [await shortSpeedCheck(stack.pipeline)]));
-    return checks;
   } catch (error) {
     if (isRerankError(error) && error.code === "insufficient_memory") return [{ id: "memory", status: "fail", message: error.message, fix: "--max-length 2048 --sequences 1" }];
     throw error;
   } finally {
     await stack.dispose();
   }
+  if (flags.engines) {
+    const current = options.engine === "onnx" ? `onnx ${options.onnxPrecision ?? "fp32"}` : "llama";
+    checks.push(engineChoiceCheck(await engineTrials(options), current));
+  }
+  return checks;
 }
 
 export function registerDoctor(program: Command): void {
@@ -287,6 +332,7 @@ export function registerDoctor(program: Command): void {
     .option("--dataset <path>", "labelled data: BEIR folder or JSONL of {query, documents: [{text, relevance}]} (per-language nDCG)")
     .option("-i, --input <file>", "unlabelled data: JSONL of {query, documents: [...]}, as `score --input` reads")
     .option("--max-queries <n>", "queries of the data to score", intArg(1), 50)
+    .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 16 generated documents and name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`)")
     .option("--json", "print {checks: [{id, status, message, fix}]} on stdout");
   addModelFlags(cmd, "doctor");
   cmd.action(async () => {

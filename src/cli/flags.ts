@@ -34,10 +34,10 @@ export const numberArg =
 export function addEngineFlags(cmd: Command): Command {
   return cmd
     .addOption(new Option("--engine <kind>", "llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime CPU, needs onnxruntime-node) (default: llama)").choices([...ENGINE_KINDS]))
-    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: fp32, block8 (8-bit blocks of 32) or int8 (per-channel weights, dynamic activations) (default: fp32)").choices([...ONNX_PRECISIONS]))
+    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: fp32, block8 (8-bit blocks of 32) or int8 (int8 weights per column, activations per token, outlier features in fp32) (default: fp32)").choices([...ONNX_PRECISIONS]))
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
-    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 8)", intArg(1, 256))
-    .option("--batch-size <n>", "tokens per llama.cpp batch (default: 512)", intArg(1, 65536))
+    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: at most this many documents per run, 8)", intArg(1, 256))
+    .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (default: 512)", intArg(1, 65536))
     .option("--flash-attention", "enable flash attention (default: on)")
     .option("--no-flash-attention", "disable flash attention (exact F32 numerics with --kv-cache-type f32)")
     .addOption(new Option("--kv-cache-type <type>", "KV cache element type (default: f16)").choices(["f32", "f16", "bf16", "q8_0", "q4_0"]))

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SHAPES } from "../testmodel/shapes.js";
-import { cpuCheck, kvBytesPerToken, languageGapCheck, memoryCheck, scoreShapeChecks, truncationCheck } from "./checks.js";
+import type { EngineTrial } from "./checks.js";
+import { cpuCheck, engineChoiceCheck, kvBytesPerToken, languageGapCheck, memoryCheck, scoreShapeChecks, truncationCheck } from "./checks.js";
 
 const GiB = 1024 ** 3;
 
@@ -56,4 +57,22 @@ test("cpu: AVX-512 VNNI, AVX2, none", () => {
   assert.match(cpuCheck(new Set(["avx2", "avx512f", "avx512_vnni"]), "EPYC", "cpu").message, /AVX-512 VNNI/);
   assert.equal(cpuCheck(new Set(["sse4_2"]), "old", "cpu").status, "warn");
   assert.equal(cpuCheck(new Set(["sse4_2"]), "old", "cuda").status, "ok");
+});
+
+test("engine choice: the fastest trial that meets the bars, as flags; the current one when within 10%", () => {
+  const trials: EngineTrial[] = [
+    { name: "llama", flags: "--engine llama", pairsPerSecond: 0.7, missed: [] },
+    { name: "onnx fp32", flags: "--engine onnx --onnx-precision fp32", pairsPerSecond: 1.0, missed: [] },
+    { name: "onnx block8", flags: "--engine onnx --onnx-precision block8", pairsPerSecond: 1.2, missed: [], agreement: "max |dz| 0.08" },
+    { name: "onnx int8", flags: "--engine onnx --onnx-precision int8", pairsPerSecond: 2.0, missed: ["Kendall tau 0.800 < 0.9"], agreement: "max |dz| 0.6" },
+  ];
+  const check = engineChoiceCheck(trials, "llama");
+  assert.equal(check.status, "warn");
+  assert.equal(check.fix, "--engine onnx --onnx-precision block8");
+  assert.match(check.message, /^fastest meeting the agreement bars: onnx block8 \(1\.71x llama\)\. .*onnx int8 2\.00 pairs\/s \(max \|dz\| 0\.6; misses: Kendall tau/);
+  assert.equal(engineChoiceCheck(trials, "onnx block8").status, "ok");
+  assert.equal(engineChoiceCheck([...trials.slice(0, 2), { ...trials[2], pairsPerSecond: 1.05 } as EngineTrial], "onnx fp32").status, "ok", "5% is noise");
+  const broken = engineChoiceCheck([{ name: "onnx fp32", flags: "", pairsPerSecond: 0, missed: [], error: "onnxruntime-node is not installed" }], "llama");
+  assert.equal(broken.status, "warn");
+  assert.match(broken.message, /no engine measured: onnx fp32: onnxruntime-node is not installed/);
 });

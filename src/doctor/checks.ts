@@ -187,3 +187,36 @@ export function languageGapCheck(figures: readonly LanguageFigures[], routing: b
       : `--language auto --language-instruction "${example}=Given a web search query in ${example}, retrieve relevant passages that answer the query"`,
   };
 }
+
+/** One engine and mode measured on the same short workload (`doctor --engines`). */
+export interface EngineTrial {
+  /** As the flags say it: "llama", "onnx fp32", "onnx int8", ... */
+  name: string;
+  /** The flags that select it. */
+  flags: string;
+  pairsPerSecond: number;
+  /** The bars it misses against onnx fp32 (missedBars); empty when it meets them or is the reference. */
+  missed: string[];
+  /** Agreement figures in words, when compared. */
+  agreement?: string;
+  /** Why it could not be measured. */
+  error?: string;
+}
+
+/**
+ * Which engine and mode to run on this machine: the fastest trial that meets the agreement bars.
+ * Warns (with the flags) when that is not the engine in use and is at least 10% faster.
+ */
+export function engineChoiceCheck(trials: readonly EngineTrial[], current: string): Check {
+  const listing = trials
+    .map((t) => (t.error ? `${t.name}: ${t.error}` : `${t.name} ${t.pairsPerSecond.toFixed(2)} pairs/s${t.agreement ? ` (${t.agreement}${t.missed.length > 0 ? `; misses: ${t.missed.join(", ")}` : ""})` : ""}`))
+    .join("; ");
+  const passing = trials.filter((t) => !t.error && t.missed.length === 0).sort((a, b) => b.pairsPerSecond - a.pairsPerSecond);
+  const best = passing[0];
+  if (!best) return { id: "engine-choice", status: "warn", message: `no engine measured: ${listing}`, fix: null };
+  const mine = trials.find((t) => t.name === current);
+  const gain = mine && !mine.error ? best.pairsPerSecond / mine.pairsPerSecond : Number.POSITIVE_INFINITY;
+  const message = `fastest meeting the agreement bars: ${best.name}${mine && best !== mine ? ` (${gain.toFixed(2)}x ${current})` : ""}. ${listing}`;
+  if (best.name === current || gain < 1.1) return { id: "engine-choice", status: "ok", message, fix: null };
+  return { id: "engine-choice", status: "warn", message, fix: best.flags };
+}

@@ -29,6 +29,7 @@ export async function openEngine(options: LlamaEngineOptions & EngineChoice): Pr
     allowDownload: rest.allowDownload,
     contextSize: rest.contextSize,
     sequences: rest.sequences,
+    batchSize: rest.batchSize,
     threads: rest.threads,
     prefixReuse: rest.prefixReuse,
     logLevel: rest.logLevel,

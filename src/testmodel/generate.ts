@@ -25,13 +25,24 @@ export interface MakeModelOptions {
    * Plants activation outliers as trained LLMs have them (LLM.int8(): a few hidden dimensions whose
    * values at the inputs of the linear layers are tens of times the rest, the same dimensions in
    * every layer and token): the RMSNorm weights of `channels` dimensions are `magnitude` instead of
-   * ~1, and the matching input columns of q/k/v and gate/up are divided by it, so the model's
-   * function keeps its scale while per-tensor activation quantization sees the outliers.
-   * Default: none.
+   * ~1. With `weights: "damped"` (default) the matching input columns of q/k/v and gate/up are
+   * divided by it, so the model's function keeps its scale (an equalizing quantizer can undo this
+   * exactly); with "unchanged" they are not, and the outliers reach the products' outputs, as
+   * massive activations whose weights are not small do. Default: none.
    */
-  outliers?: { channels: number; magnitude: number } | undefined;
+  outliers?: PlantedOutliers | undefined;
   out: string;
 }
+
+export interface PlantedOutliers {
+  channels: number;
+  magnitude: number;
+  /** Default "damped". */
+  weights?: "damped" | "unchanged" | undefined;
+}
+
+/** The file-name suffix of a model with planted outliers (tests and bench share generated files). */
+export const outliersSuffix = (o: PlantedOutliers | undefined): string => (o ? `-outliers${o.channels}x${o.magnitude}${o.weights === "unchanged" ? "-undamped" : ""}` : "");
 
 const ggmlTypeOf = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0 } as const;
 const fileTypeOf = { f32: 0, f16: 1, q8_0: 7 } as const;
@@ -67,7 +78,7 @@ export function makeTestModel(options: MakeModelOptions): void {
   });
   const norm = (name: string, size: number): TensorSpec => ({ name, dims: [size], type: GgmlType.F32, fillRow: uniform(name, 0.05, 1) });
   // The outlier dimensions: spread over the hidden size, chosen by the seed.
-  const { channels = 0, magnitude = 1 } = options.outliers ?? {};
+  const { channels = 0, magnitude = 1, weights: outlierWeights = "damped" } = options.outliers ?? {};
   const offset = uniformStream(hashSeed(seed, "outliers"))();
   const outlierChannels = Array.from({ length: channels }, (_, i) => Math.floor(((i + offset) * h) / channels));
   const amplified = (spec: TensorSpec): TensorSpec => ({
@@ -81,7 +92,7 @@ export function makeTestModel(options: MakeModelOptions): void {
     ...spec,
     fillRow: (r, row) => {
       spec.fillRow(r, row);
-      for (const c of outlierChannels) row[c] = (row[c] ?? 0) / magnitude;
+      if (outlierWeights === "damped") for (const c of outlierChannels) row[c] = (row[c] ?? 0) / magnitude;
     },
   });
 
@@ -124,7 +135,7 @@ export function makeTestModel(options: MakeModelOptions): void {
   const meta: Array<[string, GgufValue]> = [
     ["general.architecture", { type: "string", value: a }],
     ["general.type", { type: "string", value: "model" }],
-    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}` : ""})` }],
+    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}${outlierWeights === "damped" ? "" : " (weights unchanged)"}` : ""})` }],
     ["general.file_type", { type: "u32", value: fileTypeOf[type] }],
     ["general.quantization_version", { type: "u32", value: 2 }],
     [`${a}.block_count`, { type: "u32", value: shape.layers }],

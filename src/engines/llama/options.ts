@@ -13,9 +13,9 @@ export interface LlamaEngineOptions {
   allowDownload?: boolean | undefined;
   /** Longest pair (PREFIX+BODY+SUFFIX tokens) the engine holds per sequence. Default 8192, capped at the model's context. */
   contextSize?: number | undefined;
-  /** Pairs evaluated in parallel, as sequences of one llama.cpp context. Default 1 on CPU, 8 on a GPU. Rank-head files use 1. */
+  /** Pairs evaluated in parallel, as sequences of one llama.cpp context. Default 1 on CPU, 8 on a GPU. Rank-head files use 1. (onnx engine: most documents per run, default 8.) */
   sequences?: number | undefined;
-  /** Tokens per llama.cpp batch (prompt processing chunk). Default 512. */
+  /** Tokens per llama.cpp batch (prompt processing chunk). Default 512. (onnx engine: most tokens per run, padding included, default 512.) */
   batchSize?: number | undefined;
   /** CPU threads. Default: every math core llama.cpp detects. */
   threads?: number | undefined;

@@ -6,7 +6,7 @@ const { onnx } = onnxProto;
 import type { ModelShape } from "../engine.js";
 import type { OnnxPrecision } from "./precision.js";
 import type { GgufWeights, WeightMatrix } from "./weights.js";
-import { toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
+import { inputRowMax, toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
 
 
 export interface Qwen3Facts {
@@ -22,11 +22,36 @@ export interface Qwen3Facts {
 
 const T = onnx.TensorProto.DataType;
 
+/** Layers [first, end) of the model in one graph; the last stage (end = layers) ends with z. */
+export interface GraphStage {
+  first: number;
+  end: number;
+}
+
+/**
+ * Splits the layers into stages whose weights stay under `maxBytes` each (protobuf caps a model
+ * at 2 GB; the 4B and 8B shapes are bigger in every mode): greedy, at least one layer a stage.
+ */
+export function planStages(layers: number, layerBytes: number, maxBytes: number): GraphStage[] {
+  const perStage = Math.max(1, Math.floor(maxBytes / Math.max(1, layerBytes)));
+  const stages: GraphStage[] = [];
+  for (let first = 0; first < layers; first += perStage) stages.push({ first, end: Math.min(layers, first + perStage) });
+  return stages;
+}
+
+/** How the graph's matrix products are built. */
+export interface GraphPrecision {
+  precision: OnnxPrecision;
+  /** int8 only: input features per product multiplied in fp32 instead (the largest in the batch); 0 quantizes them all. */
+  outlierChannels: number;
+}
+
 /** Builds nodes with unique output names. */
 class GraphBuilder {
   readonly nodes: proto.INodeProto[] = [];
   readonly initializers: proto.ITensorProto[] = [];
   private n = 0;
+  private readonly names = new Set<string>();
 
   op(opType: string, inputs: string[], attributes: proto.IAttributeProto[] = [], domain = "", outputs = 1): string[] {
     const names = Array.from({ length: outputs }, (_, i) => `${opType.toLowerCase()}_${this.n}${outputs > 1 ? `_${i}` : ""}`);
@@ -40,6 +65,8 @@ class GraphBuilder {
   }
 
   tensor(name: string, dataType: number, dims: number[], data: ArrayBufferView): string {
+    if (this.names.has(name)) throw new Error(`internal: initializer ${name} defined twice`);
+    this.names.add(name);
     this.initializers.push({ name, dataType, dims, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
     return name;
   }
@@ -71,10 +98,15 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
  * sequence's last real token; sequences are right-padded), and per layer `past_k.L`/`past_v.L`
  * [1,kvH,P,D] (the shared prompt head, P may be 0). Outputs: `z` [B], and `present_k.L`/`present_v.L`
  * [B,kvH,P+S,D] (the head's cache when B = 1).
+ *
+ * With a `stage` short of every layer, the graph holds layers [first, end) only, reads `hidden`
+ * from the stage before, and outputs `hidden_out` instead of z unless it is the last stage; `last`
+ * is an input of the last stage only.
  */
-export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, precision: OnnxPrecision): Uint8Array {
+export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
   const { shape } = facts;
-  const { hidden: H, heads: nH, kvHeads: kvH, headDim: D, layers } = shape;
+  const { hidden: H, heads: nH, kvHeads: kvH, headDim: D } = shape;
+  const isLast = stage.end === shape.layers;
   const rep = nH / kvH;
   const g = new GraphBuilder();
   const eps = g.scalar("eps", facts.eps);
@@ -86,18 +118,87 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, precisi
     return g.one("Mul", [g.one("Div", [x, rms]), weight]);
   };
   const vector = (name: string) => g.tensor(name, T.FLOAT, [H], toFloat32(weights.matrix(name)));
-  const linear = (x: string, m: WeightMatrix): string => {
-    if (precision === "fp32") return g.one("MatMul", [x, g.tensor(m.name, T.FLOAT, [m.cols, m.rows], toFloat32Transposed(m))]);
+  /** The products of one input with each matrix (q/k/v, gate/up share theirs). */
+  const linear = (x: string, matrices: WeightMatrix[]): string[] => {
+    if (precision === "fp32") return matrices.map((m) => g.one("MatMul", [x, g.tensor(m.name, T.FLOAT, [m.cols, m.rows], toFloat32Transposed(m))]));
     if (precision === "block8") {
-      const { data, scales, blocks } = toBlock8(m);
-      const b = g.tensor(m.name, T.UINT8, [m.rows, blocks, 32], data);
-      const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows * blocks], scales);
-      return g.one("MatMulNBits", [x, b, s], [intAttr("K", m.cols), intAttr("N", m.rows), intAttr("bits", 8), intAttr("block_size", 32), intAttr("accuracy_level", 4)], "com.microsoft");
+      return matrices.map((m) => {
+        const { data, scales, blocks } = toBlock8(m);
+        const b = g.tensor(m.name, T.UINT8, [m.rows, blocks, 32], data);
+        const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows * blocks], scales);
+        return g.one("MatMulNBits", [x, b, s], [intAttr("K", m.cols), intAttr("N", m.rows), intAttr("bits", 8), intAttr("block_size", 32), intAttr("accuracy_level", 4)], "com.microsoft");
+      });
     }
-    const { data, scales } = toInt8PerColumn(m);
-    const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
-    const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
-    return g.one("DynamicQuantizeMatMul", [x, b, s], [], "com.microsoft");
+    const K = matrices[0]?.cols ?? 0;
+    const rowMax = inputRowMax(matrices);
+    const a = int8Activations(x, K, g.tensor(`${x}.equalize`, T.FLOAT, [K], rowMax));
+    return matrices.map((m) => {
+      const { data, scales } = toInt8PerColumn(m, rowMax);
+      const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
+      const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
+      // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
+      let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
+      if (a.outliers) {
+        // Plus the outlier features times their rows of the weights (dequantized: [k, N]); Gemm adds C.
+        const rows = g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]);
+        y = g.one("Gemm", [a.outliers.values, rows, y]);
+      }
+      return g.one("Reshape", [y, outputShape(m.rows)]);
+    });
+  };
+
+  // int8 activations, shared by the products that read the same input (q/k/v, gate/up). Trained
+  // LLMs carry a few hidden dimensions with values tens of times larger than the rest (LLM.int8(),
+  // "massive activations"): one scale for the whole tensor (or even per token) then rounds every
+  // other dimension to a few levels. So the
+  // `outlierChannels` input features with the largest magnitude in the batch are multiplied in fp32,
+  // and the rest are quantized per token (symmetric, scale = max|x| / 127, zero point 128).
+  // Before quantizing, each input feature j is multiplied by its weight rows' largest magnitude
+  // (and the rows divided by it: SmoothQuant with alpha 0): the per-column weight scales then fit
+  // every row, including the small rows that large activations meet, whose rounding they magnify.
+  // Everything is 2-D [tokens, features] here: per-axis QuantizeLinear and Gemm want that. The
+  // constants are in the graph only in int8 mode (ONNX Runtime warns of unused initializers).
+  const [zeroPoint, inv127, tiny, tokensShape] =
+    precision === "int8"
+      ? [
+          g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128)),
+          g.scalar("inv_127", 1 / 127),
+          g.scalar("tiny", 1e-30),
+          g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]),
+        ]
+      : ["", "", "", ""];
+  const outputShapes = new Map<number, string>();
+  const outputShape = (n: number): string => {
+    const known = outputShapes.get(n) ?? g.one("Concat", [tokensShape, g.ints(`n_${n}`, [n])], [intAttr("axis", 0)]);
+    outputShapes.set(n, known);
+    return known;
+  };
+  interface Int8Input {
+    quantized: string;
+    scale: string;
+    /** The outlier features' values [T,k], indices [k], and their rows' equalization [k,1]. */
+    outliers?: { index: string; values: string; rowScale: string };
+  }
+  const int8Activations = (x: string, K: number, equalize: string): Int8Input => {
+    const k = Math.min(outlierChannels, K);
+    const flat = g.one("Reshape", [x, g.ints(`${x}.flat`, [-1, K])]);
+    let rest: string;
+    let outliers: Int8Input["outliers"];
+    if (k > 0) {
+      const magnitude = g.one("Mul", [g.one("ReduceMax", [g.one("Abs", [flat])], [intsAttr("axes", [0]), intAttr("keepdims", 0)]), equalize]);
+      const index = g.op("TopK", [magnitude, g.ints(`${x}.k`, [k])], [], "", 2)[1] ?? "";
+      const rowScale = g.one("Unsqueeze", [g.one("Gather", [equalize, index], [intAttr("axis", 0)]), g.ints(`${x}.axis1k`, [1])]);
+      outliers = { index, values: g.one("Gather", [flat, index], [intAttr("axis", 1)]), rowScale };
+      // Equalized, with the outlier features zeroed: one multiplication.
+      rest = g.one("Mul", [flat, g.one("ScatterElements", [equalize, index, g.tensor(`${x}.zeros`, T.FLOAT, [k], new Float32Array(k))], [intAttr("axis", 0)])]);
+    } else {
+      rest = g.one("Mul", [flat, equalize]);
+    }
+    const reduce = [intsAttr("axes", [1]), intAttr("keepdims", 0)];
+    const perToken = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [rest], reduce), g.one("Neg", [g.one("ReduceMin", [rest], reduce)]), tiny]), inv127]);
+    const points = g.one("Expand", [zeroPoint, g.one("Shape", [perToken])]);
+    const quantized = g.one("QuantizeLinear", [rest, perToken, points], [intAttr("axis", 0)]);
+    return { quantized, scale: g.one("Unsqueeze", [perToken, g.ints(`${x}.axis1`, [1])]), ...(outliers ? { outliers } : {}) };
   };
 
   const cos = g.one("Unsqueeze", ["cos", g.ints("axis1", [1])]); // [S,1,D]: broadcast over heads
@@ -117,19 +218,20 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, precisi
   const one = g.ints("one", [1]);
   // The past, shared by the batch: [1,kvH,P,D] expanded to [B,kvH,P,D].
   const batch = g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("zero", [0]), one]);
-  const pastTail = g.one("Slice", [g.one("Shape", ["past_k.0"]), one, g.ints("four", [4])]);
+  const pastTail = g.one("Slice", [g.one("Shape", [`past_k.${stage.first}`]), one, g.ints("four", [4])]);
   const pastShape = g.one("Concat", [batch, pastTail], [intAttr("axis", 0)]);
   const unsqueeze2 = g.ints("axis2", [2]);
 
   let x = "hidden";
-  for (let l = 0; l < layers; l++) {
+  for (let l = stage.first; l < stage.end; l++) {
     const w = (n: string) => weights.matrix(`blk.${l}.${n}.weight`);
     const h = rmsNorm(x, vector(`blk.${l}.attn_norm.weight`));
     const qNorm = g.tensor(`blk.${l}.attn_q_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_q_norm.weight`)));
     const kNorm = g.tensor(`blk.${l}.attn_k_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_k_norm.weight`)));
-    const q = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [linear(h, w("attn_q")), qShape]), qNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
-    const k = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [linear(h, w("attn_k")), kvShape]), kNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
-    const v = g.one("Transpose", [g.one("Reshape", [linear(h, w("attn_v")), kvShape])], [intsAttr("perm", [0, 2, 1, 3])]);
+    const [qLin, kLin, vLin] = linear(h, [w("attn_q"), w("attn_k"), w("attn_v")]) as [string, string, string];
+    const q = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
+    const k = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
+    const v = g.one("Transpose", [g.one("Reshape", [vLin, kvShape])], [intsAttr("perm", [0, 2, 1, 3])]);
     const keys = g.op("Concat", [g.one("Expand", [`past_k.${l}`, pastShape]), k], [intAttr("axis", 2)])[0] ?? "";
     const values = g.op("Concat", [g.one("Expand", [`past_v.${l}`, pastShape]), v], [intAttr("axis", 2)])[0] ?? "";
     g.nodes.push({ opType: "Identity", input: [keys], output: [`present_k.${l}`], name: `present_k_${l}` });
@@ -141,33 +243,37 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, precisi
     const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
     const context = g.one("MatMul", [probs, g.one("Unsqueeze", [values, unsqueeze2])]);
     const merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
-    x = g.one("Add", [x, linear(merged, w("attn_output"))]);
+    x = g.one("Add", [x, linear(merged, [w("attn_output")])[0] ?? ""]);
     const h2 = rmsNorm(x, vector(`blk.${l}.ffn_norm.weight`));
-    const gate = linear(h2, w("ffn_gate"));
-    const act = g.one("Mul", [g.one("Mul", [gate, g.one("Sigmoid", [gate])]), linear(h2, w("ffn_up"))]);
-    x = g.one("Add", [x, linear(act, w("ffn_down"))]);
+    const [gate, up] = linear(h2, [w("ffn_gate"), w("ffn_up")]) as [string, string];
+    const act = g.one("Mul", [g.one("Mul", [gate, g.one("Sigmoid", [gate])]), up]);
+    x = g.one("Add", [x, linear(act, [w("ffn_down")])[0] ?? ""]);
   }
-  // Only each sequence's last real token, and only the yes/no rows of the head.
-  const lastRows = g.one("GatherND", [x, g.one("Unsqueeze", ["last", g.ints("axis_last", [-1])])], [intAttr("batch_dims", 1)]);
-  const normed = rmsNorm(lastRows, vector("output_norm.weight"));
-  const yn = new Float32Array(H * 2);
-  for (const [k, r] of [facts.yesRow, facts.noRow].entries()) {
-    const row = toFloat32(weights.matrix(facts.headTensor, r, 1));
-    for (let i = 0; i < H; i++) yn[i * 2 + k] = row[i] ?? 0;
-  }
-  const logits = g.one("MatMul", [normed, g.tensor("yes_no", T.FLOAT, [H, 2], yn)]);
-  const [yes, no] = g.op("Split", [logits, g.ints("pair", [1, 1])], [intAttr("axis", -1)], "", 2) as [string, string];
-  g.nodes.push({ opType: "Reshape", input: [g.one("Sub", [yes, no]), g.ints("flat", [-1])], output: ["z"], name: "z" });
+  /** Only each sequence's last real token, and only the yes/no rows of the head: z. */
+  const finalHead = (x: string): void => {
+    const lastRows = g.one("GatherND", [x, g.one("Unsqueeze", ["last", g.ints("axis_last", [-1])])], [intAttr("batch_dims", 1)]);
+    const normed = rmsNorm(lastRows, vector("output_norm.weight"));
+    const yn = new Float32Array(H * 2);
+    for (const [k, r] of [facts.yesRow, facts.noRow].entries()) {
+      const row = toFloat32(weights.matrix(facts.headTensor, r, 1));
+      for (let i = 0; i < H; i++) yn[i * 2 + k] = row[i] ?? 0;
+    }
+    const logits = g.one("MatMul", [normed, g.tensor("yes_no", T.FLOAT, [H, 2], yn)]);
+    const [yes, no] = g.op("Split", [logits, g.ints("pair", [1, 1])], [intAttr("axis", -1)], "", 2) as [string, string];
+    g.nodes.push({ opType: "Reshape", input: [g.one("Sub", [yes, no]), g.ints("flat", [-1])], output: ["z"], name: "z" });
+  };
 
-  const inputs = [
-    valueInfo("hidden", T.FLOAT, ["B", "S", H]),
-    valueInfo("cos", T.FLOAT, ["S", D]),
-    valueInfo("sin", T.FLOAT, ["S", D]),
-    valueInfo("mask", T.FLOAT, ["S", "T"]),
-    valueInfo("last", T.INT64, ["B"]),
-  ];
-  const outputs = [valueInfo("z", T.FLOAT, ["B"])];
-  for (let l = 0; l < layers; l++) {
+  const inputs = [valueInfo("hidden", T.FLOAT, ["B", "S", H]), valueInfo("cos", T.FLOAT, ["S", D]), valueInfo("sin", T.FLOAT, ["S", D]), valueInfo("mask", T.FLOAT, ["S", "T"])];
+  const outputs: proto.IValueInfoProto[] = [];
+  if (isLast) {
+    inputs.push(valueInfo("last", T.INT64, ["B"]));
+    outputs.push(valueInfo("z", T.FLOAT, ["B"]));
+    finalHead(x);
+  } else {
+    g.nodes.push({ opType: "Identity", input: [x], output: ["hidden_out"], name: "hidden_out" });
+    outputs.push(valueInfo("hidden_out", T.FLOAT, ["B", "S", H]));
+  }
+  for (let l = stage.first; l < stage.end; l++) {
     for (const kind of ["k", "v"]) {
       inputs.push(valueInfo(`past_${kind}.${l}`, T.FLOAT, [1, kvH, "P", D]));
       outputs.push(valueInfo(`present_${kind}.${l}`, T.FLOAT, ["B", kvH, "T", D]));
@@ -180,7 +286,7 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, precisi
       { domain: "", version: 17 },
       { domain: "com.microsoft", version: 1 },
     ],
-    graph: { name: "qwen3-reranker", node: g.nodes, initializer: g.initializers, input: inputs, output: outputs },
+    graph: { name: `qwen3-reranker-layers-${stage.first}-${stage.end}`, node: g.nodes, initializer: g.initializers, input: inputs, output: outputs },
   };
   return onnx.ModelProto.encode(model).finish();
 }

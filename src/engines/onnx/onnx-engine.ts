@@ -13,8 +13,8 @@ import type { Engine, EngineInfo, ModelShape, ScoreRequestOptions, ScoreStats } 
 import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.js";
 import { readModelFacts } from "../llama/metadata.js";
 import { resolveModelSource } from "../llama/model-source.js";
-import type { Qwen3Facts } from "./graph.js";
-import { buildQwen3Graph } from "./graph.js";
+import type { GraphStage, Qwen3Facts } from "./graph.js";
+import { buildQwen3Graph, planStages } from "./graph.js";
 import type { OnnxPrecision } from "./precision.js";
 import { ONNX_PRECISIONS } from "./precision.js";
 import type { WeightMatrix } from "./weights.js";
@@ -30,8 +30,21 @@ export interface OnnxEngineOptions {
   precision?: OnnxPrecision | undefined;
   /** Longest pair in tokens. Default 8192, capped at the model's context. */
   contextSize?: number | undefined;
-  /** Documents evaluated in one run (a batch, right-padded to its longest). Default 8. */
+  /** At most this many documents in one run (a batch, right-padded to its longest). Default 8. */
   sequences?: number | undefined;
+  /**
+   * Tokens in one run (documents × the longest of them, padding included): a batch of 256-token
+   * documents holds 2. Small runs keep the activations in cache; on the 0.6B shape 512 ran 1.2-1.4x
+   * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone).
+   */
+  batchSize?: number | undefined;
+  /**
+   * Most weight bytes in one ONNX graph: a model bigger than that (the 4B and 8B shapes; protobuf
+   * caps one graph at 2 GB) runs as several graphs in a row, each a range of layers. Default 1.5e9.
+   */
+  stageBytes?: number | undefined;
+  /** int8 precision: input features per matrix product multiplied in fp32 (the batch's largest, the activation outliers); 0 = none. Default 16. */
+  outlierChannels?: number | undefined;
   /** ONNX Runtime intra-op threads. Default: every core. */
   threads?: number | undefined;
   /** Evaluate each group's prompt head once and reuse its keys and values for every document. Default true. */
@@ -69,7 +82,8 @@ export class OnnxEngine implements Engine {
   private constructor(
     readonly info: EngineInfo,
     private readonly ort: Ort,
-    private readonly session: Session,
+    /** One session per stage (a range of layers), run in order. */
+    private readonly stages: ReadonlyArray<{ stage: GraphStage; session: Session }>,
     private readonly vocab: LlamaModel,
     private readonly embeddings: WeightMatrix,
     private readonly shape: ModelShape,
@@ -110,15 +124,26 @@ export class OnnxEngine implements Engine {
         noRow: facts.flavor === "rank" ? 1 : no,
         headTensor,
       };
-      const graph = buildQwen3Graph(weights, qwen, precision);
+      const outlierChannels = Math.max(0, Math.floor(options.outlierChannels ?? 16));
       const threads = options.threads ?? availableParallelism();
-      let session: Session;
+      const layerBytes = layerWeightBytes(weights, precision);
+      const stages: Array<{ stage: GraphStage; session: Session }> = [];
       try {
-        session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" });
+        for (const stage of planStages(facts.shape.layers, layerBytes, options.stageBytes ?? 1.5e9)) {
+          // One stage's graph at a time: its bytes are garbage once ONNX Runtime has parsed them.
+          const graph = buildQwen3Graph(weights, qwen, { precision, outlierChannels }, stage);
+          try {
+            stages.push({ stage, session: await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" }) });
+          } catch (error) {
+            throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${basename(path)} (layers ${stage.first}-${stage.end - 1}): ${(error as Error).message}`, { cause: error });
+          }
+        }
       } catch (error) {
-        throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${basename(path)}: ${(error as Error).message}`, { cause: error });
+        await Promise.all(stages.map((s) => s.session.release()));
+        throw error;
       }
       const sequences = Math.max(1, Math.floor(options.sequences ?? 8));
+      const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: EngineInfo = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
@@ -129,15 +154,15 @@ export class OnnxEngine implements Engine {
         trainContext: facts.trainContext,
         maxSequenceLength: contextSize,
         sequences,
-        capacity: { contextSize, sequences, batchSize: contextSize },
-        // Padding to a batch's longest document changes the matrix shapes, and with them (int8) the
-        // activation scales: the batch size is part of what the bits depend on.
-        numerics: `onnx cpu ${precision} docs=${sequences}`,
+        capacity: { contextSize, sequences, batchSize },
+        // Which documents share a run changes the matrix shapes, and with int8 which input features
+        // go through fp32: the batching is part of what the last bits depend on.
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels}` : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, session, vocab, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true);
+      return new OnnxEngine(engineInfo, ort, stages, vocab, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true);
     } catch (error) {
       await vocab.dispose();
       throw error;
@@ -166,19 +191,38 @@ export class OnnxEngine implements Engine {
       const head = this.prefixReuse && group.prefix.length > 0 ? await this.evaluateHead(group.prefix) : undefined;
       if (head) stats.evaluatedTokens += head.length;
       const sequences = head ? group.tails : group.tails.map((t) => [...group.prefix, ...t]);
-      for (let first = 0; first < sequences.length; first += this.info.sequences) {
+      let done = 0;
+      for (const batch of this.batches(sequences)) {
         if (options.signal?.aborted) throw new RerankError("cancelled", "cancelled");
-        const batch = sequences.slice(first, first + this.info.sequences);
-        const z = await this.evaluateBatch(batch, head);
-        for (const [i, s] of batch.entries()) {
-          logits[k + first + i] = z[i] ?? Number.NaN;
-          stats.evaluatedTokens += s.length;
+        const z = await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
+        for (const [j, i] of batch.entries()) {
+          logits[k + i] = z[j] ?? Number.NaN;
+          stats.evaluatedTokens += sequences[i]?.length ?? 0;
         }
-        options.onProgress?.(k + first + batch.length);
+        done += batch.length;
+        options.onProgress?.(k + done);
       }
       k += group.tails.length;
     }
     return { logits, stats };
+  }
+
+  /** Indices of `sequences` in runs: longest first (less padding), at most `sequences` documents and `batchSize` tokens each. */
+  private batches(sequences: ReadonlyArray<readonly number[]>): number[][] {
+    const order = sequences.map((s, i) => [s.length, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    const runs: number[][] = [];
+    let run: number[] = [];
+    let longest = 0;
+    for (const [length, i] of order) {
+      if (run.length > 0 && (run.length >= this.info.sequences || (run.length + 1) * longest > this.info.capacity.batchSize)) {
+        runs.push(run);
+        run = [];
+      }
+      if (run.length === 0) longest = length;
+      run.push(i);
+    }
+    if (run.length > 0) runs.push(run);
+    return runs;
   }
 
   private async evaluateHead(prefix: readonly number[]): Promise<HeadCache> {
@@ -233,20 +277,48 @@ export class OnnxEngine implements Engine {
       last: new Tensor("int64", BigInt64Array.from(sequences.map((s) => BigInt(s.length - 1))), [B]),
     };
     const empty = new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, D]);
-    for (let l = 0; l < layers; l++) {
-      for (const kind of ["k", "v"]) feeds[`past_${kind}.${l}`] = head?.past[`past_${kind}.${l}`] ?? empty;
+    const out: Record<string, TensorType> = {};
+    for (const { stage, session } of this.stages) {
+      const isLast = stage.end === layers;
+      const stageFeeds: Record<string, TensorType> = { ...feeds };
+      if (!isLast) delete stageFeeds.last;
+      const fetches = [isLast ? "z" : "hidden_out"];
+      for (let l = stage.first; l < stage.end; l++) {
+        for (const kind of ["k", "v"]) {
+          stageFeeds[`past_${kind}.${l}`] = head?.past[`past_${kind}.${l}`] ?? empty;
+          if (wantPresent) fetches.push(`present_${kind}.${l}`);
+        }
+      }
+      let result: Record<string, TensorType>;
+      try {
+        result = await session.run(stageFeeds, fetches);
+      } catch (error) {
+        throw new RerankError("engine_failure", `ONNX Runtime failed: ${(error as Error).message}`, { cause: error });
+      }
+      Object.assign(out, result);
+      const next = result.hidden_out;
+      if (!isLast) {
+        if (!next) throw new RerankError("engine_failure", `ONNX Runtime returned no hidden state after layer ${stage.end - 1}`);
+        feeds.hidden = next;
+      }
     }
-    const fetches = wantPresent ? ["z", ...Array.from({ length: layers }, (_, l) => [`present_k.${l}`, `present_v.${l}`]).flat()] : ["z"];
-    try {
-      return await this.session.run(feeds, fetches);
-    } catch (error) {
-      throw new RerankError("engine_failure", `ONNX Runtime failed: ${(error as Error).message}`, { cause: error });
-    }
+    return out;
   }
 
   async dispose(): Promise<void> {
     await this.queue;
-    await this.session.release();
+    await Promise.all(this.stages.map((s) => s.session.release()));
     await this.vocab.dispose();
   }
+}
+
+/** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
+function layerWeightBytes(weights: GgufWeights, precision: OnnxPrecision): number {
+  const perWeight = precision === "fp32" ? 4 : precision === "block8" ? 1 + 4 / 32 : 1;
+  let count = 0;
+  for (const name of ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]) {
+    const m = weights.shapeOf(`blk.0.${name}.weight`);
+    count += m.rows * m.cols;
+  }
+  return count * perWeight;
 }

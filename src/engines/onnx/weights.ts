@@ -40,6 +40,13 @@ export class GgufWeights {
     return this.tensors.has(name);
   }
 
+  /** A 2-D tensor's shape without reading it. */
+  shapeOf(name: string): { rows: number; cols: number } {
+    const t = this.tensors.get(name);
+    if (!t) throw new RerankError("model_unsupported", `the GGUF has no tensor ${name}; not a Qwen3 model`);
+    return { cols: Number(t.dimensions[0] ?? 1), rows: t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1) };
+  }
+
   /** A 1-D or 2-D tensor's bytes and shape (or `count` of its rows from `first`); an unsupported type is an error naming it. */
   matrix(name: string, first = 0, count?: number): WeightMatrix {
     const t = this.tensors.get(name);
@@ -158,17 +165,41 @@ export function toBlock8(m: WeightMatrix): { data: Uint8Array; scales: Float32Ar
 }
 
 /**
- * DynamicQuantizeMatMul's B: int8 [cols, rows] with one scale per output feature (symmetric,
- * scale = max|w| / 127), from the dequantized weights.
+ * For each input feature (a column of the file's matrices, a row of ONNX's B), the largest |w| over
+ * every matrix given (those that read the same input): the int8 path's equalization.
  */
-export function toInt8PerColumn(m: WeightMatrix): { data: Int8Array; scales: Float32Array } {
+export function inputRowMax(matrices: readonly WeightMatrix[]): Float32Array {
+  const cols = matrices[0]?.cols ?? 0;
+  const out = new Float32Array(cols);
+  for (const m of matrices) {
+    if (m.cols !== cols) throw new RerankError("model_unsupported", `${m.name} has ${m.cols} input features, ${matrices[0]?.name} ${cols}`);
+    const row = new Float32Array(cols);
+    for (let r = 0; r < m.rows; r++) {
+      decodeRow(m, r, row);
+      for (let c = 0; c < cols; c++) out[c] = Math.max(out[c] ?? 0, Math.abs(row[c] ?? 0));
+    }
+  }
+  // A feature no weight reads: any positive value keeps the arithmetic finite.
+  for (let c = 0; c < cols; c++) if (!(out[c] ?? 0)) out[c] = 1;
+  return out;
+}
+
+/**
+ * The int8 products' B: int8 [cols, rows] with one scale per output feature (symmetric, scale =
+ * max|w'| / 127), of the weights with input feature c divided by `equalize[c]` (every input row then
+ * peaks at 1 and quantizes as finely as the others; the activations are multiplied by it instead).
+ */
+export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): { data: Int8Array; scales: Float32Array } {
   const data = new Int8Array(m.rows * m.cols);
   const scales = new Float32Array(m.rows);
   const row = new Float32Array(m.cols);
   for (let r = 0; r < m.rows; r++) {
     decodeRow(m, r, row);
     let amax = 0;
-    for (let c = 0; c < m.cols; c++) amax = Math.max(amax, Math.abs(row[c] ?? 0));
+    for (let c = 0; c < m.cols; c++) {
+      row[c] = (row[c] ?? 0) / (equalize[c] ?? 1);
+      amax = Math.max(amax, Math.abs(row[c] ?? 0));
+    }
     const d = amax / 127;
     const id = d === 0 ? 0 : 1 / d;
     scales[r] = d;
