@@ -34,7 +34,7 @@ export interface OnnxEngineOptions {
   sequences?: number | undefined;
   /**
    * Tokens in one run (documents × the longest of them, padding included): a batch of 256-token
-   * documents holds 2. Small runs keep the activations in cache; on the 0.6B shape 512 ran 1.2-1.4x
+   * documents holds 2. Small runs keep the attention tensors small; on the 0.6B shape 512 ran 1.2-1.5x
    * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone).
    */
   batchSize?: number | undefined;
