@@ -3,6 +3,7 @@ import { availableParallelism, cpus, freemem, totalmem } from "node:os";
 import type { Command } from "commander";
 import { buildWorkload } from "../bench/workload.js";
 import { agreement, missedBars } from "../bench/agreement.js";
+import { runOurs } from "../bench/phases.js";
 import type { Check, EngineTrial } from "../doctor/checks.js";
 import {
   cpuCheck,
@@ -254,20 +255,14 @@ async function engineTrials(options: RerankerOptions): Promise<EngineTrial[]> {
     ...ONNX_PRECISIONS.map((p) => ({ name: `onnx ${p}`, flags: `--engine onnx --onnx-precision ${p}`, choice: { engine: "onnx" as const, onnxPrecision: p } })),
   ];
   const measured: Array<EngineTrial & { logits?: number[] }> = [];
+  const { model, ...rest } = options;
   for (const { name, flags, choice } of choices) {
-    let stack: ScoringStack | undefined;
     try {
-      stack = await openStack({ ...options, ...choice, onMemoryBackoff: undefined });
-      const { pipeline } = stack;
-      const w = buildWorkload({ count: 16, tokens: 200, seed: 7 }, (t) => pipeline.planner.countTokens(t));
-      await pipeline.run({ queries: [w.query], documents: w.documents.slice(0, 1), order: "input" });
-      const started = performance.now();
-      const r = await pipeline.run({ queries: [w.query], documents: w.documents, order: "input" });
-      measured.push({ name, flags, pairsPerSecond: r.pairs / ((performance.now() - started) / 1000), missed: [], logits: r.results.map((x) => x.logit) });
+      // bench's own phase: same warm-up, timing and log-odds, one engine loaded at a time.
+      const r = await runOurs(model, { count: 16, tokens: 200, seed: 7 }, { ...rest, ...choice, onMemoryBackoff: undefined });
+      measured.push({ name, flags, pairsPerSecond: r.pairsPerSecond, missed: [], ...(r.logits ? { logits: r.logits } : {}) });
     } catch (error) {
       measured.push({ name, flags, pairsPerSecond: 0, missed: [], error: (error as Error).message });
-    } finally {
-      await stack?.dispose();
     }
   }
   const exact = measured.find((t) => t.name === "onnx fp32")?.logits;
