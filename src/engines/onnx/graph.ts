@@ -152,7 +152,10 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   // "massive activations"): one scale for the whole tensor (or even per token) then rounds every
   // other dimension to a few levels. So the
   // `outlierChannels` input features with the largest magnitude in the batch are multiplied in fp32,
-  // and the rest are quantized per token (symmetric, scale = max|x| / 127, zero point 128).
+  // and the rest are quantized per token (symmetric int8, scale = max|x| / 127, zero point 0).
+  // Signed, not uint8 with zero point 128: on x86 without VNNI, ONNX Runtime's u8×s8 kernel
+  // (AVX2 vpmaddubsw) adds two products in int16 and saturates past 32,767 (255·127·2), which
+  // measured |dz| 2.8 on an AVX2 machine; its s8×s8 kernel takes |a| ≤ 127 (127·127·2 fits).
   // Before quantizing, each input feature j is multiplied by its weight rows' largest magnitude
   // (and the rows divided by it: SmoothQuant with alpha 0): the per-column weight scales then fit
   // every row, including the small rows that large activations meet, whose rounding they magnify.
@@ -161,7 +164,7 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   const [zeroPoint, inv127, tiny, tokensShape] =
     precision === "int8"
       ? [
-          g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128)),
+          g.tensor("zero_point", T.INT8, [], Int8Array.of(0)),
           g.scalar("inv_127", 1 / 127),
           g.scalar("tiny", 1e-30),
           g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]),
