@@ -83,14 +83,3 @@ test("doctor: bad input exits 2 with a message", async () => {
     assert.match(r.stderr, message);
   }
 });
-
-test("doctor --engines times every engine and mode and names the fastest that keeps onnx fp32's ranking", () => {
-  const r = doctor(["--model", model, "--engines", "--threads", "1", "--json"]);
-  assert.equal(r.code, 0, r.stderr);
-  const check = (JSON.parse(r.stdout) as Checks).checks.find((c) => c.id === "engine-choice");
-  assert.ok(check, "an engine-choice check");
-  for (const name of ["llama", "onnx fp32", "onnx block8", "onnx int8"]) assert.match(check.message, new RegExp(`${name} \\d+\\.\\d\\d pairs/s`), check.message);
-  assert.match(check.message, /^fastest meeting the agreement bars: (llama|onnx \w+)/);
-  assert.match(check.message, /onnx int8 [\d.]+ pairs\/s \(vs onnx fp32: max \|dz\| [\d.]+, tau [\d.-]+, top-10 \d+\/10/);
-  if (check.status === "warn") assert.match(check.fix ?? "", /^--engine (llama|onnx --onnx-precision \w+)$/);
-});

@@ -37,7 +37,7 @@ describe("batch invariance (causal flavour, F32)", () => {
 
   const settings = [
     // Parallel sequences with and without prefix reuse, and batches that cut a pair into chunks.
-    // (test/determinism.test.ts checks batch mixes bit for bit with the default settings.)
+    // (test/determinism.slow.test.ts checks batch mixes bit for bit with the default settings.)
     { sequences: 8, batchSize: 512, prefixReuse: true },
     { sequences: 12, batchSize: 64, prefixReuse: true },
     { sequences: 3, batchSize: 37, prefixReuse: false },

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { test } from "node:test";
+import { CLI } from "./fixtures/cli.js";
+import { repoRoot, testModel } from "./fixtures/models.js";
+
+// The slowest CLI scenarios (each spawns several processes that load models): `npm run test:slow`.
+
+function cli(args: string[], timeout = 300_000) {
+  const r = spawnSync(process.execPath, [...CLI, ...args], { encoding: "utf8", timeout, cwd: repoRoot });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const model = testModel("causal");
+
+interface Checks {
+  checks: Array<{ id: string; status: "ok" | "warn" | "fail"; message: string; fix: string | null }>;
+}
+
+test("bench runs both engines side by side and reports the ratio (tiny model, smoke test)", () => {
+  const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--docs", "4", "--doc-tokens", "24", "--server", "--json", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: Array<{ engine: string; pairsPerSecond: number; peakRssMB: number; scores: number[] }> };
+  assert.equal(out.results.length, 3);
+  assert.match(out.results[1]?.engine ?? "", /serve/);
+  assert.match(out.results[2]?.engine ?? "", /LlamaRankingContext/);
+  // library and server score the same pairs the same way
+  out.results[0]?.scores.forEach((s, i) => assert.ok(Math.abs(s - (out.results[1]?.scores[i] ?? -1)) < 1e-3));
+  for (const res of out.results) {
+    assert.ok(res.pairsPerSecond > 0 && res.peakRssMB > 0);
+    assert.equal(res.scores.length, 4);
+  }
+});
+
+test("bench --engine onnx --rounds 2 interleaves the engines and checks the mode against the agreement bars (tiny model)", () => {
+  const r = cli(["bench", "--engine", "onnx", "--onnx-precision", "int8", "--rounds", "2", "--shape", "tiny", "--type", "f32", "--docs", "12", "--doc-tokens", "24", "--no-baseline", "--threads", "1", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 rounds, engines interleaved/);
+  assert.match(r.stdout, /qwen-rerank onnx int8 \(\w+ head, prefix reuse\): [\d.]+ \([\d.]+x\), [\d.]+ \([\d.]+x\); median ratio [\d.]+x/);
+  // Without fp32 in the run, int8 is compared with the llama.cpp engine.
+  assert.match(r.stdout, /agreement with qwen-rerank \(\w+ head, prefix reuse\)[^\n]*\n {2}qwen-rerank onnx int8[^\n]*top-10 overlap \d+\/10; (meets the bars|misses the bars: .+)/);
+});
+
+test("the README's code examples run against the built package (library, AI SDK, LangChain)", () => {
+  for (const [example, lines] of [["rerank.mjs", 3], ["ai-sdk.mjs", 2], ["langchain.mjs", 2]] as const) {
+    const r = spawnSync(process.execPath, [join(repoRoot, "examples", example), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });
+    assert.equal(r.status, 0, `${example}: ${r.stderr}`);
+    const out = r.stdout.trim().split("\n");
+    assert.equal(out.length, lines, example);
+    for (const line of out) assert.match(line, /^\d\.\d{4} {2}\S/, example);
+  }
+});
+
+test("doctor --engines times every engine and mode and names the fastest that keeps onnx fp32's ranking", () => {
+  const r = cli(["doctor", "--model", model, "--engines", "--threads", "1", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const check = (JSON.parse(r.stdout) as Checks).checks.find((c) => c.id === "engine-choice");
+  assert.ok(check, "an engine-choice check");
+  for (const name of ["llama", "onnx fp32", "onnx block8", "onnx int8"]) assert.match(check.message, new RegExp(`${name} \\d+\\.\\d\\d pairs/s`), check.message);
+  assert.match(check.message, /^fastest meeting the agreement bars: (llama|onnx \w+)/);
+  assert.match(check.message, /onnx int8 [\d.]+ pairs\/s \(vs onnx fp32: max \|dz\| [\d.]+, tau [\d.-]+, top-10 \d+\/10/);
+  if (check.status === "warn") assert.match(check.fix ?? "", /^--engine (llama|onnx --onnx-precision \w+)$/);
+});
