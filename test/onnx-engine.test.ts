@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { after, before, describe, test } from "node:test";
 import { readGgufFileInfo } from "node-llama-cpp";
 import type { ModelFlavor } from "../src/engines/engine.js";
@@ -10,20 +9,13 @@ import { groupByHead } from "../src/prompt/groups.js";
 import type { PairTokens } from "../src/prompt/tokens.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
 import { cliAsync } from "./fixtures/cli.js";
-import { testModel } from "./fixtures/models.js";
+import { onnxRuntimeInstalled, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, LONG_DOCUMENT, QUERY_EN, QUERY_ZH } from "./fixtures/pairs.js";
 import { ReferenceQwen3 } from "./fixtures/reference-forward.js";
 
 const MAX_LENGTH = 160;
-const hasOrt = (() => {
-  try {
-    createRequire(import.meta.url).resolve("onnxruntime-node");
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const skip = hasOrt ? false : "onnxruntime-node (an optional peer dependency) is not installed";
+
+const skip = onnxRuntimeInstalled ? false : "onnxruntime-node (an optional peer dependency) is not installed";
 
 /** z of `pairs` in input order (the engine answers in group order). */
 async function scoreInOrder(engine: OnnxEngine, pairs: readonly PairTokens[]): Promise<Float64Array> {

@@ -14,6 +14,7 @@ import type { WorkloadSpec } from "../bench/workload.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";
+import { resolveModelSource } from "../engines/llama/model-source.js";
 import { addEngineFlags, engineOptionsFrom, intArg } from "./flags.js";
 
 interface BenchFlags {
@@ -159,7 +160,7 @@ export function registerBench(program: Command): void {
   const cmd = program
     .command("bench")
     .description("benchmark scoring throughput against node-llama-cpp's own LlamaRankingContext (and with --engine onnx, the onnx engine's precisions next to the llama.cpp engine), side by side in one run")
-    .option("-m, --model <file>", "GGUF to benchmark (default: a generated model of --shape/--flavor/--type)")
+    .option("-m, --model <file>", "GGUF or Hugging Face checkpoint to benchmark (default: a generated model of --shape/--flavor/--type)")
     .option("--baseline-model <file>", "rank-head GGUF for the baseline (default: --model when it is rank-head, else the generated rank twin)")
     .addOption(new Option("--shape <shape>", "shape of the generated model").choices(Object.keys(SHAPES)).default("0.6b"))
     .addOption(new Option("--flavor <flavor>", "head of the generated model").choices(["causal", "rank"]).default("rank"))
@@ -193,11 +194,12 @@ export function registerBench(program: Command): void {
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
     }
-    const model = flags.model ?? await generatedModel(flags.cacheDir, flags.shape, flags.flavor, flags.type, flags.seed);
+    // A checkpoint is converted here, once, so every phase times the same GGUF.
+    const model = flags.model !== undefined ? await resolveModelSource(flags.model, engine) : await generatedModel(flags.cacheDir, flags.shape, flags.flavor, flags.type, flags.seed);
     let baselineModel = flags.baselineModel;
     if (flags.baseline && !baselineModel) {
       if (!flags.model) baselineModel = flags.flavor === "rank" ? model : await generatedModel(flags.cacheDir, flags.shape, "rank", flags.type, flags.seed);
-      else if (await isRankHead(flags.model)) baselineModel = flags.model;
+      else if (await isRankHead(model)) baselineModel = model;
       else throw new ValidationError("the baseline needs a rank-head GGUF: --model is a causal LM, so give --baseline-model FILE or --no-baseline");
     }
     const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a, i, all) => a !== "--json" && a !== "--server" && a !== "--rounds" && all[i - 1] !== "--rounds");

@@ -1,4 +1,7 @@
 import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { ValidationError } from "../errors/errors.js";
+import type { HfDtype } from "../testmodel/hf-folder.js";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { parameterCount, SHAPES } from "../testmodel/shapes.js";
@@ -10,7 +13,10 @@ export function registerDev(program: Command): void {
   const dev = program.command("dev").description("developer tools").showHelpAfterError("(run with --help for usage)");
   dev
     .command("make-model")
-    .description("write a GGUF with the real Qwen3 architecture and tokenizer and seeded random weights (for tests and benchmarks)")
+    .description("write a GGUF (or, with --format hf, a Hugging Face checkpoint folder) with the real Qwen3 architecture and tokenizer and seeded random weights (for tests and benchmarks)")
+    .addOption(new Option("--format <format>", "gguf: one GGUF file; hf: a checkpoint folder as the official Qwen3-Reranker repos ship it (config.json, safetensors, tokenizer files), the causal model with the same weights").choices(["gguf", "hf"]).default("gguf"))
+    .addOption(new Option("--dtype <dtype>", "with --format hf: the safetensors element type").choices(["bf16", "f16", "f32"]).default("bf16"))
+    .option("--shard-size <bytes>", "with --format hf: largest shard before the next starts", intArg(1), 5_000_000_000)
     .addOption(new Option("--shape <shape>", "model shape").choices(Object.keys(SHAPES)).default("tiny"))
     .addOption(new Option("--flavor <flavor>", "causal LM head or llama.cpp rank head").choices(["causal", "rank"]).default("causal"))
     .addOption(new Option("--type <type>", "weight type (default: f32 for tiny, q8_0 otherwise)").choices(["f32", "f16", "q8_0"]))
@@ -18,9 +24,22 @@ export function registerDev(program: Command): void {
     .option("--outliers <n>", "plant n activation-outlier dimensions, as trained models have (default: none)", intArg(1, 64))
     .option("--outlier-magnitude <x>", "how many times larger the outlier dimensions are at the linear layers' inputs", intArg(2, 10_000), 60)
     .addOption(new Option("--outlier-weights <w>", "damped: the weights that read the outlier dimensions are divided by the magnitude (the function keeps its scale); unchanged: they are not").choices(["damped", "unchanged"]).default("damped"))
-    .requiredOption("-o, --out <file>", "output GGUF path")
+    .requiredOption("-o, --out <path>", "output GGUF path (--format hf: the folder)")
     .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
-    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number; outlierWeights: "damped" | "unchanged" }) => {
+    .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number; outlierWeights: "damped" | "unchanged"; format: "gguf" | "hf"; dtype: HfDtype; shardSize: number }) => {
+      if (flags.format === "hf") {
+        if (flags.type !== undefined || flags.flavor !== "causal") throw new ValidationError("--format hf writes the checkpoint as published (bf16/f16/f32 weights, the causal LM head): use --dtype, not --type or --flavor");
+        if (flags.ifMissing && existsSync(join(flags.out, "config.json"))) {
+          process.stderr.write(`${flags.out} exists; kept\n`);
+          return;
+        }
+        const started = Date.now();
+        const { makeHfTestModel } = await import("../testmodel/hf-folder.js");
+        const outliers = flags.outliers === undefined ? undefined : { channels: flags.outliers, magnitude: flags.outlierMagnitude, weights: flags.outlierWeights };
+        const { shards, bytes } = makeHfTestModel({ shape: flags.shape, seed: flags.seed, outliers, dtype: flags.dtype, shardBytes: flags.shardSize, out: flags.out });
+        process.stderr.write(`wrote ${flags.out} (${flags.shape} shape, ${flags.dtype}, ${shards} shard${shards > 1 ? "s" : ""}, ${(bytes / 1e9).toFixed(2)} GB) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+        return;
+      }
       if (flags.ifMissing && existsSync(flags.out)) {
         process.stderr.write(`${flags.out} exists; kept\n`);
         return;

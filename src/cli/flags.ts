@@ -8,6 +8,8 @@ import { InvalidArgumentError, Option } from "commander";
 import type { DefaultKnobs, ModelCommand } from "../config/knobs.js";
 import { KNOBS, knobsOfCommand } from "../config/knobs.js";
 import type { KvCacheType } from "../engines/llama/options.js";
+import type { ConvertType } from "../hf/convert.js";
+import { CONVERT_TYPES } from "../hf/convert.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
 import type { ConfigExtras } from "./config-file.js";
 import { collectModelArgument } from "./served-models.js";
@@ -45,7 +47,8 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--gpu-layers <n>", "layers offloaded to the GPU: auto, max or a count (default: auto)")
     .option("--no-mmap", "read the model into memory instead of memory-mapping it")
     .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
-    .option("--models-dir <dir>", "cache directory for hf: models")
+    .option("--models-dir <dir>", "cache directory for hf: models and checkpoint conversions")
+    .addOption(new Option("--convert-type <type>", "with a Hugging Face checkpoint as --model: the GGUF type it is converted to, once (default: f16)").choices([...CONVERT_TYPES]))
     .option("--offline", "never download: hf: URIs must already be in the models directory")
     .addOption(new Option("--log-level <level>", "llama.cpp log level (default: error)").choices(["error", "warn", "info", "debug"]));
 }
@@ -82,6 +85,7 @@ export interface EngineFlagValues {
   mmap?: boolean;
   prefixReuse?: boolean;
   modelsDir?: string;
+  convertType?: ConvertType;
   offline?: boolean;
   logLevel?: RerankerOptions["logLevel"];
   queue?: string;
@@ -109,6 +113,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     mmap: flags.mmap,
     prefixReuse: flags.prefixReuse,
     modelsDirectory: flags.modelsDir,
+    convertType: flags.convertType,
     allowDownload: flags.offline ? false : undefined,
     logLevel: flags.logLevel ?? "error",
     queue: flags.queue !== undefined ? { url: flags.queue, jobPairs: flags.jobPairs, jobTokens: flags.jobTokens, noWorkerTimeoutMs: flags.queueWait === undefined ? undefined : flags.queueWait * 1000 } : undefined,

@@ -4,6 +4,7 @@ import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { registerBench } from "./bench.js";
+import { registerConvert } from "./convert.js";
 import { registerDev } from "./dev.js";
 import { registerDoctor } from "./doctor.js";
 import { registerCalibrate } from "./calibrate.js";
@@ -30,6 +31,7 @@ registerEval(program);
 registerTune(program);
 registerCalibrate(program);
 registerWorker(program);
+registerConvert(program);
 registerDev(program);
 
 try {

@@ -27,6 +27,7 @@ export async function openEngine(options: LlamaEngineOptions & EngineChoice): Pr
     model: rest.model,
     modelsDirectory: rest.modelsDirectory,
     allowDownload: rest.allowDownload,
+    convertType: rest.convertType,
     contextSize: rest.contextSize,
     sequences: rest.sequences,
     batchSize: rest.batchSize,

@@ -42,3 +42,17 @@ export function fromHalf(bits: number): number {
   if (exp === 0x1f) return mant !== 0 ? Number.NaN : sign * Number.POSITIVE_INFINITY;
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
+
+/** Converts a float to bfloat16 bits (the top half of its float32) with round-to-nearest-even, as PyTorch rounds. */
+export function toBfloat16(value: number): number {
+  f32[0] = value;
+  const x = u32[0] ?? 0;
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return ((x >>> 16) | 0x40) & 0xffff; // NaN stays NaN
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** Converts bfloat16 bits to a float (exact: bfloat16 is a truncated float32). */
+export function fromBfloat16(bits: number): number {
+  u32[0] = (bits & 0xffff) << 16;
+  return f32[0] ?? 0;
+}

@@ -1,4 +1,4 @@
-import { closeSync, openSync, renameSync, writeSync } from "node:fs";
+import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { encodeRow as encodeInto } from "./quant.js";
 import type { GgmlType } from "./types.js";
 import { GgufValueType, tensorByteSize } from "./types.js";
@@ -101,13 +101,47 @@ function writeValue(sink: ByteSink, v: GgufValue): void {
   }
 }
 
+/** writeSync may write less than asked (a file-size limit reached mid-buffer): write the rest, or fail. */
+export function writeAll(fd: number, data: Uint8Array, length = data.length): void {
+  let done = 0;
+  while (done < length) {
+    const n = writeSync(fd, data, done, length - done);
+    if (n <= 0) throw new Error(`write returned ${n}`);
+    done += n;
+  }
+}
+
+/**
+ * Writes a file under a temporary name and renames it when `write` returns: the path only ever holds
+ * a complete file, and a failure (a full disk, an error while producing the bytes) leaves nothing.
+ */
+export function writeAtomically(path: string, write: (fd: number) => void): void {
+  const tmp = `${path}.partial-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  try {
+    write(fd);
+  } catch (error) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw error;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
 const pad = (n: number): number => (ALIGNMENT - (n % ALIGNMENT)) % ALIGNMENT;
+
+export interface WriteGgufOptions {
+  /** Called after each chunk of tensor data with the bytes written so far and the total. Default: none. */
+  onProgress?: ((written: number, total: number) => void) | undefined;
+}
 
 /**
  * Writes a GGUF v3 file. Tensor data is streamed row by row, so multi-GB models never sit in
- * memory; the file appears under its final name only when complete.
+ * memory; the file appears under its final name only when complete, and a failed write (a full
+ * disk, a row that throws) leaves nothing behind.
  */
-export function writeGguf(path: string, metadata: ReadonlyArray<readonly [string, GgufValue]>, tensors: readonly TensorSpec[]): void {
+export function writeGguf(path: string, metadata: ReadonlyArray<readonly [string, GgufValue]>, tensors: readonly TensorSpec[], options: WriteGgufOptions = {}): void {
   const head = new ByteSink();
   head.push(Buffer.from("GGUF", "latin1"));
   head.u32(3);
@@ -129,10 +163,9 @@ export function writeGguf(path: string, metadata: ReadonlyArray<readonly [string
   }
   head.push(Buffer.alloc(pad(head.length)));
 
-  const tmp = `${path}.partial-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  try {
-    writeSync(fd, head.toBuffer());
+  let written = 0;
+  writeAtomically(path, (fd) => {
+    writeAll(fd, head.toBuffer());
     for (const t of tensors) {
       const rowLen = t.dims[0] ?? 1;
       const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
@@ -146,13 +179,13 @@ export function writeGguf(path: string, metadata: ReadonlyArray<readonly [string
           t.fillRow(r + i, row);
           encodeInto(t.type, row, chunk, i * rowBytes);
         }
-        writeSync(fd, chunk, 0, n * rowBytes);
+        writeAll(fd, chunk, n * rowBytes);
+        written += n * rowBytes;
+        options.onProgress?.(written, offset);
       }
       const total = rowBytes * rows;
-      if (pad(total) > 0) writeSync(fd, Buffer.alloc(pad(total)));
+      if (pad(total) > 0) writeAll(fd, Buffer.alloc(pad(total)));
+      written += pad(total);
     }
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  });
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { existsSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import { isUri } from "../engines/llama/model-source.js";
+import { isCheckpointSource, isUri } from "../engines/llama/model-source.js";
 import { RerankError } from "../errors/errors.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
@@ -60,7 +60,9 @@ const defaultName = (source: string): string => (isUri(source) ? source : basena
 /** The file size of a local model, as a first guess of what it needs (the KV cache comes on top). */
 function fileBytes(source: string): number | undefined {
   try {
-    return statSync(source).size;
+    const s = statSync(source);
+    // A checkpoint folder's size says nothing of its GGUF's: no guess.
+    return s.isFile() ? s.size : undefined;
   } catch {
     return undefined;
   }
@@ -75,7 +77,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const named = options.models ?? { [options.server?.modelName ?? defaultName(options.reranker.model)]: options.reranker.model };
   // A model that loads on first use must not wait for its first request to say its file is missing.
   for (const [name, source] of Object.entries(named)) {
-    if (!isUri(source) && !existsSync(source)) throw new RerankError("model_not_found", `model file not found: ${source}${options.models ? ` (model "${name}")` : ""}`);
+    if (!isUri(source) && !isCheckpointSource(source) && !existsSync(source)) throw new RerankError("model_not_found", `model file not found: ${source}${options.models ? ` (model "${name}")` : ""}`);
   }
   const log = options.server?.log;
   // Read at scrape time, when the pool exists.

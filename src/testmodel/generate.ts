@@ -1,9 +1,10 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { QWEN3_RERANK_TEMPLATE } from "../prompt/template.js";
+import { qwen3Metadata } from "../gguf/qwen3-metadata.js";
 import { GgmlType } from "../gguf/types.js";
 import type { GgufValue, TensorSpec } from "../gguf/writer.js";
 import { writeGguf } from "../gguf/writer.js";
+import { fromBfloat16, fromHalf, toBfloat16, toHalf } from "../gguf/half.js";
 import { hashSeed, uniformStream } from "./rng.js";
 import type { Qwen3Shape, ShapeName } from "./shapes.js";
 import { SHAPES, VOCAB_ROWS } from "./shapes.js";
@@ -31,6 +32,11 @@ export interface MakeModelOptions {
    * massive activations whose weights are not small do. Default: none.
    */
   outliers?: PlantedOutliers | undefined;
+  /**
+   * Rounds every weight to this type before it is written, as a checkpoint saved in that type holds
+   * it: the GGUF twin of `--format hf --dtype bf16` (same values, another container). Default: none.
+   */
+  roundTo?: "bf16" | "f16" | undefined;
   out: string;
 }
 
@@ -44,6 +50,22 @@ export interface PlantedOutliers {
 /** The file-name suffix of a model with planted outliers (tests and bench share generated files). */
 export const outliersSuffix = (o: PlantedOutliers | undefined): string => (o ? `-outliers${o.channels}x${o.magnitude}${o.weights === "unchanged" ? "-undamped" : ""}` : "");
 
+/** A generated model before it is written: its GGUF metadata and tensors (rows on demand). */
+export interface TestModelParts {
+  shape: Qwen3Shape;
+  meta: Array<[string, GgufValue]>;
+  tensors: TensorSpec[];
+}
+
+const rounders = {
+  bf16: (row: Float32Array) => {
+    for (let i = 0; i < row.length; i++) row[i] = fromBfloat16(toBfloat16(row[i] ?? 0));
+  },
+  f16: (row: Float32Array) => {
+    for (let i = 0; i < row.length; i++) row[i] = fromHalf(toHalf(row[i] ?? 0));
+  },
+} as const;
+
 const ggmlTypeOf = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0 } as const;
 const fileTypeOf = { f32: 0, f16: 1, q8_0: 7 } as const;
 
@@ -54,6 +76,13 @@ const fileTypeOf = { f32: 0, f16: 1, q8_0: 7 } as const;
  * over several units (scores that differ from pair to pair), not to resemble trained weights.
  */
 export function makeTestModel(options: MakeModelOptions): void {
+  const { meta, tensors } = testModelParts(options);
+  mkdirSync(dirname(options.out), { recursive: true });
+  writeGguf(options.out, meta, tensors);
+}
+
+/** The metadata and tensors `makeTestModel` writes (the HF-folder writer reuses the tensors' values). */
+export function testModelParts(options: Omit<MakeModelOptions, "out">): TestModelParts {
   const shape: Qwen3Shape = SHAPES[options.shape];
   const flavor = options.flavor ?? "causal";
   const type = options.type ?? (options.shape === "tiny" ? "f32" : "q8_0");
@@ -131,50 +160,31 @@ export function makeTestModel(options: MakeModelOptions): void {
     );
   }
 
-  const a = "qwen3";
-  const meta: Array<[string, GgufValue]> = [
-    ["general.architecture", { type: "string", value: a }],
-    ["general.type", { type: "string", value: "model" }],
-    ["general.name", { type: "string", value: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}${outlierWeights === "damped" ? "" : " (weights unchanged)"}` : ""})` }],
-    ["general.file_type", { type: "u32", value: fileTypeOf[type] }],
-    ["general.quantization_version", { type: "u32", value: 2 }],
-    [`${a}.block_count`, { type: "u32", value: shape.layers }],
-    [`${a}.context_length`, { type: "u32", value: shape.contextLength }],
-    [`${a}.embedding_length`, { type: "u32", value: h }],
-    [`${a}.feed_forward_length`, { type: "u32", value: shape.ffn }],
-    [`${a}.attention.head_count`, { type: "u32", value: shape.heads }],
-    [`${a}.attention.head_count_kv`, { type: "u32", value: shape.kvHeads }],
-    [`${a}.attention.key_length`, { type: "u32", value: shape.headDim }],
-    [`${a}.attention.value_length`, { type: "u32", value: shape.headDim }],
-    [`${a}.rope.freq_base`, { type: "f32", value: 1e6 }],
-    [`${a}.attention.layer_norm_rms_epsilon`, { type: "f32", value: 1e-6 }],
-  ];
-  if (flavor === "rank") {
-    meta.push(
-      [`${a}.pooling_type`, { type: "u32", value: 4 }],
-      [`${a}.classifier.output_labels`, { type: "string[]", value: ["yes", "no"] }],
-    );
-  }
-  meta.push(
-    ["tokenizer.ggml.model", { type: "string", value: "gpt2" }],
-    ["tokenizer.ggml.pre", { type: "string", value: "qwen2" }],
-    ["tokenizer.ggml.tokens", { type: "string[]", value: vocab.tokens }],
-    ["tokenizer.ggml.token_type", { type: "i32[]", value: vocab.tokenTypes }],
-    ["tokenizer.ggml.merges", { type: "string[]", value: vocab.merges }],
-    ["tokenizer.ggml.eos_token_id", { type: "u32", value: 151645 }],
-    ["tokenizer.ggml.padding_token_id", { type: "u32", value: 151643 }],
-    ["tokenizer.ggml.bos_token_id", { type: "u32", value: 151643 }],
-    ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
-  );
-  if (vocab.chatTemplate !== undefined) meta.push(["tokenizer.chat_template", { type: "string", value: vocab.chatTemplate }]);
-  if (flavor === "rank") {
-    meta.push(
-      ["tokenizer.chat_templates", { type: "string[]", value: ["rerank"] }],
-      ["tokenizer.chat_template.rerank", { type: "string", value: QWEN3_RERANK_TEMPLATE }],
-    );
-  }
-  mkdirSync(dirname(options.out), { recursive: true });
-  writeGguf(options.out, meta, tensors);
+  const meta = qwen3Metadata({
+    name: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}${outlierWeights === "damped" ? "" : " (weights unchanged)"}` : ""})`,
+    fileType: fileTypeOf[type],
+    shape,
+    contextLength: shape.contextLength,
+    ropeTheta: 1e6,
+    rmsEps: 1e-6,
+    head: flavor,
+    vocab,
+    eosTokenId: 151645,
+    paddingTokenId: 151643,
+    bosTokenId: 151643,
+    addBos: false,
+  });
+  const round = options.roundTo ? rounders[options.roundTo] : undefined;
+  const rounded = round
+    ? tensors.map((t): TensorSpec => ({
+        ...t,
+        fillRow: (r, row) => {
+          t.fillRow(r, row);
+          round(row);
+        },
+      }))
+    : tensors;
+  return { shape, meta, tensors: rounded };
 }
 
 /** True when the file exists (the generator is deterministic, so an existing file is the same bytes). */

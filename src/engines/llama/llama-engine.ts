@@ -159,7 +159,7 @@ export class LlamaEngine implements Engine {
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
     checkNodeLlamaCppVersion();
-    const path = await resolveModelSource(options.model, options.modelsDirectory, options.allowDownload ?? true);
+    const path = await resolveModelSource(options.model, options);
     let llama: Llama;
     try {
       llama = await sharedLlama(options.gpu, options.logLevel ?? "warn");

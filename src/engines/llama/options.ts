@@ -1,3 +1,4 @@
+import type { ConvertType } from "../../hf/convert.js";
 import type { MemoryBackoff } from "../engine.js";
 
 /** KV cache element types llama.cpp accepts for this model family. */
@@ -5,10 +6,20 @@ export type KvCacheType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
 
 /** Options of the in-process llama.cpp engine. Every field has a working default. */
 export interface LlamaEngineOptions {
-  /** A GGUF file path, or an `hf:<user>/<repo>/<file>.gguf` URI resolved by node-llama-cpp (downloaded once when online). Required. */
+  /**
+   * A GGUF file path; an `hf:<user>/<repo>/<file>.gguf` URI resolved by node-llama-cpp (downloaded
+   * once when online); or a Hugging Face checkpoint (safetensors): its folder, or an id such as
+   * `Qwen/Qwen3-Reranker-8B` found in the local hub cache (HF_HUB_CACHE / HF_HOME; never
+   * downloaded), converted to GGUF once and reused (README, "Models"). Required.
+   */
   model: string;
-  /** Where `hf:` models are cached. Default: node-llama-cpp's models directory (~/.node-llama-cpp/models). */
+  /**
+   * Where `hf:` models are cached, and (in its `converted/` folder) checkpoint conversions.
+   * Default: node-llama-cpp's models directory (~/.node-llama-cpp/models) for `hf:`, ~/.cache/qwen-rerank/converted for conversions.
+   */
   modelsDirectory?: string | undefined;
+  /** The GGUF weight type a Hugging Face checkpoint is converted to: "f16", "q8_0" (half the memory, faster on CPU) or "f32". Default "f16". */
+  convertType?: ConvertType | undefined;
   /** Let `hf:` URIs download when no cached copy exists. Default true; false never touches the network. */
   allowDownload?: boolean | undefined;
   /** Longest pair (PREFIX+BODY+SUFFIX tokens) the engine holds per sequence. Default 8192, capped at the model's context. */

@@ -12,6 +12,7 @@ import type { PromptTokenizer } from "../../prompt/tokens.js";
 import type { Engine, EngineInfo, ModelShape, ScoreRequestOptions, ScoreStats } from "../engine.js";
 import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.js";
 import { readModelFacts } from "../llama/metadata.js";
+import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
@@ -22,10 +23,11 @@ import { decodeRow, GgufWeights } from "./weights.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
 export interface OnnxEngineOptions {
-  /** A GGUF file path or `hf:` URI (as for the llama.cpp engine). Required. */
+  /** A GGUF file path, `hf:` URI or Hugging Face checkpoint (as for the llama.cpp engine). Required. */
   model: string;
   modelsDirectory?: string | undefined;
   allowDownload?: boolean | undefined;
+  convertType?: ConvertType | undefined;
   /** How the matrix products run (src/engines/onnx/graph.ts). Default "fp32". */
   precision?: OnnxPrecision | undefined;
   /** Longest pair in tokens. Default 8192, capped at the model's context. */
@@ -99,7 +101,7 @@ export class OnnxEngine implements Engine {
     const precision = options.precision ?? "fp32";
     if (!ONNX_PRECISIONS.includes(precision)) throw new RerankError("invalid_request", `unknown onnx precision ${String(precision)}: use ${ONNX_PRECISIONS.join(", ")}`);
     const ort = await loadOrt();
-    const path = await resolveModelSource(options.model, options.modelsDirectory, options.allowDownload ?? true);
+    const path = await resolveModelSource(options.model, options);
     let info;
     try {
       info = await readGgufFileInfo(path, { readTensorInfo: true });
