@@ -13,7 +13,7 @@ import { CONVERT_TYPES } from "../hf/convert.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
 import type { ConfigExtras } from "./config-file.js";
 import { collectModelArgument } from "./served-models.js";
-import { parseRedisUrl } from "../scoring/shared-cache.js";
+import { parseRedisUrl } from "../scoring/redis-url.js";
 
 export const intArg =
   (min: number, max = Number.MAX_SAFE_INTEGER) =>

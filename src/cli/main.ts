@@ -3,36 +3,33 @@ import { Command, CommanderError } from "commander";
 import { isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { registerBench } from "./bench.js";
-import { registerConvert } from "./convert.js";
-import { registerDev } from "./dev.js";
-import { registerDoctor } from "./doctor.js";
-import { registerCalibrate } from "./calibrate.js";
-import { registerEval } from "./eval.js";
-import { registerTune } from "./tune.js";
-import { registerPresets } from "./presets.js";
-import { registerScore } from "./score.js";
-import { registerServe } from "./serve.js";
-import { registerStats } from "./stats.js";
-import { registerWorker } from "./worker.js";
+
+// Each command's module, loaded on demand: a command pulls in only what it uses (the server's,
+// the queue's and the evaluation's libraries cost ~1 s of startup together).
+const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  score: async () => (await import("./score.js")).registerScore,
+  serve: async () => (await import("./serve.js")).registerServe,
+  stats: async () => (await import("./stats.js")).registerStats,
+  doctor: async () => (await import("./doctor.js")).registerDoctor,
+  presets: async () => (await import("./presets.js")).registerPresets,
+  bench: async () => (await import("./bench.js")).registerBench,
+  eval: async () => (await import("./eval.js")).registerEval,
+  tune: async () => (await import("./tune.js")).registerTune,
+  calibrate: async () => (await import("./calibrate.js")).registerCalibrate,
+  worker: async () => (await import("./worker.js")).registerWorker,
+  convert: async () => (await import("./convert.js")).registerConvert,
+  dev: async () => (await import("./dev.js")).registerDev,
+};
 
 const program = new Command("qwen-rerank")
   .description("Run and tune Qwen3-Reranker models: exact scores, serving, benchmarks, evaluation and tuning")
   .version(PACKAGE_VERSION)
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
-registerScore(program);
-registerServe(program);
-registerStats(program);
-registerDoctor(program);
-registerPresets(program);
-registerBench(program);
-registerEval(program);
-registerTune(program);
-registerCalibrate(program);
-registerWorker(program);
-registerConvert(program);
-registerDev(program);
+// The command named on the line alone; all of them for the top-level help or an unknown name.
+const named = process.argv[2];
+const loaders = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]] : Object.values(COMMANDS);
+for (const load of loaders) if (load) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { RedisOptions } from "ioredis";
 import { Redis } from "ioredis";
 import { RerankError } from "../errors/errors.js";
-import { parseRedisUrl } from "../scoring/shared-cache.js";
+import { parseRedisUrl } from "../scoring/redis-url.js";
 
 /** What travels in a job: the pairs' prompt tokens, and the engine identity the bits must come from. */
 export interface ScoringJob {

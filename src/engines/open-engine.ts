@@ -1,5 +1,4 @@
 import type { Engine } from "./engine.js";
-import { LlamaEngine } from "./llama/llama-engine.js";
 import type { LlamaEngineOptions } from "./llama/options.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
 
@@ -21,7 +20,8 @@ export interface EngineChoice {
 /** Opens the chosen engine; the onnx engine (and onnxruntime-node) is loaded only when asked for. */
 export async function openEngine(options: LlamaEngineOptions & EngineChoice): Promise<Engine> {
   const { engine: kind = "llama", onnxPrecision, ...rest } = options;
-  if (kind === "llama") return LlamaEngine.open(rest);
+  // Loaded here, not at the top: node-llama-cpp costs ~0.7 s of startup, which a command that fails validation need not pay.
+  if (kind === "llama") return (await import("./llama/llama-engine.js")).LlamaEngine.open(rest);
   const { OnnxEngine } = await import("./onnx/onnx-engine.js");
   return OnnxEngine.open({
     model: rest.model,

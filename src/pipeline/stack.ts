@@ -7,10 +7,8 @@ import { RerankError, ValidationError } from "../errors/errors.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { LogitCacheOptions } from "../scoring/logit-cache.js";
 import type { SharedCacheOptions } from "../scoring/shared-cache.js";
-import { SharedCache, TieredCache } from "../scoring/shared-cache.js";
-import { checkRedis } from "../distributed/queue.js";
+import type { SharedCache } from "../scoring/shared-cache.js";
 import type { QueueOptions } from "../distributed/queue-source.js";
-import { QueueSource } from "../distributed/queue-source.js";
 import { LogitCache, engineIdentity } from "../scoring/logit-cache.js";
 import { parseOrThrow } from "../config/validation.js";
 import type { AdaptiveOptions } from "../monitor/adaptive.js";
@@ -100,9 +98,12 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
     }
   }
   // Before paying for a model load: a queue needs a reachable Redis.
-  if (queue) await checkRedis(queue.url);
+  // Redis clients (ioredis, BullMQ) are loaded only when a queue or a shared cache is asked for: every CLI start would pay for them.
+  const distributed = queue ? await import("../distributed/queue-source.js") : undefined;
+  const sharedModule = sharedOptions ? await import("../scoring/shared-cache.js") : undefined;
+  if (queue) await (await import("../distributed/queue.js")).checkRedis(queue.url);
   // Checked before the model loads; connects in the background.
-  const shared = sharedOptions ? SharedCache.open(sharedOptions, warn) : undefined;
+  const shared = sharedOptions && sharedModule ? sharedModule.SharedCache.open(sharedOptions, warn) : undefined;
   const monitor = monitorOptions === false ? undefined : new Monitor(monitorOptions);
   const adjustments = new AdjustmentLog();
   let engine: Engine;
@@ -122,8 +123,8 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   try {
     // Read at each lookup: a memory back-off to a smaller batch changes the engine's numerics.
     const lru = cache || shared ? new LogitCache(() => engineIdentity(engine.info), cache) : undefined;
-    const lookup = lru && shared ? new TieredCache(lru, shared) : lru;
-    const remote = queue ? new QueueSource(engineIdentity(engine.info), engine.info.model, queue) : undefined;
+    const lookup = lru && shared && sharedModule ? new sharedModule.TieredCache(lru, shared) : lru;
+    const remote = queue && distributed ? new distributed.QueueSource(engineIdentity(engine.info), engine.info.model, queue) : undefined;
     const engineSource = remote ?? new EngineSource(engine, monitor ? (pairs) => monitor.recordBatch(pairs) : undefined);
     const cached = (source: LogOddsSource) => (lookup ? new CachedSource(lookup, source) : source);
     const pipeline = Pipeline.create(engine, settings, cached(engineSource), monitor);

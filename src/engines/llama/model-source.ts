@@ -1,5 +1,4 @@
 import { existsSync, statSync } from "node:fs";
-import { resolveModelFile } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
 import { isCheckpointDir } from "../../hf/checkpoint.js";
 import type { ConvertType } from "../../hf/convert.js";
@@ -40,6 +39,7 @@ export async function resolveModelSource(source: string, options: ModelSourceOpt
   }
   const allowDownload = options.allowDownload ?? true;
   try {
+    const { resolveModelFile } = await import("node-llama-cpp");
     return await resolveModelFile(source, { directory: options.modelsDirectory, cli: false, download: allowDownload ? "auto" : false });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
