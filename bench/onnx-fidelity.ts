@@ -1,7 +1,7 @@
 // The onnx engine against the independent float64 forward pass on a real-size shape (not part of
 // `npm test`: the float64 pass runs in plain JS, ~30 s per short pair on the 0.6B shape):
 //   node --import tsx bench/onnx-fidelity.ts --model FILE.gguf [--precision fp32] [--pairs 3]
-// Prints |z - z_ref| per pair. test/onnx-engine.test.ts checks the same on the tiny shapes.
+// Prints |z - z_ref| per pair. test/onnx-engine.slow.test.ts checks the same on the tiny shapes.
 import { parseArgs } from "node:util";
 import type { OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";

@@ -61,14 +61,15 @@ function assertSameModel(a: string, b: string): void {
   }
 }
 
-// Each source dtype, each output type and each head at least once; z through llama.cpp for each
-// dtype and both heads (the other files are the same bytes as theirs apart from the name, checked).
+// Each source dtype, each output type and each head at least once; z through llama.cpp for both
+// heads (every converted file is checked to hold its twin's metadata and tensors exactly, so the
+// same model to llama.cpp: z through the engines adds what the metadata means to it).
 const cases: Array<{ dtype: HfDtype; type: ConvertType; head: ModelFlavor; shardBytes?: number; score?: boolean }> = [
   { dtype: "bf16", type: "f32", head: "rank", shardBytes: 8e6, score: true },
   { dtype: "bf16", type: "f16", head: "causal", shardBytes: 8e6 },
   { dtype: "f16", type: "q8_0", head: "causal", score: true },
   { dtype: "f16", type: "f16", head: "rank" },
-  { dtype: "f32", type: "q8_0", head: "rank", score: true },
+  { dtype: "f32", type: "q8_0", head: "rank" },
   { dtype: "f32", type: "f32", head: "causal" },
 ];
 
