@@ -21,7 +21,7 @@ test("the hub cache folder follows huggingface_hub's variables", () => {
   assert.equal(hubCacheDir({ HF_HOME: "/b" }), "/b/hub");
   assert.equal(hubCacheDir({ XDG_CACHE_HOME: "/c" }), "/c/huggingface/hub");
   assert.ok(isHubId("Qwen/Qwen3-Reranker-8B") && isHubId("Qwen/Qwen3-Reranker-8B@main"));
-  assert.ok(!isHubId("./model.gguf") && !isHubId("/abs/path") && !isHubId("a/b/c") && !isHubId("hf:Qwen/x"));
+  assert.ok(!isHubId("./model.gguf") && !isHubId("models/demo.gguf") && !isHubId("/abs/path") && !isHubId("a/b/c") && !isHubId("hf:Qwen/x"));
 });
 
 test("an id resolves to the snapshot refs/main names, a revision to its own, else the newest complete one", () => {

@@ -7,7 +7,8 @@ import { CONFIG_FILE } from "./checkpoint.js";
 /** A Hugging Face model id (`Qwen/Qwen3-Reranker-8B`), optionally with a revision (`@main`, `@<commit>`). */
 const HUB_ID = /^([A-Za-z0-9][\w.-]*)\/([\w.-]+)(?:@([\w.-]+))?$/;
 
-export const isHubId = (s: string): boolean => HUB_ID.test(s);
+// A missing `dir/file.gguf` is a missing file, not an id.
+export const isHubId = (s: string): boolean => HUB_ID.test(s) && !/\.gguf$/i.test(s);
 
 /** The hub cache folder, as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
