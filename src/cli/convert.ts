@@ -1,11 +1,11 @@
 import { existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { Option } from "commander";
-import { RerankError, ValidationError } from "../errors/errors.js";
-import { isCheckpointDir, openCheckpoint } from "../hf/checkpoint.js";
+import { ValidationError } from "../errors/errors.js";
+import { openCheckpoint } from "../hf/checkpoint.js";
 import type { ConvertType, HeadKind } from "../hf/convert.js";
 import { convertCheckpoint, CONVERT_TYPES, HEAD_KINDS } from "../hf/convert.js";
-import { isHubId, resolveHubId } from "../hf/hub-cache.js";
+import { locateCheckpoint } from "../hf/hub-cache.js";
 import { bytesProgress } from "../hf/progress.js";
 
 interface ConvertFlags {
@@ -26,17 +26,13 @@ export function registerConvert(program: Command): void {
     .addOption(new Option("--head <head>", "rank: llama.cpp's rank head from lm_head's yes/no rows (pooling RANK); causal: the whole lm_head").choices([...HEAD_KINDS]).default("rank"))
     .option("--json", "print a JSON summary (tensors, types, head, bytes, seconds)")
     .action((flags: ConvertFlags) => {
-      let dir: string;
-      if (isCheckpointDir(flags.from)) dir = flags.from;
-      else if (!existsSync(flags.from) && isHubId(flags.from)) dir = resolveHubId(flags.from);
-      else if (existsSync(flags.from)) throw new RerankError("model_not_found", `--from ${flags.from} is not a Hugging Face model folder (no config.json in it)`);
-      else throw new RerankError("model_not_found", `--from ${flags.from}: no such folder, and not a Hugging Face id (ORG/NAME)`);
+      const { dir, name } = locateCheckpoint(flags.from);
       if (existsSync(flags.out) && statSync(flags.out).isDirectory()) throw new ValidationError(`${flags.out} is a directory; give the GGUF file to write`, "--out");
       const checkpoint = openCheckpoint(dir);
       const progress = bytesProgress(`converting ${flags.from}`);
       let summary;
       try {
-        summary = convertCheckpoint(checkpoint, { out: flags.out, type: flags.type, head: flags.head, name: isHubId(flags.from) && !existsSync(flags.from) ? flags.from : undefined, onProgress: (done, total) => progress.update(done, total) });
+        summary = convertCheckpoint(checkpoint, { out: flags.out, type: flags.type, head: flags.head, name, onProgress: (done, total) => progress.update(done, total) });
       } finally {
         progress.stop();
       }

@@ -20,7 +20,7 @@ const SHA256_BLOB = /^[0-9a-f]{64}$/;
 /**
  * The sha256 of a file's bytes. In the hub cache a snapshot's large files are links to
  * `blobs/<sha256 of the content>`, the hub's own hash: taken as is. Otherwise the file is read
- * once and its hash remembered per (path, size, mtime, inode) in `memoFile`, so a start with an
+ * once and its hash remembered per (path, size, mtime, inode) in `memo` (content-hashes.json), so a start with an
  * unchanged checkpoint reads no weights.
  */
 function contentHash(file: string, memo: Record<string, string>): string {

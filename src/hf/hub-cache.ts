@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { RerankError } from "../errors/errors.js";
-import { CONFIG_FILE } from "./checkpoint.js";
+import { CONFIG_FILE, isCheckpointDir } from "./checkpoint.js";
 
 /** A Hugging Face model id (`Qwen/Qwen3-Reranker-8B`), optionally with a revision (`@main`, `@<commit>`). */
 const HUB_ID = /^([A-Za-z0-9][\w.-]*)\/([\w.-]+)(?:@([\w.-]+))?$/;
@@ -57,4 +57,15 @@ export function resolveHubId(id: string, env: NodeJS.ProcessEnv = process.env): 
     `${id} is not in the local Hugging Face cache (looked at ${[...new Set(looked)].join(", ")}; set HF_HUB_CACHE or HF_HOME if your cache is elsewhere). ` +
       `qwen-rerank downloads nothing from the hub: fetch it with \`huggingface-cli download ${org}/${name}\` or pass the model folder's path.`,
   );
+}
+
+/**
+ * Where a checkpoint named by the user is: a model folder as is, else an id in the local hub cache;
+ * `name` is the model's (the id, or the folder's name: a hub snapshot folder is named by its commit).
+ */
+export function locateCheckpoint(source: string, env: NodeJS.ProcessEnv = process.env): { dir: string; name: string } {
+  if (isCheckpointDir(source)) return { dir: source, name: basename(resolve(source)) };
+  if (existsSync(source)) throw new RerankError("model_not_found", `${source} is not a Hugging Face model folder (no ${CONFIG_FILE} in it)`);
+  if (!isHubId(source)) throw new RerankError("model_not_found", `${source}: no such folder, and not a Hugging Face id (ORG/NAME)`);
+  return { dir: resolveHubId(source, env), name: source.split("@")[0] ?? source };
 }

@@ -1,8 +1,7 @@
-import { basename } from "node:path";
 import type { ModelSourceOptions } from "../engines/llama/model-source.js";
-import { isCheckpointDir, openCheckpoint } from "./checkpoint.js";
+import { openCheckpoint } from "./checkpoint.js";
 import { cachedConversion } from "./conversion-cache.js";
-import { resolveHubId } from "./hub-cache.js";
+import { locateCheckpoint } from "./hub-cache.js";
 import { bytesProgress } from "./progress.js";
 
 /**
@@ -10,10 +9,7 @@ import { bytesProgress } from "./progress.js";
  * head: converted on first use into the conversion cache, reused after (the log says which).
  */
 export function checkpointGguf(source: string, options: ModelSourceOptions, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
-  const fromHub = !isCheckpointDir(source);
-  const dir = fromHub ? resolveHubId(source) : source;
-  // A hub snapshot folder is named by its commit: the id names the model better.
-  const name = fromHub ? (source.split("@")[0] ?? source).replace("/", "--") : basename(dir);
+  const { dir, name } = locateCheckpoint(source);
   const ckpt = openCheckpoint(dir);
   const type = options.convertType ?? "f16";
   const progress = bytesProgress(`converting ${name}`);

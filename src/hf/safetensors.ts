@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { endianness } from "node:os";
 import { basename } from "node:path";
-import { fromBfloat16, fromHalf } from "../gguf/half.js";
+import { fromHalf } from "../gguf/half.js";
 import { RerankError } from "../errors/errors.js";
 
 /**
@@ -82,18 +82,6 @@ const halves = (): Float32Array => {
   }
   return halfTable;
 };
-
-/** Decodes `count` elements of `dtype` from `bytes` (at `offset`) into `out` (at `outOffset`). */
-export function decodeElements(dtype: FloatDtype, bytes: Buffer, offset: number, count: number, out: Float32Array, outOffset = 0): void {
-  if (dtype === "F32") {
-    for (let i = 0; i < count; i++) out[outOffset + i] = bytes.readFloatLE(offset + 4 * i);
-  } else if (dtype === "F16") {
-    const table = halves();
-    for (let i = 0; i < count; i++) out[outOffset + i] = table[bytes.readUInt16LE(offset + 2 * i)] ?? 0;
-  } else {
-    for (let i = 0; i < count; i++) out[outOffset + i] = fromBfloat16(bytes.readUInt16LE(offset + 2 * i));
-  }
-}
 
 /**
  * Reads a 1-D or 2-D tensor row by row, in order, through a buffer of a few MB: a tensor of any

