@@ -78,30 +78,38 @@ const cases: Array<[string, Uint8Array]> = [
   ],
   [
     // The onnx engine's int8 mode without its outlier features: per-token scales, QuantizeLinear, then
-    // MatMulIntegerToFloat applying the token and column scales in its epilogue.
-    "QuantizeLinear per token + MatMulIntegerToFloat",
-    graph(
-      [
-        { opType: "ReduceMax", input: ["a"], output: ["hi"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
-        { opType: "ReduceMin", input: ["a"], output: ["lo"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
-        { opType: "Neg", input: ["lo"], output: ["nlo"] },
-        { opType: "Max", input: ["hi", "nlo"], output: ["amax"] },
-        { opType: "Mul", input: ["amax", "inv127"], output: ["scale"] },
-        { opType: "QuantizeLinear", input: ["a", "scale", "points"], output: ["q"], attribute: [int("axis", 0)] },
-        { opType: "Unsqueeze", input: ["scale", "axis1"], output: ["rowScale"] },
-        { opType: "MatMulIntegerToFloat", domain: "com.microsoft", input: ["q", "b", "rowScale", "scales", "zero"], output: ["y"] },
-      ],
-      [
-        { name: "b", dataType: T.INT8, dims: [K, N], data: Int8Array.from({ length: K * N }, (_, i) => ((i * 37) % 255) - 127) },
-        { name: "scales", dataType: T.FLOAT, dims: [N], data: new Float32Array(N).fill(0.01) },
-        { name: "inv127", dataType: T.FLOAT, dims: [], data: Float32Array.of(1 / 127) },
-        { name: "points", dataType: T.UINT8, dims: [M], data: new Uint8Array(M).fill(128) },
-        { name: "zero", dataType: T.UINT8, dims: [], data: Uint8Array.of(128) },
-        { name: "axis1", dataType: T.INT64, dims: [1], data: BigInt64Array.of(1n) },
-      ],
-    ),
+    // MatMulIntegerToFloat applying the token and column scales in its epilogue; activations uint8
+    // with zero point 128 or int8 with zero point 0 (ONNX Runtime picks another kernel for each).
+    "QuantizeLinear per token (uint8, zp 128) + MatMulIntegerToFloat",
+    perToken(false),
   ],
+  ["QuantizeLinear per token (int8, zp 0) + MatMulIntegerToFloat", perToken(true)],
 ];
+
+function perToken(signed: boolean): Uint8Array {
+  const zeroType = signed ? T.INT8 : T.UINT8;
+  const zero = signed ? 0 : 128;
+  return graph(
+    [
+      { opType: "ReduceMax", input: ["a"], output: ["hi"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
+      { opType: "ReduceMin", input: ["a"], output: ["lo"], attribute: [{ name: "axes", ints: [1], type: onnx.AttributeProto.AttributeType.INTS }, int("keepdims", 0)] },
+      { opType: "Neg", input: ["lo"], output: ["nlo"] },
+      { opType: "Max", input: ["hi", "nlo"], output: ["amax"] },
+      { opType: "Mul", input: ["amax", "inv127"], output: ["scale"] },
+      { opType: "QuantizeLinear", input: ["a", "scale", "points"], output: ["q"], attribute: [int("axis", 0)] },
+      { opType: "Unsqueeze", input: ["scale", "axis1"], output: ["rowScale"] },
+      { opType: "MatMulIntegerToFloat", domain: "com.microsoft", input: ["q", "b", "rowScale", "scales", "zero"], output: ["y"] },
+    ],
+    [
+      { name: "b", dataType: T.INT8, dims: [K, N], data: Int8Array.from({ length: K * N }, (_, i) => ((i * 37) % 255) - 127) },
+      { name: "scales", dataType: T.FLOAT, dims: [N], data: new Float32Array(N).fill(0.01) },
+      { name: "inv127", dataType: T.FLOAT, dims: [], data: Float32Array.of(1 / 127) },
+      { name: "points", dataType: zeroType, dims: [M], data: signed ? new Int8Array(M) : new Uint8Array(M).fill(zero) },
+      { name: "zero", dataType: zeroType, dims: [], data: signed ? Int8Array.of(0) : Uint8Array.of(zero) },
+      { name: "axis1", dataType: T.INT64, dims: [1], data: BigInt64Array.of(1n) },
+    ],
+  );
+}
 
 const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").split(" ").filter((f) => /^(avx2|avx512f|avx512_vnni|avx512_bf16|avx_vnni|amx_int8)$/.test(f));
 console.log(`[${M}x${K}]·[${K}x${N}], ${threads} threads, onnxruntime-node ${ort.env.versions.common}; CPU flags: ${flags.join(" ")}`);

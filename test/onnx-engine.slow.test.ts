@@ -64,6 +64,23 @@ for (const flavor of ["causal", "rank"] as const) {
       });
     });
 
+    test("documents and heads longer than a run are evaluated run by run over the cache: still within 1e-3 of the reference", async () => {
+      // Runs of 24 tokens: every head here is longer, and the long document takes several.
+      const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences: 3, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error" });
+      try {
+        const pairs = buildPairs(engine);
+        assert.ok(pairs.every((p) => p.headLength > 24));
+        assert.ok(pairs.some((p) => p.tokens.length - p.headLength > 72), "one document takes 3+ runs");
+        const z = await scoreInOrder(chunked, pairs);
+        pairs.forEach((p, i) => {
+          const expected = reference.logOdds(p.tokens);
+          assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 ${z[i]} vs reference ${expected}`);
+        });
+      } finally {
+        await chunked.dispose();
+      }
+    });
+
     if (flavor === "causal") {
       test("a graph per layer (how the 4B and 8B shapes run) gives the same z, fp32 and int8, prefix reuse and all", async () => {
         for (const precision of ["fp32", "int8"] as const) {

@@ -3,6 +3,7 @@ import { readModelFacts } from "../engines/llama/metadata.js";
 import { openStack } from "../pipeline/stack.js";
 import { startServer } from "../server/serve.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
+import type { EngineSelection } from "../engines/engine-selection.js";
 import { flopsPerToken } from "../testmodel/shapes.js";
 import type { WorkloadSpec } from "./workload.js";
 import { buildWorkload } from "./workload.js";
@@ -29,6 +30,13 @@ export interface PhaseResult {
   logits?: number[];
 }
 
+/** "onnx int8 ", "auto: onnx int8 ", or "" for the llama.cpp engine (the name the bench table has always used). */
+function engineLabel(engine: Pick<RerankerOptions, "engine" | "onnxPrecision">, selection: EngineSelection | undefined): string {
+  const concrete = selection ?? engine;
+  const name = concrete.engine === "onnx" ? `onnx ${concrete.onnxPrecision ?? "fp32"} ` : "";
+  return selection ? `auto: ${name || "llama "}` : name;
+}
+
 const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
 
 /** qwen-rerank itself: exact prompt, prefix reuse, parallel sequences. */
@@ -38,11 +46,22 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
     const { pipeline } = stack;
     const work = buildWorkload(spec, (t) => pipeline.planner.countTokens(t));
     await pipeline.run({ queries: [work.query], documents: ["warm-up"], order: "input" });
-    const pairs = work.documents.map((document) => ({ query: work.query, document }));
+    const pairs = work.queries.flatMap((query) => work.documents.map((document) => ({ query, document })));
+    const pages = Math.max(1, Math.min(spec.pages ?? 1, work.documents.length));
+    const perPage = Math.ceil(work.documents.length / pages);
+    const results: Array<{ score: number; logit: number }> = new Array<{ score: number; logit: number }>(pairs.length);
+    const stats = { evaluatedTokens: 0, pairTokens: 0 };
     const started = performance.now();
-    const evaluation = await pipeline.run({ queries: [work.query], documents: work.documents, order: "input" });
+    for (let page = 0; page < pages; page++) {
+      for (const [q, query] of work.queries.entries()) {
+        const documents = work.documents.slice(page * perPage, (page + 1) * perPage);
+        const r = await pipeline.run({ queries: [query], documents, order: "input" });
+        stats.evaluatedTokens += r.stats.evaluatedTokens;
+        stats.pairTokens += r.stats.pairTokens;
+        r.results.forEach((x, i) => (results[q * work.documents.length + page * perPage + i] = x));
+      }
+    }
     const seconds = (performance.now() - started) / 1000;
-    const { stats } = evaluation;
     const info = stack.engine.info;
     const shape = info.shape;
     let flops: number | null = null;
@@ -54,7 +73,7 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
     }
     return {
-      engine: `qwen-rerank ${engine.engine === "onnx" ? `onnx ${engine.onnxPrecision ?? "fp32"} ` : ""}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : "prefix reuse"})`,
+      engine: `qwen-rerank ${engineLabel(engine, info.selection)}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : engine.prefixCacheBytes === 0 ? "prefix reuse, no cache" : "prefix reuse"})`,
       model: info.model,
       pairs: pairs.length,
       seconds,
@@ -65,8 +84,8 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       peakRssMB: peakRssMB(),
       threads: engine.threads ?? 0,
       sequences: info.sequences,
-      scores: evaluation.results.map((r) => r.score),
-      logits: evaluation.results.map((r) => r.logit),
+      scores: results.map((r) => r.score),
+      logits: results.map((r) => r.logit),
     };
   } finally {
     await stack.dispose();

@@ -8,10 +8,16 @@ export interface WorkloadSpec {
   tokens: number;
   /** Default 7. */
   seed: number;
+  /** Distinct queries, each scored against every document (the prefix cache's case). Default 1. */
+  queries?: number | undefined;
+  /** Calls each query's documents are split into, interleaved across queries as a server sees pages (page 1 of every query, then page 2, ...). Default 1. */
+  pages?: number | undefined;
 }
 
 export interface Workload {
   query: string;
+  /** `spec.queries` queries, the first being `query`. */
+  queries: string[];
   documents: string[];
 }
 
@@ -38,5 +44,8 @@ export function buildWorkload(spec: WorkloadSpec, countTokens: (text: string) =>
     }
     documents.push(`${words.join(" ")}.`);
   }
-  return { query: "What is the most relevant passage about the history of the capital city and its river?", documents };
+  const query = "What is the most relevant passage about the history of the capital city and its river?";
+  const topics = ["markets", "schools", "music", "energy", "health", "travel", "research", "policy"];
+  const queries = Array.from({ length: Math.max(1, spec.queries ?? 1) }, (_, q) => (q === 0 ? query : `${query.slice(0, -1)}, and its ${topics[(q - 1) % topics.length] ?? "data"} (${q})?`));
+  return { query, queries, documents };
 }

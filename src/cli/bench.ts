@@ -1,8 +1,9 @@
 import { agreement, missedBars } from "../bench/agreement.js";
+import type { OnnxPrecision } from "../engines/onnx/precision.js";
 import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { readGgufFileInfo } from "node-llama-cpp";
@@ -26,6 +27,8 @@ interface BenchFlags {
   seed: number;
   docs: number;
   docTokens: number;
+  queries: number;
+  pages: number;
   baseline: boolean;
   baselineThreads?: number;
   json?: boolean;
@@ -52,6 +55,25 @@ async function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor
     makeTestModel({ shape, flavor, type, seed, out: path });
   }
   return path;
+}
+
+/**
+ * The onnx precisions whose weights fit in this machine's memory (onnxMemoryEstimate), the others
+ * named on stderr: fp32 of the 8B shape needs ~30 GB. Without fp32 the agreement reference is the
+ * llama.cpp engine.
+ */
+async function precisionsThatFit(model: string, wanted: readonly OnnxPrecision[]): Promise<OnnxPrecision[]> {
+  const { GgufWeights } = await import("../engines/onnx/weights.js");
+  const { onnxMemoryEstimate } = await import("../engines/onnx/onnx-engine.js");
+  const info = await readGgufFileInfo(model, { readTensorInfo: true });
+  const weights = new GgufWeights(model, info);
+  const layers = Number((info.metadata as unknown as { qwen3?: { block_count?: number } }).qwen3?.block_count ?? 0);
+  const fit = wanted.filter((p) => onnxMemoryEstimate(weights, layers, p) <= totalmem());
+  for (const p of wanted.filter((p) => !fit.includes(p))) {
+    process.stderr.write(`skipping onnx ${p}: about ${(onnxMemoryEstimate(weights, layers, p) / 2 ** 30).toFixed(1)} GB of weights, this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GB\n`);
+  }
+  if (fit.length === 0) throw new ValidationError("no onnx precision fits in this machine's memory for this model");
+  return fit;
 }
 
 /** Runs one phase in a fresh process of this same CLI, so each engine's peak RSS is its own. */
@@ -111,7 +133,8 @@ function printRounds(rounds: PhaseResult[][]): void {
 
 function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>): void {
   const base = results.find((r) => r.engine.startsWith("node-llama-cpp"));
-  process.stdout.write(`workload: 1 query x ${spec.count} documents of ~${spec.tokens} tokens, default instruction\n`);
+  const queries = spec.queries ?? 1;
+  process.stdout.write(`workload: ${queries} ${queries === 1 ? "query" : "queries"} x ${spec.count} documents of ~${spec.tokens} tokens${(spec.pages ?? 1) > 1 ? `, in ${spec.pages} pages a query, interleaved` : ""}, default instruction\n`);
   process.stdout.write(`model: ${results[0]?.model ?? "?"}\n\n`);
   const header = ["engine", "threads", "seqs", "pairs/s", "eval tok/s", "eff tok/s", "GFLOP/s", "peak RSS MB", "vs baseline"];
   const rows = results.map((r) => [
@@ -167,7 +190,9 @@ export function registerBench(program: Command): void {
     .addOption(new Option("--type <type>", "weights of the generated model").choices(["f32", "f16", "q8_0"]).default("q8_0"))
     .option("--seed <n>", "seed of the generated model", intArg(0), 1)
     .option("--docs <n>", "documents in the workload", intArg(1, 100000), 32)
-    .option("--doc-tokens <n>", "tokens per document", intArg(1, 30000), 256)
+    .option("--doc-tokens <n>", "tokens per document", intArg(1, 32_000), 256)
+    .option("--queries <n>", "distinct queries, each scored against every document (with --pages: the prefix cache's workload)", intArg(1, 1000), 1)
+    .option("--pages <n>", "split each query's documents into this many calls, interleaved across queries as a server sees pages", intArg(1, 100000), 1)
     .option("--no-baseline", "skip the node-llama-cpp baseline")
     .option("--baseline-threads <n>", "threads for the baseline (default: the same as ours; 0 = node-llama-cpp's own default, 6)", intArg(0, 1024))
     .option("--json", "print the results as JSON")
@@ -176,7 +201,10 @@ export function registerBench(program: Command): void {
     .option("--rounds <n>", "with --engine onnx: run every engine this many times, interleaved, and report the median (a shared machine's speed drifts)", intArg(1, 100), 1)
     .addOption(new Option("--phase <phase>").choices(["ours", "baseline", "server"]).hideHelp());
   addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
-    const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7 };
+    const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7, queries: flags.queries, pages: flags.pages };
+    if ((flags.queries > 1 || flags.pages > 1) && (flags.baseline || flags.server) && !flags.phase) {
+      throw new ValidationError("--queries and --pages time our engines' prefix cache: add --no-baseline (and leave out --server)");
+    }
     const engine = engineOptionsFrom(flags);
     const threads = engine.threads ?? availableParallelism();
     // Room for the template and the query on top of the document.
@@ -210,9 +238,10 @@ export function registerBench(program: Command): void {
       // precision unless one is named.
       const withoutEngine = passThrough.filter((a, i) => !["--engine", "--onnx-precision"].includes(a) && !["--engine", "--onnx-precision"].includes(passThrough[i - 1] ?? ""));
       const rounds: PhaseResult[][] = [];
+      const precisions = await precisionsThatFit(model, engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS);
       for (let round = 0; round < flags.rounds; round++) {
         const results = [await runPhase("ours", [...withoutEngine, "--model", model, "--threads", String(threads)])];
-        for (const precision of engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS) {
+        for (const precision of precisions) {
           results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
         }
         rounds.push(results);

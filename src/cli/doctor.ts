@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism, cpus, freemem, totalmem } from "node:os";
+import { existsSync } from "node:fs";
+import { availableParallelism, freemem, totalmem } from "node:os";
 import type { Command } from "commander";
 import { buildWorkload } from "../bench/workload.js";
 import { agreement, missedBars } from "../bench/agreement.js";
@@ -19,6 +19,7 @@ import {
 } from "../doctor/checks.js";
 import type { MemoryBackoff } from "../engines/engine.js";
 import { LlamaEngine } from "../engines/llama/llama-engine.js";
+import { cpuFeatures } from "../engines/cpu-features.js";
 import { describeShape } from "../engines/llama/memory-ladder.js";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { loadEvalSet } from "../eval/dataset.js";
@@ -74,17 +75,6 @@ async function readData(flags: DoctorFlags): Promise<DoctorData | undefined> {
     return { queries, labels: undefined };
   }
   return undefined;
-}
-
-/** CPU name and feature flags from /proc/cpuinfo (Linux); elsewhere the name only. */
-function cpuFeatures(): { model: string; flags: Set<string> } {
-  const model = cpus()[0]?.model.trim() ?? "";
-  try {
-    const flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
-    return { model, flags: new Set(flags.split(/\s+/).filter(Boolean)) };
-  } catch {
-    return { model, flags: new Set() };
-  }
 }
 
 /** The checks that need the loaded model: runtime, memory, model file and settings. */
@@ -303,6 +293,8 @@ export async function diagnose(flags: DoctorFlags, extras: ConfigExtras): Promis
     return [{ id, status: "fail", message: error.message, fix }];
   }
   let checks: Check[];
+  // With --engine auto, the engine it chose is the one in use.
+  const inUse = stack.engine.info.selection ?? options;
   try {
     checks = [...(await engineChecks(stack, backoffs)), ...settingsChecks(stack, flags)];
     const routing = stack.pipeline.resolve({}).language !== undefined;
@@ -314,7 +306,7 @@ export async function diagnose(flags: DoctorFlags, extras: ConfigExtras): Promis
     await stack.dispose();
   }
   if (flags.engines) {
-    const current = options.engine === "onnx" ? `onnx ${options.onnxPrecision ?? "fp32"}` : "llama";
+    const current = inUse.engine === "onnx" ? `onnx ${inUse.onnxPrecision ?? "fp32"}` : "llama";
     checks.push(engineChoiceCheck(await engineTrials(options), current));
   }
   return checks;

@@ -35,7 +35,7 @@ export const numberArg =
 /** The engine options every model-backed command shares (names match the library options). */
 export function addEngineFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option("--engine <kind>", "llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime CPU, needs onnxruntime-node) (default: llama)").choices([...ENGINE_KINDS]))
+    .addOption(new Option("--engine <kind>", "llama (llama.cpp, CPU/GPU), onnx (ONNX Runtime CPU, needs onnxruntime-node) or auto (the fastest that keeps the ranking, from a short calibration cached per model and CPU; llama.cpp on a GPU) (default: llama)").choices([...ENGINE_KINDS]))
     .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: fp32, block8 (8-bit blocks of 32) or int8 (int8 weights per column, activations per token, outlier features in fp32) (default: fp32)").choices([...ONNX_PRECISIONS]))
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: at most this many documents per run, 8)", intArg(1, 256))
@@ -47,6 +47,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--gpu-layers <n>", "layers offloaded to the GPU: auto, max or a count (default: auto)")
     .option("--no-mmap", "read the model into memory instead of memory-mapping it")
     .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
+    .option("--prefix-cache-bytes <n>", "bytes of evaluated prompt heads (instruction + query) kept across calls; 0 = off (default: 268435456)", intArg(0))
     .option("--models-dir <dir>", "cache directory for hf: models and checkpoint conversions")
     .addOption(new Option("--convert-type <type>", "with a Hugging Face checkpoint as --model: the GGUF type it is converted to, once (default: f16)").choices([...CONVERT_TYPES]))
     .option("--offline", "never download: hf: URIs must already be in the models directory")
@@ -84,6 +85,7 @@ export interface EngineFlagValues {
   gpuLayers?: string;
   mmap?: boolean;
   prefixReuse?: boolean;
+  prefixCacheBytes?: number;
   modelsDir?: string;
   convertType?: ConvertType;
   offline?: boolean;
@@ -112,6 +114,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     gpuLayers,
     mmap: flags.mmap,
     prefixReuse: flags.prefixReuse,
+    prefixCacheBytes: flags.prefixCacheBytes,
     modelsDirectory: flags.modelsDir,
     convertType: flags.convertType,
     allowDownload: flags.offline ? false : undefined,
@@ -189,6 +192,7 @@ export function rerankerOptionsFrom(command: ModelCommand, flags: ModelFlagValue
     presets: extras.presets,
     languageInstructions: { ...extras.languageInstructions, ...knobs.languageInstructions },
     onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
+    onEngineSelected: (s) => process.stderr.write(`qwen-rerank: engine auto (${s.source}): ${s.reason}\n`),
     onMemoryBackoff: (e) =>
       process.stderr.write(`qwen-rerank: warning: out of memory for ${describeShape(e.from)} (${e.trigger}: ${e.reason}); continuing with ${describeShape(e.to)}\n`),
     ...engineOptionsFrom(flags),

@@ -1,5 +1,7 @@
 import type { PrefixGroup } from "../prompt/groups.js";
 import type { PromptTokenizer } from "../prompt/tokens.js";
+import type { HeadCacheStats } from "./head-cache.js";
+import type { EngineSelection } from "./engine-selection.js";
 
 /** How the model file produces the yes/no decision (docs/architecture.md, "GGUF flavours"). */
 export type ModelFlavor = "causal" | "rank";
@@ -48,6 +50,10 @@ export interface EngineInfo {
   shape: ModelShape | undefined;
   yesTokenId: number;
   noTokenId: number;
+  /** The prompt heads kept across calls (`prefixCacheBytes`): now, and hits/misses since load. */
+  prefixCache: HeadCacheStats;
+  /** With `engine: "auto"`: what was chosen and why. */
+  selection?: EngineSelection | undefined;
 }
 
 /** The memory-relevant settings of an engine's context. */
@@ -95,6 +101,8 @@ export interface ScoreStats {
  */
 export interface Engine {
   readonly info: EngineInfo;
+  /** Set by openEngine when `engine: "auto"` chose this engine; part of `info`. */
+  selection?: EngineSelection | undefined;
   readonly tokenizer: PromptTokenizer;
   score(groups: readonly PrefixGroup[], options?: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }>;
   dispose(): Promise<void>;

@@ -11,6 +11,7 @@ import { z } from "zod";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
 import type { PipelineResult } from "../pipeline/pipeline.js";
+import type { EngineInfo } from "../engines/engine.js";
 import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
 import { tei } from "./dialects/tei.js";
@@ -62,6 +63,18 @@ const healthSchema = z.object({
   error: z.string().optional(),
   models: z.array(z.object({ id: z.string(), state: modelStateSchema })).optional().describe("with several models: each one's state"),
 });
+const engineSchema = z
+  .object({
+    numerics: z.string(),
+    selection: z
+      .object({ engine: z.string(), onnx_precision: z.string().nullable(), source: z.enum(["calibrated", "cached", "rule"]), reason: z.string(), measured_at: z.string() })
+      .nullable()
+      .describe("with --engine auto: what was chosen and why; null otherwise"),
+    prefix_cache: z
+      .object({ capacity_bytes: z.number(), bytes: z.number(), entries: z.number(), hits: z.number(), misses: z.number() })
+      .describe("prompt heads kept across calls (--prefix-cache-bytes)"),
+  })
+  .describe("the engine in use");
 const infoSchema = z.object({
   model_id: z.string(),
   model_type: z.object({ reranker: z.object({ id2label: z.record(z.string(), z.string()) }) }),
@@ -78,7 +91,18 @@ const infoSchema = z.object({
   max_batch_tokens: z.number().int().nullable(),
   max_queue_pairs: z.number().int().nullable(),
   version: z.string(),
+  engine: engineSchema,
 });
+/** The engine part of /info and /stats. */
+function engineReport(info: EngineInfo): z.input<typeof engineSchema> {
+  const s = info.selection;
+  const c = info.prefixCache;
+  return {
+    numerics: info.numerics,
+    selection: s ? { engine: s.engine, onnx_precision: s.onnxPrecision ?? null, source: s.source, reason: s.reason, measured_at: s.measuredAt } : null,
+    prefix_cache: { capacity_bytes: c.capacityBytes, bytes: c.bytes, entries: c.entries, hits: c.hits, misses: c.misses },
+  };
+}
 const modelsSchema = z.object({
   object: z.literal("list"),
   data: z.array(
@@ -96,7 +120,7 @@ const modelsSchema = z.object({
     }),
   ),
 });
-const statsSchema = z.object({ total_requests: z.number(), avg_latency_ms: z.number(), score_mean: z.number(), current: z.record(z.string(), z.unknown()), adjustments: z.array(z.unknown()) }).loose().describe("the monitor's snapshot (docs/monitoring.md lists every field)");
+const statsSchema = z.object({ total_requests: z.number(), avg_latency_ms: z.number(), score_mean: z.number(), current: z.record(z.string(), z.unknown()), adjustments: z.array(z.unknown()), engine: engineSchema }).loose().describe("the monitor's snapshot (docs/monitoring.md lists every field)");
 
 /** The GET routes, for the OpenAPI document. */
 const GET_ROUTES: readonly GetRoute[] = [
@@ -255,7 +279,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const { name, model } = described(c);
     if (!model.monitor) return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor)" } }, 404);
     const q = model.queue();
-    return c.json({ model: name, ...model.monitor.snapshot(), queue: { pairs: q.queuedPairs, requests: q.activeRequests }, adjustments: model.adjustments() });
+    return c.json({ model: name, ...model.monitor.snapshot(), queue: { pairs: q.queuedPairs, requests: q.activeRequests }, adjustments: model.adjustments(), engine: engineReport(model.pipeline.info) });
   });
   app.get("/dashboard", (c) => {
     // Static HTML without data, so it needs no key; its requests to /stats and /v1/rerank carry one
@@ -285,6 +309,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       max_batch_tokens: limits.maxBatchTokens,
       max_queue_pairs: limits.maxQueuePairs,
       version: PACKAGE_VERSION,
+      engine: engineReport(info),
     } satisfies z.input<typeof infoSchema>);
   });
   let openapi: string | undefined;

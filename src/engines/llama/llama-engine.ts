@@ -1,6 +1,7 @@
 import { ggufFingerprint } from "../../gguf/fingerprint.js";
-import { availableParallelism } from "node:os";
-import { basename } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import type { CustomBatchingPrioritizationStrategy, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { getLlama, GgufFileType, LlamaLogLevel, TokenBias } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
@@ -8,6 +9,8 @@ import type { PrefixGroup } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { ContextShape, Engine, EngineInfo, MemoryBackoff, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
+import type { EngineSelection } from "../engine-selection.js";
 import { lmHeadMatchesRankHead } from "./head-check.js";
 import { describeShape, isMemoryError, memoryLadder } from "./memory-ladder.js";
 import { readModelFacts } from "./metadata.js";
@@ -132,11 +135,15 @@ export class LlamaEngine implements Engine {
   readonly tokenizer: PromptTokenizer;
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
-  private current: EngineInfo;
+  private current: Omit<EngineInfo, "prefixCache">;
   private slots: Slot[] = [];
+  /** Heads saved as sequence-state files (llama.cpp copies a sequence's KV cells out and back bit for bit). */
+  private readonly heads: HeadCache<string>;
+  private headFolder: string | undefined;
+  private headFiles = 0;
 
   private constructor(
-    base: EngineInfo,
+    base: Omit<EngineInfo, "prefixCache">,
     private readonly model: LlamaModel,
     private context: LlamaContext,
     private shape: ContextShape,
@@ -146,15 +153,19 @@ export class LlamaEngine implements Engine {
     private readonly prefixReuse: boolean,
     private readonly onBackoff: ((event: MemoryBackoff) => void) | undefined,
     private readonly llama: Llama,
+    prefixCacheBytes: number,
   ) {
     this.tokenizer = llamaTokenizer(model);
+    this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0, (file) => rmSync(file, { force: true }));
     this.current = base;
     this.install(context, shape);
   }
 
   /** What the engine is and holds now (its capacity changes after a memory back-off). */
+  selection: EngineSelection | undefined;
+
   get info(): EngineInfo {
-    return this.current;
+    return { ...this.current, prefixCache: this.heads.stats, ...(this.selection ? { selection: this.selection } : {}) };
   }
 
   static async open(options: LlamaEngineOptions): Promise<LlamaEngine> {
@@ -192,7 +203,7 @@ export class LlamaEngine implements Engine {
       };
       const floor = Math.min(contextSize, LOAD_FLOOR_TOKENS);
       const { context, shape, reason } = await LlamaEngine.allocate(model, settings, memoryLadder(target, floor));
-      const base: EngineInfo = {
+      const base: Omit<EngineInfo, "prefixCache"> = {
         backend: `llama.cpp via node-llama-cpp (${device})`,
         model: basename(path),
         fingerprint: ggufFingerprint(path),
@@ -207,7 +218,7 @@ export class LlamaEngine implements Engine {
         yesTokenId: yes,
         noTokenId: no,
       };
-      const engine = new LlamaEngine(base, model, context, shape, target, settings, options.prefixReuse ?? true, options.onMemoryBackoff, llama);
+      const engine = new LlamaEngine(base, model, context, shape, target, settings, options.prefixReuse ?? true, options.onMemoryBackoff, llama, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES));
       if (reason !== undefined) engine.onBackoff?.({ trigger: "load", from: target, to: shape, neededTokens: floor, reason });
       return engine;
     } catch (error) {
@@ -288,6 +299,8 @@ export class LlamaEngine implements Engine {
    */
   private async reconfigure(ladder: Iterable<ContextShape>, trigger: MemoryBackoff["trigger"], neededTokens: number, why: string): Promise<void> {
     const from = this.shape;
+    // Saved heads belong to the old context's layout.
+    this.heads.clear();
     await this.context.dispose();
     try {
       const { context, shape, reason } = await LlamaEngine.allocate(this.model, this.settings, ladder);
@@ -435,8 +448,11 @@ export class LlamaEngine implements Engine {
     } else {
       if (slot.tokens.length > 0 || slot.sequence.nextTokenIndex > 0) await this.clear(slot);
       if (prefix.length > 0) {
-        await slot.sequence.controlledEvaluate([...prefix] as Token[]);
-        stats.evaluatedTokens += prefix.length;
+        if (!(this.prefixReuse && (await this.restoreHead(slot, prefix)))) {
+          await slot.sequence.controlledEvaluate([...prefix] as Token[]);
+          stats.evaluatedTokens += prefix.length;
+          if (this.prefixReuse) await this.saveHead(slot, prefix);
+        }
         slot.tokens.push(...prefix);
         slot.head = prefix;
       }
@@ -452,6 +468,35 @@ export class LlamaEngine implements Engine {
     }
     if (!Number.isFinite(z)) throw new RerankError("engine_failure", `the model produced a non-finite score (${z})`);
     return z;
+  }
+
+  /** Loads the saved head of `prefix` into the (empty) slot; false when none is saved or it did not load. */
+  private async restoreHead(slot: Slot, prefix: readonly number[]): Promise<boolean> {
+    const file = this.heads.get(prefix);
+    if (file === undefined) return false;
+    try {
+      await slot.sequence.loadStateFromFile(file, { acceptRisk: true });
+      // The file holds the tokens it was saved with: a sequence that does not hold exactly the head is not used.
+      if (sameTokens(slot.sequence.contextTokens, prefix)) return true;
+    } catch {
+      // An unreadable file (deleted from the temporary folder, disk full) is a miss.
+    }
+    this.heads.delete(prefix);
+    await this.clear(slot);
+    return false;
+  }
+
+  /** Saves the slot's freshly evaluated head (the slot holds exactly `prefix`), unless it can never fit. */
+  private async saveHead(slot: Slot, prefix: readonly number[]): Promise<void> {
+    if (this.heads.capacityBytes === 0) return;
+    try {
+      this.headFolder ??= mkdtempSync(join(tmpdir(), "qwen-rerank-heads-"));
+      const file = join(this.headFolder, `${this.headFiles++}.state`);
+      const { fileSize } = await slot.sequence.saveStateToFile(file);
+      this.heads.set(prefix, file, fileSize);
+    } catch {
+      // A head that cannot be saved is evaluated again next time: slower, never wrong.
+    }
   }
 
   private yesNoBias: TokenBias | undefined;
@@ -497,6 +542,8 @@ export class LlamaEngine implements Engine {
     if (this.disposed) return;
     this.disposed = true;
     await this.queue.catch(() => undefined);
+    this.heads.clear();
+    if (this.headFolder) rmSync(this.headFolder, { recursive: true, force: true });
     await this.context.dispose();
     await this.model.dispose();
   }

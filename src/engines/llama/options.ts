@@ -47,6 +47,15 @@ export interface LlamaEngineOptions {
   /** Evaluate the shared token prefix of pairs once per sequence (exact). Default true. */
   prefixReuse?: boolean | undefined;
   /**
+   * Bytes of evaluated prompt heads (the keys and values of system prompt + instruction + query)
+   * kept across score calls, least recently used out first: a query's next page, or the next
+   * setting of a tune over the same queries, starts from its head instead of evaluating it again
+   * (the same bits: a head is only kept as it is computed alone). The llama.cpp engine keeps them
+   * as sequence-state files in a private temporary folder (page cache, then disk), the onnx engine
+   * in memory. 0 turns it off; no effect with `prefixReuse` false. Default 268435456 (256 MiB).
+   */
+  prefixCacheBytes?: number | undefined;
+  /**
    * How rank-head files are scored. "auto": through the LM-head logits when its yes/no rows are
    * byte-identical to `cls.output` (tied models: faster, parallel sequences), else through
    * llama.cpp's rank pooling. "rank-pooling" forces the latter. Default "auto".

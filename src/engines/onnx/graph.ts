@@ -44,6 +44,12 @@ export interface GraphPrecision {
   precision: OnnxPrecision;
   /** int8 only: input features per product multiplied in fp32 instead (the largest in the batch); 0 quantizes them all. */
   outlierChannels: number;
+  /**
+   * int8 only: activations as int8 with zero point 0 (true) or uint8 with zero point 128 (false).
+   * The same quantized values either way (the integer products are exact); what differs is ONNX
+   * Runtime's kernel: see hasUnsignedDotProduct (src/engines/cpu-features.ts). Default true.
+   */
+  signedActivations?: boolean;
 }
 
 /** Builds nodes with unique output names. */
@@ -103,7 +109,7 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
  * from the stage before, and outputs `hidden_out` instead of z unless it is the last stage; `last`
  * is an input of the last stage only.
  */
-export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
+export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels, signedActivations = true }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
   const { shape } = facts;
   const { hidden: H, heads: nH, kvHeads: kvH, headDim: D } = shape;
   const isLast = stage.end === shape.layers;
@@ -152,10 +158,12 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   // "massive activations"): one scale for the whole tensor (or even per token) then rounds every
   // other dimension to a few levels. So the
   // `outlierChannels` input features with the largest magnitude in the batch are multiplied in fp32,
-  // and the rest are quantized per token (symmetric int8, scale = max|x| / 127, zero point 0).
-  // Signed, not uint8 with zero point 128: on x86 without VNNI, ONNX Runtime's u8×s8 kernel
-  // (AVX2 vpmaddubsw) adds two products in int16 and saturates past 32,767 (255·127·2), which
-  // measured |dz| 2.8 on an AVX2 machine; its s8×s8 kernel takes |a| ≤ 127 (127·127·2 fits).
+  // and the rest are quantized per token (symmetric, scale = max|x| / 127: int8 with zero point 0,
+  // or the same values shifted into uint8 with zero point 128). Which of the two is the CPU's: on
+  // x86 without VNNI, ONNX Runtime's u8×s8 kernel (AVX2 vpmaddubsw) adds two products in int16 and
+  // saturates past 32,767 (255·127·2), which measured |dz| 2.8 on an AVX2 machine, so there the
+  // activations are int8 (its s8×s8 kernel: 127·127·2 fits); with VNNI the u8×s8 kernel is exact
+  // and its s8×s8 path measured 20x slower (1050 vs 52 GOP/s, bench/gemm-roofline.ts).
   // Before quantizing, each input feature j is multiplied by its weight rows' largest magnitude
   // (and the rows divided by it: SmoothQuant with alpha 0): the per-column weight scales then fit
   // every row, including the small rows that large activations meet, whose rounding they magnify.
@@ -164,7 +172,7 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   const [zeroPoint, inv127, tiny, tokensShape] =
     precision === "int8"
       ? [
-          g.tensor("zero_point", T.INT8, [], Int8Array.of(0)),
+          signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128)),
           g.scalar("inv_127", 1 / 127),
           g.scalar("tiny", 1e-30),
           g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]),

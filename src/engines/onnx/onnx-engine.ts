@@ -1,4 +1,4 @@
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { basename } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
@@ -9,11 +9,15 @@ import { ggufFingerprint } from "../../gguf/fingerprint.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
+import type { EngineSelection } from "../engine-selection.js";
 import type { Engine, EngineInfo, ModelShape, ScoreRequestOptions, ScoreStats } from "../engine.js";
 import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.js";
 import { readModelFacts } from "../llama/metadata.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
+import { hasUnsignedDotProduct } from "../cpu-features.js";
+import type { LlamaEngineOptions } from "../llama/options.js";
+import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
 import type { OnnxPrecision } from "./precision.js";
@@ -22,7 +26,7 @@ import type { WeightMatrix } from "./weights.js";
 import { decodeRow, GgufWeights } from "./weights.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
-export interface OnnxEngineOptions {
+export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCacheBytes"> {
   /** A GGUF file path, `hf:` URI or Hugging Face checkpoint (as for the llama.cpp engine). Required. */
   model: string;
   modelsDirectory?: string | undefined;
@@ -56,6 +60,8 @@ export interface OnnxEngineOptions {
 
 type Ort = typeof OrtModule;
 
+const gb = (bytes: number): string => (bytes / 2 ** 30).toFixed(1);
+
 /** onnxruntime-node is an optional dependency: loaded only when the onnx engine is asked for. */
 async function loadOrt(): Promise<Ort> {
   try {
@@ -65,8 +71,8 @@ async function loadOrt(): Promise<Ort> {
   }
 }
 
-/** Cache of one evaluated prompt head: its keys and values per layer, [1,kvH,P,D]. */
-interface HeadCache {
+/** One evaluated prompt head: its keys and values per layer, [1,kvH,P,D]. */
+interface EvaluatedHead {
   length: number;
   past: Record<string, TensorType>;
 }
@@ -80,9 +86,10 @@ export class OnnxEngine implements Engine {
   readonly tokenizer: PromptTokenizer;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly invFreq: Float64Array;
+  private readonly heads: HeadCache<EvaluatedHead>;
 
   private constructor(
-    readonly info: EngineInfo,
+    private readonly base: Omit<EngineInfo, "prefixCache">,
     private readonly ort: Ort,
     /** One session per stage (a range of layers), run in order. */
     private readonly stages: ReadonlyArray<{ stage: GraphStage; session: Session }>,
@@ -91,10 +98,18 @@ export class OnnxEngine implements Engine {
     private readonly shape: ModelShape,
     ropeTheta: number,
     private readonly prefixReuse: boolean,
+    prefixCacheBytes: number,
   ) {
     this.tokenizer = llamaTokenizer(vocab);
+    this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0);
     const half = shape.headDim / 2;
     this.invFreq = Float64Array.from({ length: half }, (_, i) => ropeTheta ** ((-2 * i) / shape.headDim));
+  }
+
+  selection: EngineSelection | undefined;
+
+  get info(): EngineInfo {
+    return { ...this.base, prefixCache: this.heads.stats, ...(this.selection ? { selection: this.selection } : {}) };
   }
 
   static async open(options: OnnxEngineOptions): Promise<OnnxEngine> {
@@ -128,12 +143,21 @@ export class OnnxEngine implements Engine {
       };
       const outlierChannels = Math.max(0, Math.floor(options.outlierChannels ?? 16));
       const threads = options.threads ?? availableParallelism();
+      const signedActivations = !hasUnsignedDotProduct();
       const layerBytes = layerWeightBytes(weights, precision);
+      const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
+      if (needed > totalmem()) {
+        throw new RerankError(
+          "insufficient_memory",
+          `the onnx engine in ${precision} needs about ${gb(needed)} GB for the weights of ${basename(path)}; this machine has ${gb(totalmem())} GB` +
+            `: ${precision === "int8" ? "" : `try --onnx-precision ${precision === "fp32" ? "int8 or block8" : "int8"}, or `}use the llama.cpp engine (it memory-maps the file)`,
+        );
+      }
       const stages: Array<{ stage: GraphStage; session: Session }> = [];
       try {
-        for (const stage of planStages(facts.shape.layers, layerBytes, options.stageBytes ?? 1.5e9)) {
+        for (const stage of planStages(facts.shape.layers, layerBytes, options.stageBytes ?? DEFAULT_STAGE_BYTES)) {
           // One stage's graph at a time: its bytes are garbage once ONNX Runtime has parsed them.
-          const graph = buildQwen3Graph(weights, qwen, { precision, outlierChannels }, stage);
+          const graph = buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations }, stage);
           try {
             stages.push({ stage, session: await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" }) });
           } catch (error) {
@@ -147,7 +171,7 @@ export class OnnxEngine implements Engine {
       const sequences = Math.max(1, Math.floor(options.sequences ?? 8));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
-      const engineInfo: EngineInfo = {
+      const engineInfo: Omit<EngineInfo, "prefixCache"> = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
         model: basename(path),
         fingerprint: ggufFingerprint(path),
@@ -159,12 +183,12 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels}` : ""} docs<=${sequences} tokens<=${batchSize}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, stages, vocab, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true);
+      return new OnnxEngine(engineInfo, ort, stages, vocab, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES));
     } catch (error) {
       await vocab.dispose();
       throw error;
@@ -190,13 +214,13 @@ export class OnnxEngine implements Engine {
           throw new RerankError("payload_too_large", `a pair of ${group.prefix.length + t.length} tokens is longer than the engine's ${this.info.maxSequenceLength}`);
         }
       }
-      const head = this.prefixReuse && group.prefix.length > 0 ? await this.evaluateHead(group.prefix) : undefined;
-      if (head) stats.evaluatedTokens += head.length;
+      const head = this.prefixReuse && group.prefix.length > 0 ? await this.headOf(group.prefix, stats) : undefined;
       const sequences = head ? group.tails : group.tails.map((t) => [...group.prefix, ...t]);
       let done = 0;
       for (const batch of this.batches(sequences)) {
         if (options.signal?.aborted) throw new RerankError("cancelled", "cancelled");
-        const z = await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
+        const first = sequences[batch[0] ?? 0] ?? [];
+        const z = batch.length === 1 && first.length > this.base.capacity.batchSize ? [await this.evaluateLong(first, head)] : await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
         for (const [j, i] of batch.entries()) {
           logits[k + i] = z[j] ?? Number.NaN;
           stats.evaluatedTokens += sequences[i]?.length ?? 0;
@@ -227,27 +251,64 @@ export class OnnxEngine implements Engine {
     return runs;
   }
 
-  private async evaluateHead(prefix: readonly number[]): Promise<HeadCache> {
-    const out = await this.run([prefix], undefined, true);
-    const past: Record<string, TensorType> = {};
-    for (let l = 0; l < this.shape.layers; l++) {
-      for (const kind of ["k", "v"]) {
-        const present = out[`present_${kind}.${l}`];
-        if (!present) throw new RerankError("engine_failure", `ONNX Runtime returned no present_${kind}.${l}`);
-        past[`past_${kind}.${l}`] = present;
-      }
-    }
-    return { length: prefix.length, past };
+  /** The group's head from the cache, or evaluated alone (and kept): the same tensors either way. */
+  private async headOf(prefix: readonly number[], stats: ScoreStats): Promise<EvaluatedHead> {
+    const cached = this.heads.get(prefix);
+    if (cached) return cached;
+    const head = await this.evaluateHead(prefix);
+    stats.evaluatedTokens += head.length;
+    let bytes = 0;
+    for (const t of Object.values(head.past)) bytes += (t.data as Float32Array).byteLength;
+    this.heads.set(prefix, head, bytes);
+    return head;
   }
 
-  private async evaluateBatch(sequences: ReadonlyArray<readonly number[]>, head: HeadCache | undefined): Promise<Float32Array> {
+  private evaluateHead(prefix: readonly number[]): Promise<EvaluatedHead> {
+    return this.extend(undefined, prefix);
+  }
+
+  /**
+   * The keys and values of `past` followed by `tokens`, evaluated in runs of at most `batchSize`
+   * tokens, each attending to everything before it. One run of a 4096-token document would hold
+   * attention scores of 16 heads × 4096² floats (1 GiB on the 0.6B shape) a layer; runs of 512
+   * hold an eighth of that at most.
+   */
+  private async extend(past: EvaluatedHead | undefined, tokens: readonly number[]): Promise<EvaluatedHead> {
+    let current = past;
+    const step = this.base.capacity.batchSize;
+    for (let start = 0; start < tokens.length; start += step) {
+      const piece = tokens.slice(start, start + step);
+      const out = await this.run([piece], current, true);
+      const next: Record<string, TensorType> = {};
+      for (let l = 0; l < this.shape.layers; l++) {
+        for (const kind of ["k", "v"]) {
+          const present = out[`present_${kind}.${l}`];
+          if (!present) throw new RerankError("engine_failure", `ONNX Runtime returned no present_${kind}.${l}`);
+          next[`past_${kind}.${l}`] = present;
+        }
+      }
+      current = { length: (current?.length ?? 0) + piece.length, past: next };
+    }
+    if (!current) throw new RerankError("engine_failure", "internal: an empty run of tokens");
+    return current;
+  }
+
+  /** z of one document longer than a run: all but its last run extend the head's cache, then the last run scores. */
+  private async evaluateLong(tokens: readonly number[], head: EvaluatedHead | undefined): Promise<number> {
+    const step = this.base.capacity.batchSize;
+    const lastStart = Math.floor((tokens.length - 1) / step) * step;
+    const past = await this.extend(head, tokens.slice(0, lastStart));
+    return (await this.evaluateBatch([tokens.slice(lastStart)], past))[0] ?? Number.NaN;
+  }
+
+  private async evaluateBatch(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined): Promise<Float32Array> {
     const z = (await this.run(sequences, head, false)).z?.data;
     if (!(z instanceof Float32Array) || z.length !== sequences.length) throw new RerankError("engine_failure", "ONNX Runtime returned no z for the batch");
     return z;
   }
 
   /** One run of the graph: `sequences` right-padded to the longest, after the head's cache (or none). */
-  private async run(sequences: ReadonlyArray<readonly number[]>, head: HeadCache | undefined, wantPresent: boolean): Promise<Record<string, TensorType>> {
+  private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, wantPresent: boolean): Promise<Record<string, TensorType>> {
     const { Tensor } = this.ort;
     const { hidden: H, headDim: D, kvHeads, layers } = this.shape;
     const B = sequences.length;
@@ -309,13 +370,14 @@ export class OnnxEngine implements Engine {
 
   async dispose(): Promise<void> {
     await this.queue;
+    this.heads.clear();
     await Promise.all(this.stages.map((s) => s.session.release()));
     await this.vocab.dispose();
   }
 }
 
 /** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
-function layerWeightBytes(weights: GgufWeights, precision: OnnxPrecision): number {
+function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precision: OnnxPrecision): number {
   const perWeight = precision === "fp32" ? 4 : precision === "block8" ? 1 + 4 / 32 : 1;
   let count = 0;
   for (const name of ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]) {
@@ -324,3 +386,18 @@ function layerWeightBytes(weights: GgufWeights, precision: OnnxPrecision): numbe
   }
   return count * perWeight;
 }
+
+/**
+ * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
+ * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
+ * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
+ * flight while it is parsed, plus the embedding matrix as the file stores it.
+ */
+export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "storedBytes">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
+  const perLayer = layerWeightBytes(weights, precision);
+  const copies = precision === "int8" ? 2 : 1;
+  const inFlight = 2 * Math.min(stageBytes, perLayer * layers);
+  return perLayer * layers * copies + inFlight + weights.storedBytes("token_embd.weight");
+}
+
+const DEFAULT_STAGE_BYTES = 1.5e9;

