@@ -11,6 +11,7 @@ import { readGgufFileInfo } from "node-llama-cpp";
 import * as ort from "onnxruntime-node";
 import { readModelFacts } from "../src/engines/llama/metadata.js";
 import { buildQwen3Graph } from "../src/engines/onnx/graph.js";
+import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
 import type { OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { GgufWeights } from "../src/engines/onnx/weights.js";
 
@@ -31,7 +32,7 @@ if (!facts.shape) throw new Error("not a Qwen3 GGUF");
 const shape = facts.shape;
 const rank = facts.flavor === "rank";
 // The yes/no rows only decide z's value, not the cost: rank files' rows 0/1, else any two rows.
-const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16 });
+const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct() });
 const dir = mkdtempSync(join(tmpdir(), "qr-profile-"));
 const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: join(dir, "run") });
 const { hidden: H, headDim: D } = shape;

@@ -161,9 +161,9 @@ export class LlamaEngine implements Engine {
     this.install(context, shape);
   }
 
-  /** What the engine is and holds now (its capacity changes after a memory back-off). */
   selection: EngineSelection | undefined;
 
+  /** What the engine is and holds now (its capacity changes after a memory back-off). */
   get info(): EngineInfo {
     return { ...this.current, prefixCache: this.heads.stats, ...(this.selection ? { selection: this.selection } : {}) };
   }

@@ -47,9 +47,10 @@ export interface GraphPrecision {
   /**
    * int8 only: activations as int8 with zero point 0 (true) or uint8 with zero point 128 (false).
    * The same quantized values either way (the integer products are exact); what differs is ONNX
-   * Runtime's kernel: see hasUnsignedDotProduct (src/engines/cpu-features.ts). Default true.
+   * Runtime's kernel: pass `!hasUnsignedDotProduct()` (src/engines/cpu-features.ts); no default, a
+   * wrong one costs 20x (VNNI) or saturates (AVX2).
    */
-  signedActivations?: boolean;
+  signedActivations: boolean;
 }
 
 /** Builds nodes with unique output names. */
@@ -109,7 +110,7 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
  * from the stage before, and outputs `hidden_out` instead of z unless it is the last stage; `last`
  * is an input of the last stage only.
  */
-export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels, signedActivations = true }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
+export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels, signedActivations }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
   const { shape } = facts;
   const { hidden: H, heads: nH, kvHeads: kvH, headDim: D } = shape;
   const isLast = stage.end === shape.layers;

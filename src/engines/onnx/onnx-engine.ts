@@ -1,4 +1,4 @@
-import { availableParallelism, totalmem } from "node:os";
+import { availableParallelism, freemem, totalmem } from "node:os";
 import { basename } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
@@ -208,11 +208,21 @@ export class OnnxEngine implements Engine {
     const stats: ScoreStats = { evaluatedTokens: 0, pairTokens: 0 };
     let k = 0;
     for (const group of groups) {
+      let longest = 0;
       for (const t of group.tails) {
         stats.pairTokens += group.prefix.length + t.length;
+        longest = Math.max(longest, group.prefix.length + t.length);
         if (group.prefix.length + t.length > this.info.maxSequenceLength) {
           throw new RerankError("payload_too_large", `a pair of ${group.prefix.length + t.length} tokens is longer than the engine's ${this.info.maxSequenceLength}`);
         }
+      }
+      // Refused before the first run: past the memory, the kernel kills the process (seen at 32k tokens on the 0.6B shape, 24 GB).
+      const needed = longPairBytes(this.shape, longest, this.base.capacity.batchSize);
+      if (longest > this.base.capacity.batchSize && needed > freemem()) {
+        throw new RerankError(
+          "insufficient_memory",
+          `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (fp32 keys and values, held several times while they grow), ${gb(freemem())} GB are free: use the llama.cpp engine (F16 keys and values, held once) or a smaller max_length`,
+        );
       }
       const head = this.prefixReuse && group.prefix.length > 0 ? await this.headOf(group.prefix, stats) : undefined;
       const sequences = head ? group.tails : group.tails.map((t) => [...group.prefix, ...t]);
@@ -401,3 +411,14 @@ export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "store
 }
 
 const DEFAULT_STAGE_BYTES = 1.5e9;
+
+/**
+ * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values
+ * four times at the last run (the cache held in JS, ONNX Runtime's Expand of it and the Concat that
+ * grows it, and the copy returned to JS), plus one run's attention scores and probabilities.
+ */
+export function longPairBytes(shape: ModelShape, tokens: number, step: number): number {
+  const kv = shape.layers * 2 * shape.kvHeads * shape.headDim * 4 * tokens;
+  const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
+  return 4 * kv + scores;
+}
