@@ -47,8 +47,9 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
     const work = buildWorkload(spec, (t) => pipeline.planner.countTokens(t));
     await pipeline.run({ queries: [work.query], documents: ["warm-up"], order: "input" });
     const pairs = work.queries.flatMap((query) => work.documents.map((document) => ({ query, document })));
-    const pages = Math.max(1, Math.min(spec.pages ?? 1, work.documents.length));
-    const perPage = Math.ceil(work.documents.length / pages);
+    const perPage = Math.ceil(work.documents.length / Math.max(1, Math.min(spec.pages ?? 1, work.documents.length)));
+    // 8 documents in 5 pages of 2 are 4 pages: none is empty.
+    const pages = Math.ceil(work.documents.length / perPage);
     const results: Array<{ score: number; logit: number }> = new Array<{ score: number; logit: number }>(pairs.length);
     const stats = { evaluatedTokens: 0, pairTokens: 0 };
     const started = performance.now();

@@ -63,14 +63,11 @@ async function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor
  * llama.cpp engine.
  */
 async function precisionsThatFit(model: string, wanted: readonly OnnxPrecision[]): Promise<OnnxPrecision[]> {
-  const { GgufWeights } = await import("../engines/onnx/weights.js");
-  const { onnxMemoryEstimate } = await import("../engines/onnx/onnx-engine.js");
-  const info = await readGgufFileInfo(model, { readTensorInfo: true });
-  const weights = new GgufWeights(model, info);
-  const layers = Number((info.metadata as unknown as { qwen3?: { block_count?: number } }).qwen3?.block_count ?? 0);
-  const fit = wanted.filter((p) => onnxMemoryEstimate(weights, layers, p) <= totalmem());
+  const { onnxMemoryOf } = await import("../engines/onnx/onnx-engine.js");
+  const bytes = await onnxMemoryOf(model);
+  const fit = wanted.filter((p) => bytes(p) <= totalmem());
   for (const p of wanted.filter((p) => !fit.includes(p))) {
-    process.stderr.write(`skipping onnx ${p}: about ${(onnxMemoryEstimate(weights, layers, p) / 2 ** 30).toFixed(1)} GB of weights, this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GB\n`);
+    process.stderr.write(`skipping onnx ${p}: about ${(bytes(p) / 2 ** 30).toFixed(1)} GB of weights, this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GB\n`);
   }
   if (fit.length === 0) throw new ValidationError("no onnx precision fits in this machine's memory for this model");
   return fit;

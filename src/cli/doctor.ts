@@ -2,8 +2,6 @@ import { existsSync } from "node:fs";
 import { availableParallelism, freemem, totalmem } from "node:os";
 import type { Command } from "commander";
 import { buildWorkload } from "../bench/workload.js";
-import { agreement, missedBars } from "../bench/agreement.js";
-import { runOurs } from "../bench/phases.js";
 import type { Check, EngineTrial } from "../doctor/checks.js";
 import {
   cpuCheck,
@@ -29,7 +27,6 @@ import type { Run } from "../eval/trec.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { RerankerOptions, ScoringStack } from "../pipeline/stack.js";
-import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { openStack } from "../pipeline/stack.js";
 import { detectLanguage, isNonEnglishInstruction } from "../prompt/language.js";
 import type { ConfigExtras } from "./config-file.js";
@@ -236,33 +233,13 @@ async function shortSpeedCheck(pipeline: Pipeline): Promise<Check> {
 }
 
 /**
- * `doctor --engines`: every engine and mode on the same 16 generated documents of ~200 tokens, one
- * after the other (one model in memory at a time), each against onnx fp32's log-odds.
+ * `doctor --engines`: the calibration of `--engine auto` (every engine and mode that fits, on the
+ * same 8 generated documents, one loaded at a time, against onnx fp32's log-odds), shown.
  */
 async function engineTrials(options: RerankerOptions): Promise<EngineTrial[]> {
-  const choices: Array<{ name: string; flags: string; choice: Pick<RerankerOptions, "engine" | "onnxPrecision"> }> = [
-    { name: "llama", flags: "--engine llama", choice: { engine: "llama" } },
-    ...ONNX_PRECISIONS.map((p) => ({ name: `onnx ${p}`, flags: `--engine onnx --onnx-precision ${p}`, choice: { engine: "onnx" as const, onnxPrecision: p } })),
-  ];
-  const measured: Array<EngineTrial & { logits?: number[] }> = [];
-  const { model, ...rest } = options;
-  for (const { name, flags, choice } of choices) {
-    try {
-      // bench's own phase: same warm-up, timing and log-odds, one engine loaded at a time.
-      const r = await runOurs(model, { count: 16, tokens: 200, seed: 7 }, { ...rest, ...choice, onMemoryBackoff: undefined });
-      measured.push({ name, flags, pairsPerSecond: r.pairsPerSecond, missed: [], ...(r.logits ? { logits: r.logits } : {}) });
-    } catch (error) {
-      measured.push({ name, flags, pairsPerSecond: 0, missed: [], error: (error as Error).message });
-    }
-  }
-  const exact = measured.find((t) => t.name === "onnx fp32")?.logits;
-  return measured.map(({ logits, ...t }) => {
-    if (!exact || !logits || t.name === "onnx fp32") return t;
-    const a = agreement(logits, exact);
-    // llama.cpp is the reference engine the project is validated on: its figures are shown, not gated.
-    const missed = t.name === "llama" ? [] : missedBars(a, logits.length);
-    return { ...t, missed, agreement: `vs onnx fp32: max |dz| ${a.maxAbsDz.toFixed(3)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, logits.length)}` };
-  });
+  const { calibrateEngines } = await import("../engines/open-engine.js");
+  const { trials } = await calibrateEngines(options);
+  return trials.map((t) => ({ ...t, flags: t.name === "llama" ? "--engine llama" : `--engine onnx --onnx-precision ${t.name.slice("onnx ".length)}` }));
 }
 
 const mark = { ok: "ok  ", warn: "WARN", fail: "FAIL" } as const;
@@ -319,7 +296,7 @@ export function registerDoctor(program: Command): void {
     .option("--dataset <path>", "labelled data: BEIR folder or JSONL of {query, documents: [{text, relevance}]} (per-language nDCG)")
     .option("-i, --input <file>", "unlabelled data: JSONL of {query, documents: [...]}, as `score --input` reads")
     .option("--max-queries <n>", "queries of the data to score", intArg(1), 50)
-    .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 16 generated documents and name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`)")
+    .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 8 generated documents (the calibration of --engine auto) and name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`)")
     .option("--json", "print {checks: [{id, status, message, fix}]} on stdout");
   addModelFlags(cmd, "doctor");
   cmd.action(async () => {

@@ -1,3 +1,4 @@
+import type { EngineTrialResult } from "../engines/engine-selection.js";
 import type { ModelShape } from "../engines/engine.js";
 import type { KvCacheType } from "../engines/llama/options.js";
 import { percentileOf } from "../monitor/monitor.js";
@@ -188,19 +189,9 @@ export function languageGapCheck(figures: readonly LanguageFigures[], routing: b
   };
 }
 
-/** One engine and mode measured on the same short workload (`doctor --engines`). */
-export interface EngineTrial {
-  /** As the flags say it: "llama", "onnx fp32", "onnx int8", ... */
-  name: string;
-  /** The flags that select it. */
+/** One engine and mode of the calibration (`doctor --engines`), with the flags that select it. */
+export interface EngineTrial extends EngineTrialResult {
   flags: string;
-  pairsPerSecond: number;
-  /** The bars it misses against onnx fp32 (missedBars); empty when it meets them or is the reference. */
-  missed: string[];
-  /** Agreement figures in words, when compared. */
-  agreement?: string;
-  /** Why it could not be measured. */
-  error?: string;
 }
 
 /**

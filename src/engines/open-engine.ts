@@ -87,19 +87,24 @@ async function selectEngine(options: LlamaEngineOptions): Promise<EngineSelectio
   const cachePath = selection.selectionCachePath(options.modelsDirectory);
   const cached = selection.cachedSelection(cachePath, key);
   if (cached) return cached;
-  const { onnxMemoryEstimate } = await import("./onnx/onnx-engine.js");
-  const { GgufWeights } = await import("./onnx/weights.js");
-  const { readGgufFileInfo } = await import("node-llama-cpp");
-  const info = await readGgufFileInfo(path, { readTensorInfo: true });
-  const weights = new GgufWeights(path, info);
-  const layers = Number((info.metadata as unknown as { qwen3?: { block_count?: number } }).qwen3?.block_count ?? 0);
-  const chosen = await selection.calibrate({
+  const chosen = await calibrateEngines({ ...options, model: path }, key);
+  selection.writeCache(cachePath, chosen);
+  return chosen;
+}
+
+/**
+ * Times every engine and onnx mode that fits on this machine and model, and decides between them
+ * (src/engines/engine-selection.ts): what `engine: "auto"` caches and `doctor --engines` prints.
+ * `options.model` may be any model source.
+ */
+export async function calibrateEngines(options: LlamaEngineOptions, key = ""): Promise<EngineSelection> {
+  const [{ resolveModelSource }, { onnxMemoryOf }, { calibrate }] = await Promise.all([import("./llama/model-source.js"), import("./onnx/onnx-engine.js"), import("./engine-selection.js")]);
+  const path = await resolveModelSource(options.model, options);
+  return calibrate({
     key,
     maxLength: 512,
-    onnxBytes: (p) => onnxMemoryEstimate(weights, layers, p),
+    onnxBytes: await onnxMemoryOf(path),
     // The calibration engines: the user's settings, a small context, no cache to share.
     open: (c) => openConcrete({ ...options, model: path, ...c, contextSize: 512, onMemoryBackoff: undefined }),
   });
-  selection.writeCache(cachePath, chosen);
-  return chosen;
 }

@@ -352,8 +352,8 @@ export class LlamaEngine implements Engine {
     const lengthOf = (i: number) => (work[i]?.prefix.length ?? 0) + (work[i]?.tail.length ?? 0);
     let longest = 0;
     for (let i = 0; i < work.length; i++) longest = Math.max(longest, lengthOf(i));
-    if (longest > this.info.maxSequenceLength) {
-      throw new RerankError("invalid_request", `a pair of ${longest} tokens exceeds the engine's context of ${this.info.maxSequenceLength} tokens`);
+    if (longest > this.current.maxSequenceLength) {
+      throw new RerankError("invalid_request", `a pair of ${longest} tokens exceeds the engine's context of ${this.current.maxSequenceLength} tokens`);
     }
     if (longest > this.shape.contextSize) {
       // A memory back-off left the context shorter than this pair: grow it as far as memory allows.
@@ -459,7 +459,7 @@ export class LlamaEngine implements Engine {
     }
     stats.evaluatedTokens += tail.length;
     stats.pairTokens += prefix.length + tail.length;
-    const z = this.info.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, tail) : await this.evaluateCausal(slot, tail);
+    const z = this.current.scoringPath === "rank-pooling" ? await this.evaluateRank(slot, tail) : await this.evaluateCausal(slot, tail);
     slot.tokens.push(...tail);
     if (slot.sequence.nextTokenIndex !== slot.tokens.length) {
       // Never score on a sequence whose contents we no longer know (e.g. a context shift).
@@ -502,7 +502,7 @@ export class LlamaEngine implements Engine {
   private yesNoBias: TokenBias | undefined;
 
   private async evaluateCausal(slot: Slot, input: readonly number[]): Promise<number> {
-    const { yesTokenId: yes, noTokenId: no } = this.info;
+    const { yesTokenId: yes, noTokenId: no } = this.current;
     this.yesNoBias ??= new TokenBias(this.model.tokenizer).set([yes, no] as Token[], { logit: YES_NO_BIAS });
     const last = input[input.length - 1] as Token;
     const head = input.slice(0, -1) as Token[];
@@ -526,8 +526,8 @@ export class LlamaEngine implements Engine {
     await slot.sequence.eraseContextTokenRanges([{ start: end - 1, end }]);
     const result = await slot.sequence.controlledEvaluate([[last, { generateNext: { probabilities: true } }]]);
     const probabilities = result[0]?.next?.probabilities;
-    const pYes = probabilities?.get(this.info.yesTokenId as Token) ?? 0;
-    const pNo = probabilities?.get(this.info.noTokenId as Token) ?? 0;
+    const pYes = probabilities?.get(this.current.yesTokenId as Token) ?? 0;
+    const pNo = probabilities?.get(this.current.noTokenId as Token) ?? 0;
     return Math.log(pYes) - Math.log(pNo);
   }
 

@@ -212,8 +212,8 @@ export class OnnxEngine implements Engine {
       for (const t of group.tails) {
         stats.pairTokens += group.prefix.length + t.length;
         longest = Math.max(longest, group.prefix.length + t.length);
-        if (group.prefix.length + t.length > this.info.maxSequenceLength) {
-          throw new RerankError("payload_too_large", `a pair of ${group.prefix.length + t.length} tokens is longer than the engine's ${this.info.maxSequenceLength}`);
+        if (group.prefix.length + t.length > this.base.maxSequenceLength) {
+          throw new RerankError("payload_too_large", `a pair of ${group.prefix.length + t.length} tokens is longer than the engine's ${this.base.maxSequenceLength}`);
         }
       }
       // Refused before the first run: past the memory, the kernel kills the process (seen at 32k tokens on the 0.6B shape, 24 GB).
@@ -250,7 +250,7 @@ export class OnnxEngine implements Engine {
     let run: number[] = [];
     let longest = 0;
     for (const [length, i] of order) {
-      if (run.length > 0 && (run.length >= this.info.sequences || (run.length + 1) * longest > this.info.capacity.batchSize)) {
+      if (run.length > 0 && (run.length >= this.base.sequences || (run.length + 1) * longest > this.base.capacity.batchSize)) {
         runs.push(run);
         run = [];
       }
@@ -411,6 +411,14 @@ export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "store
 }
 
 const DEFAULT_STAGE_BYTES = 1.5e9;
+
+/** onnxMemoryEstimate of a GGUF file, per precision (what `bench` and `engine: "auto"` check before loading). */
+export async function onnxMemoryOf(path: string): Promise<(precision: OnnxPrecision) => number> {
+  const info = await readGgufFileInfo(path, { readTensorInfo: true });
+  const weights = new GgufWeights(path, info);
+  const layers = readModelFacts(info, 40960).shape?.layers ?? 0;
+  return (precision) => onnxMemoryEstimate(weights, layers, precision);
+}
 
 /**
  * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values

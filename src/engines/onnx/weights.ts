@@ -202,7 +202,7 @@ export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): { data
   const data = new Int8Array(m.rows * m.cols);
   const scales = new Float32Array(m.rows);
   // Rows a tile: the transposed writes then fill TILE consecutive bytes per input feature instead of
-  // one byte a cache line (the 8B shape's matrices loaded ~3x faster so).
+  // one byte a cache line (same output as row by row: checked on a Q8_0 matrix of 150 rows).
   const TILE = 64;
   const tile = new Float32Array(TILE * m.cols);
   const row = new Float32Array(m.cols);
