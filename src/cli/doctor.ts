@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { availableParallelism, freemem, totalmem } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
+import { memoryRoom } from "../engines/memory-room.js";
 import type { Command } from "commander";
 import { buildWorkload } from "../bench/workload.js";
 import type { Check, EngineTrial } from "../doctor/checks.js";
@@ -100,8 +101,9 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
           kvPerToken: kvBytesPerToken(info.shape, d.kvCacheType),
           maxLength: d.asked.contextSize,
           sequences: d.asked.sequences,
-          // Measured with the model loaded: what the engine holds now was free before it.
-          freeBytes: (onGpu && d.vram ? d.vram.free : freemem()) + heldKvBytes(info.shape, d.kvCacheType, info.capacity),
+          // Measured with the model loaded: what the engine holds now was free before it. On the
+          // CPU, the tightest of the process's limits (ulimit, cgroup, available memory).
+          freeBytes: (onGpu && d.vram ? d.vram.free : memoryRoom().bytes) + heldKvBytes(info.shape, d.kvCacheType, info.capacity),
           totalBytes: onGpu && d.vram ? d.vram.total : totalmem(),
         }),
       );

@@ -48,6 +48,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--no-mmap", "read the model into memory instead of memory-mapping it")
     .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
     .option("--prefix-cache-bytes <n>", "bytes of evaluated prompt heads (instruction + query) kept across calls; 0 = off (default: 268435456)", intArg(0))
+    .option("--memory-reserve-bytes <n>", "llama engine: memory kept free beside the context; a context leaving less backs off to a smaller one; 0 = no check (default: 268435456)", intArg(0))
     .option("--models-dir <dir>", "cache directory for hf: models and checkpoint conversions")
     .addOption(new Option("--convert-type <type>", "with a Hugging Face checkpoint as --model: the GGUF type it is converted to, once (default: f16)").choices([...CONVERT_TYPES]))
     .option("--offline", "never download: hf: URIs must already be in the models directory")
@@ -86,6 +87,7 @@ export interface EngineFlagValues {
   mmap?: boolean;
   prefixReuse?: boolean;
   prefixCacheBytes?: number;
+  memoryReserveBytes?: number;
   modelsDir?: string;
   convertType?: ConvertType;
   offline?: boolean;
@@ -115,6 +117,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     mmap: flags.mmap,
     prefixReuse: flags.prefixReuse,
     prefixCacheBytes: flags.prefixCacheBytes,
+    memoryReserveBytes: flags.memoryReserveBytes,
     modelsDirectory: flags.modelsDir,
     convertType: flags.convertType,
     allowDownload: flags.offline ? false : undefined,

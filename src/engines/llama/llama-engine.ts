@@ -13,6 +13,8 @@ import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
 import type { EngineSelection } from "../engine-selection.js";
 import { lmHeadMatchesRankHead } from "./head-check.js";
 import { describeShape, isMemoryError, memoryLadder } from "./memory-ladder.js";
+import { memoryRoom } from "../memory-room.js";
+import bytes from "bytes";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
 import type { KvCacheType, LlamaEngineOptions } from "./options.js";
@@ -29,6 +31,9 @@ const SOFTMAX_SCALE = 16;
 // The smallest context a memory back-off at load time goes down to: a longer pair later makes the
 // engine try to grow it again (never below what the pair needs).
 const LOAD_FLOOR_TOKENS = 512;
+
+/** Default of `memoryReserveBytes` (engine options). */
+export const DEFAULT_MEMORY_RESERVE_BYTES = 256 * 1024 ** 2;
 
 const kvTypeName: Record<KvCacheType, string> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0", q4_0: "Q4_0" };
 const logLevelOf = { error: LlamaLogLevel.error, warn: LlamaLogLevel.warn, info: LlamaLogLevel.info, debug: LlamaLogLevel.debug };
@@ -99,6 +104,8 @@ interface ContextSettings {
   kvCacheType: KvCacheType;
   /** e.g. "cpu": the backend part of EngineInfo.numerics. */
   device: string;
+  /** `memoryReserveBytes`: what a new context must leave the process. */
+  reserveBytes: number;
 }
 
 /** A decode ran out of memory twice: the engine backs off and scores the remaining pairs again. */
@@ -137,6 +144,8 @@ export class LlamaEngine implements Engine {
   private disposed = false;
   private current: Omit<EngineInfo, "prefixCache">;
   private slots: Slot[] = [];
+  /** Set when no context could be put back after memory ran out (the old one is disposed). */
+  private lost: { trigger: MemoryBackoff["trigger"]; reason: string } | undefined;
   /** Heads saved as sequence-state files (llama.cpp copies a sequence's KV cells out and back bit for bit). */
   private readonly heads: HeadCache<string>;
   private headFolder: string | undefined;
@@ -200,6 +209,7 @@ export class LlamaEngine implements Engine {
         flashAttention: options.flashAttention ?? true,
         kvCacheType: options.kvCacheType ?? "f16",
         device,
+        reserveBytes: Math.max(0, options.memoryReserveBytes ?? DEFAULT_MEMORY_RESERVE_BYTES),
       };
       const floor = Math.min(contextSize, LOAD_FLOOR_TOKENS);
       const { context, shape, reason } = await LlamaEngine.allocate(model, settings, memoryLadder(target, floor));
@@ -246,8 +256,8 @@ export class LlamaEngine implements Engine {
   }
 
   /**
-   * Creates the first context of `ladder` that fits in memory. `reason` is what the runtime said
-   * about the last configuration that did not fit (undefined when the first one did).
+   * Creates the first context of `ladder` that fits in memory and leaves the process its reserve.
+   * `reason` says why the last configuration that did not fit failed (undefined when the first one fit).
    */
   private static async allocate(
     model: LlamaModel,
@@ -260,14 +270,23 @@ export class LlamaEngine implements Engine {
     for (const shape of ladder) {
       asked ??= shape;
       last = shape;
+      let context: LlamaContext;
       try {
-        return { context: await LlamaEngine.createContext(model, settings, shape), shape, reason };
+        context = await LlamaEngine.createContext(model, settings, shape);
       } catch (error) {
         if (!isMemoryError(error)) {
           throw new RerankError("engine_unavailable", `cannot create a llama.cpp context (${describeShape(shape)}): ${(error as Error).message}`, { cause: error });
         }
         reason = (error as Error).message;
+        continue;
       }
+      const room = settings.reserveBytes > 0 ? memoryRoom() : undefined;
+      if (room && room.bytes < settings.reserveBytes) {
+        await context.dispose();
+        reason = `it left ${bytes.format(room.bytes)} free by ${room.limitedBy}, under the ${bytes.format(settings.reserveBytes)} reserve (memoryReserveBytes)`;
+        continue;
+      }
+      return { context, shape, reason };
     }
     throw new RerankError(
       "insufficient_memory",
@@ -307,13 +326,44 @@ export class LlamaEngine implements Engine {
       this.install(context, shape);
       this.onBackoff?.({ trigger, from, to: shape, neededTokens, reason: reason ?? why });
     } catch (error) {
-      const { context, shape } = await LlamaEngine.allocate(this.model, this.settings, [from]);
-      this.install(context, shape);
+      await this.restore(from, trigger);
       if (error instanceof RerankError && error.code === "insufficient_memory") {
         throw new RerankError("insufficient_memory", `a pair of ${neededTokens} tokens does not fit in memory: ${error.message}`, { cause: error });
       }
       throw error;
     }
+  }
+
+  /**
+   * After a failed reconfiguration: the configuration that held before or, when the process has
+   * less room now (the rest of it grew meanwhile), the largest smaller one that fits. When none
+   * does, the engine holds no context (`lost`) until a later call finds room.
+   */
+  private async restore(from: ContextShape, trigger: MemoryBackoff["trigger"]): Promise<void> {
+    const floor = Math.min(from.contextSize, LOAD_FLOOR_TOKENS);
+    try {
+      const { context, shape, reason } = await LlamaEngine.allocate(this.model, this.settings, memoryLadder(from, floor));
+      this.install(context, shape);
+      if (!sameShape(shape, from)) this.onBackoff?.({ trigger, from, to: shape, neededTokens: floor, reason: reason ?? "" });
+    } catch (error) {
+      this.slots = [];
+      this.lost = { trigger, reason: (error as Error).message };
+    }
+  }
+
+  /** A call after `restore` found no room: tries again, from the configuration asked for down. */
+  private async regain(lost: { trigger: MemoryBackoff["trigger"]; reason: string }): Promise<void> {
+    const floor = Math.min(this.target.contextSize, LOAD_FLOOR_TOKENS);
+    let allocated: Awaited<ReturnType<typeof LlamaEngine.allocate>>;
+    try {
+      allocated = await LlamaEngine.allocate(this.model, this.settings, memoryLadder(this.target, floor));
+    } catch (error) {
+      throw new RerankError("insufficient_memory", `the engine holds no llama.cpp context since memory ran out (${lost.reason}), and still cannot allocate one: ${(error as Error).message}`, { cause: error });
+    }
+    const from = this.shape;
+    this.lost = undefined;
+    this.install(allocated.context, allocated.shape);
+    if (!sameShape(allocated.shape, from)) this.onBackoff?.({ trigger: lost.trigger, from, to: allocated.shape, neededTokens: floor, reason: allocated.reason ?? lost.reason });
   }
 
   /** What `qwen-rerank doctor` reports about the runtime and the model file. */
@@ -347,6 +397,7 @@ export class LlamaEngine implements Engine {
 
   private async scoreNow(groups: readonly PrefixGroup[], options: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }> {
     if (this.disposed) throw new RerankError("engine_unavailable", "the engine has been disposed");
+    if (this.lost) await this.regain(this.lost);
     const work: Array<{ prefix: readonly number[]; tail: readonly number[] }> = [];
     for (const g of groups) for (const tail of g.tails) work.push({ prefix: g.prefix, tail });
     const lengthOf = (i: number) => (work[i]?.prefix.length ?? 0) + (work[i]?.tail.length ?? 0);
@@ -544,7 +595,7 @@ export class LlamaEngine implements Engine {
     await this.queue.catch(() => undefined);
     this.heads.clear();
     if (this.headFolder) rmSync(this.headFolder, { recursive: true, force: true });
-    await this.context.dispose();
+    if (!this.lost) await this.context.dispose();
     await this.model.dispose();
   }
 }

@@ -62,6 +62,15 @@ export interface LlamaEngineOptions {
    */
   rankHead?: "auto" | "rank-pooling" | undefined;
   /**
+   * Memory the process keeps free beside the llama.cpp context, in bytes: a context that would
+   * leave less (by the process's data limit, the container's cgroup limit, the system's available
+   * memory or its commit limit, whichever is smallest) is given up for the next smaller one, as if
+   * it had not fit. Without that room, the next small allocation (a request body, a tokenization,
+   * a saved prompt head) fails instead, and a failed allocation inside llama.cpp aborts the
+   * process. 0 turns the check off. Default 268435456 (256 MiB).
+   */
+  memoryReserveBytes?: number | undefined;
+  /**
    * Hears every change the engine makes to fit memory (fewer sequences, a smaller batch or
    * context when llama.cpp cannot allocate). Default: none.
    */
