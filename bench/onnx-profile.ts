@@ -1,8 +1,9 @@
 // Where the onnx engine's time goes, per operator type (not part of `npm test`):
-//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--threads 2]
+//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2]
 // Builds the engine's graph (src/engines/onnx/graph.ts) for the file, runs one batch of `--docs`
-// sequences of `--tokens` tokens three times with ONNX Runtime's profiler on, and prints each
-// operator type's kernel time per run and share. Prints the CPU flags next to the numbers.
+// sequences of `--tokens` tokens after `--past` cached positions (the last run of a long document
+// is `--docs 1 --tokens 512 --past 3584`) three times with ONNX Runtime's profiler on, and prints
+// each operator type's kernel time per run and share. Prints the CPU flags next to the numbers.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,11 +22,12 @@ const { values } = parseArgs({
     precision: { type: "string", default: "int8" },
     docs: { type: "string", default: "2" },
     tokens: { type: "string", default: "256" },
+    past: { type: "string", default: "0" },
     threads: { type: "string", default: "2" },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
-const [B, S, threads] = [values.docs, values.tokens, values.threads].map(Number) as [number, number, number];
+const [B, S, P, threads] = [values.docs, values.tokens, values.past, values.threads].map(Number) as [number, number, number, number];
 const info = await readGgufFileInfo(values.model, { readTensorInfo: true });
 const facts = readModelFacts(info, 40960);
 if (!facts.shape) throw new Error("not a Qwen3 GGUF");
@@ -35,17 +37,19 @@ const rank = facts.flavor === "rank";
 const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct() });
 const dir = mkdtempSync(join(tmpdir(), "qr-profile-"));
 const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: join(dir, "run") });
-const { hidden: H, headDim: D } = shape;
-const mask = new Float32Array(S * S);
-for (let i = 0; i < S; i++) for (let j = i + 1; j < S; j++) mask[i * S + j] = -Infinity;
+const { hidden: H, headDim: D, kvHeads } = shape;
+const mask = new Float32Array(S * (P + S));
+for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -Infinity;
 const feeds: Record<string, ort.Tensor> = {
   hidden: new ort.Tensor("float32", Float32Array.from({ length: B * S * H }, (_, i) => Math.sin(i) * 0.05), [B, S, H]),
   cos: new ort.Tensor("float32", new Float32Array(S * D).fill(1), [S, D]),
   sin: new ort.Tensor("float32", new Float32Array(S * D), [S, D]),
-  mask: new ort.Tensor("float32", mask, [S, S]),
+  mask: new ort.Tensor("float32", mask, [S, P + S]),
   last: new ort.Tensor("int64", new BigInt64Array(B).fill(BigInt(S - 1)), [B]),
 };
-for (let l = 0; l < shape.layers; l++) for (const k of ["k", "v"]) feeds[`past_${k}.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, shape.kvHeads, 0, D]);
+// The cached positions' values only change z, not the cost.
+const past = Float32Array.from({ length: P * kvHeads * D }, (_, i) => Math.cos(i) * 0.5);
+for (let l = 0; l < shape.layers; l++) for (const k of ["k", "v"]) feeds[`past_${k}.${l}`] = new ort.Tensor("float32", past, [1, P, kvHeads, D]);
 const runs = 3;
 for (let r = 0; r < runs; r++) await session.run(feeds, ["z"]);
 session.endProfiling();
@@ -63,5 +67,5 @@ for (const e of events) {
   total += e.dur;
 }
 const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").split(" ").filter((f) => /^(avx2|avx512f|avx512_vnni|avx512_bf16|avx_vnni|amx_int8)$/.test(f));
-console.log(`${values.model}: ${values.precision}, ${B} x ${S} tokens, ${threads} threads; CPU flags: ${flags.join(" ")}; ${(total / runs / 1000).toFixed(0)} ms of kernels a run`);
+console.log(`${values.model}: ${values.precision}, ${B} x ${S} tokens after ${P} cached, ${threads} threads; CPU flags: ${flags.join(" ")}; ${(total / runs / 1000).toFixed(0)} ms of kernels a run`);
 for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${op.padEnd(24)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);

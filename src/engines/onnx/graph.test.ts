@@ -20,11 +20,14 @@ test("stages: as many layers as fit the byte budget, at least one each, covering
   assert.ok(eightB.every((s) => s.end - s.first <= 7 && (s.end - s.first) * 193e6 <= 1.5e9));
 });
 
-test("a long pair's memory in the onnx engine: 32k tokens of the 0.6B shape do not fit in 24 GB, 8k do", async () => {
+test("a long pair's memory in the onnx engine: the fp32 cache once, plus one layer's attention working set", async () => {
   const { longPairBytes } = await import("./onnx-engine.js");
   const shape = { layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, ffn: 3072 };
-  // Killed at 24.2 GB RSS while growing a 32k-token cache (one fp32 copy: 7.3 GB).
-  assert.ok(longPairBytes(shape, 32256, 512) > 24 * 2 ** 30);
-  assert.ok(longPairBytes(shape, 8448, 512) < 10 * 2 ** 30);
+  // One fp32 copy of a 32k-token cache on the 0.6B shape is 7.3 GB: held once, with one layer's
+  // transposed/expanded copies and a run's scores, it fits in 24 GB (it was killed at 24.2 GB when held ~4 times).
+  const cacheOnce = 28 * 2 * 8 * 128 * 4 * 32256;
+  const bytes = longPairBytes(shape, 32256, 512);
+  assert.ok(bytes > cacheOnce && bytes < 1.5 * cacheOnce, `${bytes}`);
+  assert.ok(bytes < 12 * 2 ** 30);
   assert.ok(longPairBytes(shape, 2000, 512) > longPairBytes(shape, 1000, 512));
 });

@@ -103,8 +103,10 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
  * Inputs: `hidden` [B,S,H] (token embeddings, looked up outside the graph), `cos`/`sin` [S,D] (RoPE
  * of positions P..P+S-1), `mask` [S,P+S] (additive causal mask), `last` [B] (index of each
  * sequence's last real token; sequences are right-padded), and per layer `past_k.L`/`past_v.L`
- * [1,kvH,P,D] (the shared prompt head, P may be 0). Outputs: `z` [B], and `present_k.L`/`present_v.L`
- * [B,kvH,P+S,D] (the head's cache when B = 1).
+ * [1,P,kvH,D] (the shared prompt head, P may be 0; position-major, so that the engine grows one
+ * buffer and feeds its first P positions as a view). Outputs: `z` [B], and `new_k.L`/`new_v.L`
+ * [B,S,kvH,D] (this run's keys and values only: the engine appends them to its buffer, so a long
+ * document's cache is held once, never also returned whole by every run).
  *
  * With a `stage` short of every layer, the graph holds layers [first, end) only, reads `hidden`
  * from the stage before, and outputs `hidden_out` instead of z unless it is the last stage; `last`
@@ -228,9 +230,9 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   const flatShape = g.ints("flat_shape", [0, 0, nH * D]);
   const scale = g.scalar("attn_scale", 1 / Math.sqrt(D));
   const one = g.ints("one", [1]);
-  // The past, shared by the batch: [1,kvH,P,D] expanded to [B,kvH,P,D].
+  // The past, shared by the batch: [1,P,kvH,D] transposed and expanded to [B,kvH,P,D], one layer at a time.
   const batch = g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("zero", [0]), one]);
-  const pastTail = g.one("Slice", [g.one("Shape", [`past_k.${stage.first}`]), one, g.ints("four", [4])]);
+  const pastTail = g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("kv_h_p_d", [2, 1, 3])]);
   const pastShape = g.one("Concat", [batch, pastTail], [intAttr("axis", 0)]);
   const unsqueeze2 = g.ints("axis2", [2]);
 
@@ -242,12 +244,13 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
     const kNorm = g.tensor(`blk.${l}.attn_k_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_k_norm.weight`)));
     const [qLin, kLin, vLin] = linear(h, [w("attn_q"), w("attn_k"), w("attn_v")]) as [string, string, string];
     const q = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
-    const k = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
-    const v = g.one("Transpose", [g.one("Reshape", [vLin, kvShape])], [intsAttr("perm", [0, 2, 1, 3])]);
-    const keys = g.op("Concat", [g.one("Expand", [`past_k.${l}`, pastShape]), k], [intAttr("axis", 2)])[0] ?? "";
-    const values = g.op("Concat", [g.one("Expand", [`past_v.${l}`, pastShape]), v], [intAttr("axis", 2)])[0] ?? "";
-    g.nodes.push({ opType: "Identity", input: [keys], output: [`present_k.${l}`], name: `present_k_${l}` });
-    g.nodes.push({ opType: "Identity", input: [values], output: [`present_v.${l}`], name: `present_v_${l}` });
+    const kTokens = rope(rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm));
+    const vTokens = g.one("Reshape", [vLin, kvShape]);
+    g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
+    g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
+    const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
+    const keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
+    const values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
     const grouped = g.one("Reshape", [q, groupShape]);
     const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
@@ -287,8 +290,8 @@ export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { preci
   }
   for (let l = stage.first; l < stage.end; l++) {
     for (const kind of ["k", "v"]) {
-      inputs.push(valueInfo(`past_${kind}.${l}`, T.FLOAT, [1, kvH, "P", D]));
-      outputs.push(valueInfo(`present_${kind}.${l}`, T.FLOAT, ["B", kvH, "T", D]));
+      inputs.push(valueInfo(`past_${kind}.${l}`, T.FLOAT, [1, "P", kvH, D]));
+      outputs.push(valueInfo(`new_${kind}.${l}`, T.FLOAT, ["B", "S", kvH, D]));
     }
   }
   const model: proto.IModelProto = {

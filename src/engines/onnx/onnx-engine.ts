@@ -1,4 +1,4 @@
-import { availableParallelism, freemem, totalmem } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { basename } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
@@ -16,6 +16,7 @@ import { readModelFacts } from "../llama/metadata.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
 import { hasUnsignedDotProduct } from "../cpu-features.js";
+import { memoryRoom } from "../memory-room.js";
 import type { LlamaEngineOptions } from "../llama/options.js";
 import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
@@ -218,10 +219,11 @@ export class OnnxEngine implements Engine {
       }
       // Refused before the first run: past the memory, the kernel kills the process (seen at 32k tokens on the 0.6B shape, 24 GB).
       const needed = longPairBytes(this.shape, longest, this.base.capacity.batchSize);
-      if (longest > this.base.capacity.batchSize && needed > freemem()) {
+      const room = longest > this.base.capacity.batchSize ? memoryRoom() : undefined;
+      if (room && needed > room.bytes) {
         throw new RerankError(
           "insufficient_memory",
-          `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (fp32 keys and values, held several times while they grow), ${gb(freemem())} GB are free: use the llama.cpp engine (F16 keys and values, held once) or a smaller max_length`,
+          `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (fp32 keys and values), ${gb(room.bytes)} GB are left (${room.limitedBy}): use the llama.cpp engine (F16 keys and values) or a smaller max_length`,
         );
       }
       const head = this.prefixReuse && group.prefix.length > 0 ? await this.headOf(group.prefix, stats) : undefined;
@@ -281,26 +283,43 @@ export class OnnxEngine implements Engine {
    * The keys and values of `past` followed by `tokens`, evaluated in runs of at most `batchSize`
    * tokens, each attending to everything before it. One run of a 4096-token document would hold
    * attention scores of 16 heads × 4096² floats (1 GiB on the 0.6B shape) a layer; runs of 512
-   * hold an eighth of that at most.
+   * hold an eighth of that at most. The cache is one buffer per layer and kind, sized for the
+   * whole, position-major: each run reads the positions before it as a view and appends its own.
    */
   private async extend(past: EvaluatedHead | undefined, tokens: readonly number[]): Promise<EvaluatedHead> {
-    let current = past;
+    const { kvHeads, headDim, layers } = this.shape;
+    const { Tensor } = this.ort;
+    const row = kvHeads * headDim;
+    const total = (past?.length ?? 0) + tokens.length;
+    const buffers: Record<string, Float32Array> = {};
+    for (let l = 0; l < layers; l++) {
+      for (const kind of ["k", "v"]) {
+        const name = `past_${kind}.${l}`;
+        const buffer = new Float32Array(total * row);
+        const before = past?.past[name]?.data;
+        if (before instanceof Float32Array) buffer.set(before);
+        buffers[name] = buffer;
+      }
+    }
+    const view = (length: number): EvaluatedHead => {
+      const tensors: Record<string, TensorType> = {};
+      for (const [name, buffer] of Object.entries(buffers)) tensors[name] = new Tensor("float32", buffer.subarray(0, length * row), [1, length, kvHeads, headDim]);
+      return { length, past: tensors };
+    };
+    let length = past?.length ?? 0;
     const step = this.base.capacity.batchSize;
     for (let start = 0; start < tokens.length; start += step) {
       const piece = tokens.slice(start, start + step);
-      const out = await this.run([piece], current, true);
-      const next: Record<string, TensorType> = {};
-      for (let l = 0; l < this.shape.layers; l++) {
-        for (const kind of ["k", "v"]) {
-          const present = out[`present_${kind}.${l}`];
-          if (!present) throw new RerankError("engine_failure", `ONNX Runtime returned no present_${kind}.${l}`);
-          next[`past_${kind}.${l}`] = present;
-        }
+      const out = await this.run([piece], length > 0 ? view(length) : undefined, true);
+      for (const [name, buffer] of Object.entries(buffers)) {
+        const added = out[name.replace("past_", "new_")]?.data;
+        if (!(added instanceof Float32Array) || added.length !== piece.length * row) throw new RerankError("engine_failure", `ONNX Runtime returned no ${name.replace("past_", "new_")} for the run`);
+        buffer.set(added, length * row);
       }
-      current = { length: (current?.length ?? 0) + piece.length, past: next };
+      length += piece.length;
     }
-    if (!current) throw new RerankError("engine_failure", "internal: an empty run of tokens");
-    return current;
+    if (length === 0) throw new RerankError("engine_failure", "internal: an empty run of tokens");
+    return view(length);
   }
 
   /** z of one document longer than a run: all but its last run extend the head's cache, then the last run scores. */
@@ -317,8 +336,8 @@ export class OnnxEngine implements Engine {
     return z;
   }
 
-  /** One run of the graph: `sequences` right-padded to the longest, after the head's cache (or none). */
-  private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, wantPresent: boolean): Promise<Record<string, TensorType>> {
+  /** One run of the graph: `sequences` right-padded to the longest, after the head's cache (or none); `wantNew` fetches the run's own keys and values. */
+  private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, wantNew: boolean): Promise<Record<string, TensorType>> {
     const { Tensor } = this.ort;
     const { hidden: H, headDim: D, kvHeads, layers } = this.shape;
     const B = sequences.length;
@@ -349,7 +368,7 @@ export class OnnxEngine implements Engine {
       mask: new Tensor("float32", mask, [S, P + S]),
       last: new Tensor("int64", BigInt64Array.from(sequences.map((s) => BigInt(s.length - 1))), [B]),
     };
-    const empty = new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, D]);
+    const empty = new Tensor("float32", new Float32Array(0), [1, 0, kvHeads, D]);
     const out: Record<string, TensorType> = {};
     for (const { stage, session } of this.stages) {
       const isLast = stage.end === layers;
@@ -359,7 +378,7 @@ export class OnnxEngine implements Engine {
       for (let l = stage.first; l < stage.end; l++) {
         for (const kind of ["k", "v"]) {
           stageFeeds[`past_${kind}.${l}`] = head?.past[`past_${kind}.${l}`] ?? empty;
-          if (wantPresent) fetches.push(`present_${kind}.${l}`);
+          if (wantNew) fetches.push(`new_${kind}.${l}`);
         }
       }
       let result: Record<string, TensorType>;
@@ -422,11 +441,13 @@ export async function onnxMemoryOf(path: string): Promise<(precision: OnnxPrecis
 
 /**
  * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values
- * four times at the last run (the cache held in JS, ONNX Runtime's Expand of it and the Concat that
- * grows it, and the copy returned to JS), plus one run's attention scores and probabilities.
+ * once (the engine's buffers; each run returns only its own), plus what one layer's attention
+ * holds at the last run (the past transposed, expanded and concatenated with the run's keys and
+ * values, the keys transposed again: about 4 copies of one layer's cache), plus one run's
+ * attention scores and probabilities.
  */
 export function longPairBytes(shape: ModelShape, tokens: number, step: number): number {
   const kv = shape.layers * 2 * shape.kvHeads * shape.headDim * 4 * tokens;
   const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
-  return 4 * kv + scores;
+  return kv + (4 * kv) / shape.layers + scores;
 }
