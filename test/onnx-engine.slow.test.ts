@@ -65,19 +65,22 @@ for (const flavor of ["causal", "rank"] as const) {
     });
 
     test("documents and heads longer than a run are evaluated run by run over the cache: still within 1e-3 of the reference", async () => {
-      // Runs of 24 tokens: every head here is longer, and the long document takes several.
-      const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences: 3, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error" });
-      try {
-        const pairs = buildPairs(engine);
-        assert.ok(pairs.every((p) => p.headLength > 24));
-        assert.ok(pairs.some((p) => p.tokens.length - p.headLength > 72), "one document takes 3+ runs");
-        const z = await scoreInOrder(chunked, pairs);
-        pairs.forEach((p, i) => {
-          const expected = reference.logOdds(p.tokens);
-          assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 ${z[i]} vs reference ${expected}`);
-        });
-      } finally {
-        await chunked.dispose();
+      // Runs of 24 tokens: every head here is longer, and the long document takes several; once in
+      // one graph, once in a graph per layer (each stage appends its own layers' keys and values).
+      for (const stageBytes of [undefined, 1]) {
+        const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences: 3, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error", ...(stageBytes ? { stageBytes } : {}) });
+        try {
+          const pairs = buildPairs(engine);
+          assert.ok(pairs.every((p) => p.headLength > 24));
+          assert.ok(pairs.some((p) => p.tokens.length - p.headLength > 72), "one document takes 3+ runs");
+          const z = await scoreInOrder(chunked, pairs);
+          pairs.forEach((p, i) => {
+            const expected = reference.logOdds(p.tokens);
+            assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 (stageBytes ${stageBytes}) ${z[i]} vs reference ${expected}`);
+          });
+        } finally {
+          await chunked.dispose();
+        }
       }
     });
 
