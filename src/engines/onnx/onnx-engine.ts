@@ -291,19 +291,18 @@ export class OnnxEngine implements Engine {
     const { Tensor } = this.ort;
     const row = kvHeads * headDim;
     const total = (past?.length ?? 0) + tokens.length;
-    const buffers: Record<string, Float32Array> = {};
+    const caches: Array<{ input: string; output: string; buffer: Float32Array }> = [];
     for (let l = 0; l < layers; l++) {
       for (const kind of ["k", "v"]) {
-        const name = `past_${kind}.${l}`;
         const buffer = new Float32Array(total * row);
-        const before = past?.past[name]?.data;
+        const before = past?.past[`past_${kind}.${l}`]?.data;
         if (before instanceof Float32Array) buffer.set(before);
-        buffers[name] = buffer;
+        caches.push({ input: `past_${kind}.${l}`, output: `new_${kind}.${l}`, buffer });
       }
     }
     const view = (length: number): EvaluatedHead => {
       const tensors: Record<string, TensorType> = {};
-      for (const [name, buffer] of Object.entries(buffers)) tensors[name] = new Tensor("float32", buffer.subarray(0, length * row), [1, length, kvHeads, headDim]);
+      for (const { input, buffer } of caches) tensors[input] = new Tensor("float32", buffer.subarray(0, length * row), [1, length, kvHeads, headDim]);
       return { length, past: tensors };
     };
     let length = past?.length ?? 0;
@@ -311,9 +310,9 @@ export class OnnxEngine implements Engine {
     for (let start = 0; start < tokens.length; start += step) {
       const piece = tokens.slice(start, start + step);
       const out = await this.run([piece], length > 0 ? view(length) : undefined, true);
-      for (const [name, buffer] of Object.entries(buffers)) {
-        const added = out[name.replace("past_", "new_")]?.data;
-        if (!(added instanceof Float32Array) || added.length !== piece.length * row) throw new RerankError("engine_failure", `ONNX Runtime returned no ${name.replace("past_", "new_")} for the run`);
+      for (const { output, buffer } of caches) {
+        const added = out[output]?.data;
+        if (!(added instanceof Float32Array) || added.length !== piece.length * row) throw new RerankError("engine_failure", `ONNX Runtime returned no ${output} for the run`);
         buffer.set(added, length * row);
       }
       length += piece.length;
