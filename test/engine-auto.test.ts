@@ -3,71 +3,109 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { openEngine } from "../src/engines/open-engine.js";
+import { agreement, missedBars } from "../src/bench/agreement.js";
+import { buildWorkload } from "../src/bench/workload.js";
+import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
 import type { EngineSelection } from "../src/engines/engine-selection.js";
 import { MIN_GAIN } from "../src/engines/engine-selection.js";
+import { calibrateEngines, openEngine } from "../src/engines/open-engine.js";
+import { createReranker } from "../src/reranker.js";
 import { startServer } from "../src/server/serve.js";
-import { onnxRuntimeInstalled, testModel } from "./fixtures/models.js";
+import { exactEngine, onnxRuntimeInstalled, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
 
 const dir = mkdtempSync(join(tmpdir(), "qr-auto-"));
-const options = { model: testModel("causal"), engine: "auto" as const, modelsDirectory: dir, gpu: false as const, threads: 1, logLevel: "error" as const };
+const options = { model: testModel("causal"), modelsDirectory: dir, gpu: false as const, threads: 1, logLevel: "error" as const };
+/** What the rule picks on the machine running the test (CI machines differ: AVX2 only, VNNI, AMX). */
+const expected = hasUnsignedDotProduct() ? { engine: "onnx", onnxPrecision: "int8" } : { engine: "llama", onnxPrecision: undefined };
 
-describe("--engine auto", { skip: onnxRuntimeInstalled ? false : "onnxruntime-node is not installed" }, () => {
+describe("the default engine", { skip: onnxRuntimeInstalled ? false : "onnxruntime-node is not installed" }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test("calibrates once per model and CPU, picks by the agreement bars and the speed ratio, then reuses the choice; /info and /stats show it", async () => {
+  test("with no engine named, the rule picks one without measuring anything, and says why", async () => {
     const heard: EngineSelection[] = [];
-    const first = await openEngine({ ...options, onEngineSelected: (s) => heard.push(s) });
-    const selection = first.info.selection;
-    await first.dispose();
+    const engine = await openEngine({ ...options, onEngineSelected: (s) => heard.push(s) });
+    const selection = engine.info.selection;
+    await engine.dispose();
     assert.ok(selection);
-    assert.equal(selection.source, "calibrated");
+    assert.deepEqual([selection.engine, selection.onnxPrecision, selection.source], [expected.engine, expected.onnxPrecision, "rule"]);
+    assert.deepEqual(selection.trials, [], "nothing was timed");
     assert.deepEqual(heard, [selection], "the choice is reported once");
+    assert.match(selection.reason, expected.engine === "onnx" ? /^onnx int8: x86 VNNI here/ : /^llama: this CPU .* has no VNNI/);
+    // A setting only llama.cpp has sends the default there, and says so.
+    const llama = await openEngine({ ...options, ...exactEngine });
+    try {
+      assert.equal(llama.info.selection?.engine, "llama");
+      assert.match(llama.info.selection?.reason ?? "", /--kv-cache-type, --\[no-\]flash-attention are settings of the llama\.cpp engine only/);
+    } finally {
+      await llama.dispose();
+    }
+  });
+
+  test("a named engine is reported as asked for", async () => {
+    const e = await openEngine({ ...options, engine: "llama" });
+    try {
+      assert.deepEqual([e.info.selection?.engine, e.info.selection?.source], ["llama", "asked"]);
+    } finally {
+      await e.dispose();
+    }
+  });
+
+  test("doctor --engines' measurement is kept per model and CPU and wins over the rule from then on; /info and /stats show it", async () => {
+    const measured = await calibrateEngines(options);
+    assert.equal(measured.source, "measured");
     assert.deepEqual(
-      selection.trials.map((t) => t.name),
+      measured.trials.map((t) => t.name),
       ["llama", "onnx fp32", "onnx block8", "onnx int8"],
     );
-    for (const t of selection.trials) assert.ok(!t.error && t.pairsPerSecond > 0, `${t.name} was measured: ${t.error ?? ""}`);
-    const llama = selection.trials.find((t) => t.name === "llama")?.pairsPerSecond ?? 0;
-    const chosen = selection.trials.find((t) => t.name === (selection.engine === "llama" ? "llama" : `onnx ${selection.onnxPrecision}`));
+    for (const t of measured.trials) assert.ok(!t.error && t.pairsPerSecond > 0, `${t.name} was measured: ${t.error ?? ""}`);
+    const llama = measured.trials.find((t) => t.name === "llama")?.pairsPerSecond ?? 0;
+    const chosen = measured.trials.find((t) => t.name === (measured.engine === "llama" ? "llama" : `onnx ${measured.onnxPrecision}`));
     assert.ok(chosen);
-    if (selection.engine === "onnx") {
+    if (measured.engine === "onnx") {
       assert.deepEqual(chosen.missed, [], "the chosen mode meets the bars");
       assert.ok(chosen.pairsPerSecond >= MIN_GAIN * llama);
     } else {
-      const better = selection.trials.filter((t) => t.name !== "llama" && t.missed.length === 0 && t.pairsPerSecond >= MIN_GAIN * llama);
+      const better = measured.trials.filter((t) => t.name !== "llama" && t.missed.length === 0 && t.pairsPerSecond >= MIN_GAIN * llama);
       assert.deepEqual(better, [], "llama.cpp stays only when no onnx mode is both within the bars and faster");
     }
-    assert.match(selection.key, /^[0-9a-f]{32} x64 .*threads=1$/);
+    assert.match(measured.key, /^[0-9a-f]{32} x64 .*threads=1$/);
     const file = JSON.parse(readFileSync(join(dir, "engine-choice.json"), "utf8")) as Record<string, EngineSelection>;
-    assert.equal(file[selection.key]?.engine, selection.engine);
+    assert.equal(file[measured.key]?.engine, measured.engine);
 
-    // A second start: the cached choice, no calibration.
     const server = await startServer({ reranker: { ...options, maxLength: 256 }, port: 0 });
     try {
       await server.ready;
       const post = await fetch(`${server.url}/v1/rerank`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: QUERY_EN, documents: DOCUMENTS.slice(0, 3) }) });
       assert.equal(post.status, 200);
-      const info = (await (await fetch(`${server.url}/info`)).json()) as { backend: string; engine: { selection: Record<string, unknown>; prefix_cache: { misses: number; capacity_bytes: number } } };
-      assert.equal(info.engine.selection.source, "cached");
-      assert.equal(info.engine.selection.engine, selection.engine);
-      assert.equal(info.engine.selection.reason, selection.reason);
-      assert.match(info.backend, selection.engine === "onnx" ? /ONNX Runtime/ : /llama\.cpp/);
-      assert.ok(info.engine.prefix_cache.misses >= 1 && info.engine.prefix_cache.capacity_bytes > 0);
+      const info = (await (await fetch(`${server.url}/info`)).json()) as { backend: string; engine: { selection: Record<string, unknown>; onnx_graphs: string | null } };
+      assert.equal(info.engine.selection.source, "measured");
+      assert.equal(info.engine.selection.engine, measured.engine);
+      assert.equal(info.engine.selection.reason, measured.reason);
+      assert.match(info.backend, measured.engine === "onnx" ? /ONNX Runtime/ : /llama\.cpp/);
+      assert.equal(info.engine.onnx_graphs === null, measured.engine === "llama");
       const stats = (await (await fetch(`${server.url}/stats`)).json()) as { engine: { selection: { source: string } } };
-      assert.equal(stats.engine.selection.source, "cached");
+      assert.equal(stats.engine.selection.source, "measured");
     } finally {
       await server.close();
     }
   });
 
-  test("the default and a named engine report no selection", async () => {
-    const e = await openEngine({ ...options, engine: "llama" });
+  test("the default keeps the ranking on a model with planted activation outliers (the agreement bars against llama.cpp's exact settings)", async () => {
+    const model = testModel("causal", "tiny", "f32", 1, { channels: 4, magnitude: 60, weights: "unchanged" });
+    const work = buildWorkload({ count: 16, tokens: 40, seed: 5 }, (t) => t.split(" ").length);
+    const pairs = work.documents.map((document) => ({ query: work.query, document }));
+    const chosen = await createReranker({ model, modelsDirectory: dir, gpu: false, threads: 1, logLevel: "error" });
+    const exact = await createReranker({ model, ...exactEngine });
     try {
-      assert.equal(e.info.selection, undefined);
+      assert.equal(chosen.info.selection?.engine, expected.engine);
+      const z = (await chosen.score(pairs)).map((r) => r.logit);
+      const reference = (await exact.score(pairs)).map((r) => r.logit);
+      const a = agreement(z, reference);
+      assert.deepEqual(missedBars(a, z.length), [], `max |dz| ${a.maxAbsDz}, tau ${a.kendallTau}, top-10 ${a.top10Overlap}`);
     } finally {
-      await e.dispose();
+      await chosen.dispose();
+      await exact.dispose();
     }
   });
 });

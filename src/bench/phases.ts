@@ -30,11 +30,10 @@ export interface PhaseResult {
   logits?: number[];
 }
 
-/** "onnx int8 ", "auto: onnx int8 ", or "" for the llama.cpp engine (the name the bench table has always used). */
-function engineLabel(engine: Pick<RerankerOptions, "engine" | "onnxPrecision">, selection: EngineSelection | undefined): string {
-  const concrete = selection ?? engine;
-  const name = concrete.engine === "onnx" ? `onnx ${concrete.onnxPrecision ?? "fp32"} ` : "";
-  return selection ? `auto: ${name || "llama "}` : name;
+/** "onnx int8 " or "" for the llama.cpp engine named by the caller (the names the bench table has always used); "default: onnx int8 " for the engine chosen for them. */
+function engineLabel(selection: EngineSelection | undefined): string {
+  const name = selection?.engine === "onnx" ? `onnx ${selection.onnxPrecision ?? "int8"} ` : "";
+  return selection && selection.source !== "asked" ? `default: ${name || "llama "}` : name;
 }
 
 const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;
@@ -74,7 +73,7 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
     }
     return {
-      engine: `qwen-rerank ${engineLabel(engine, info.selection)}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : engine.prefixCacheBytes === 0 ? "prefix reuse, no cache" : "prefix reuse"})`,
+      engine: `qwen-rerank ${engineLabel(info.selection)}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : engine.prefixCacheBytes === 0 ? "prefix reuse, no cache" : "prefix reuse"})`,
       model: info.model,
       pairs: pairs.length,
       seconds,
@@ -139,9 +138,9 @@ export async function runServer(modelPath: string, spec: WorkloadSpec, engine: O
 }
 
 /** node-llama-cpp's own LlamaRankingContext.rankAll on a rank-head GGUF, with the same threads. */
-export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { threads: number; contextSize: number; batchSize: number }): Promise<PhaseResult> {
+export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { threads: number; contextSize: number; batchSize: number; flashAttention?: boolean | undefined }): Promise<PhaseResult> {
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false });
-  const model = await llama.loadModel({ modelPath });
+  const model = await llama.loadModel({ modelPath, ...(o.flashAttention !== undefined ? { defaultContextFlashAttention: o.flashAttention } : {}) });
   try {
     // threads 0 leaves node-llama-cpp's own default in place.
     const ranking = await model.createRankingContext({ contextSize: o.contextSize, batchSize: o.batchSize, ...(o.threads > 0 ? { threads: o.threads } : {}) });
@@ -162,7 +161,7 @@ export async function runBaseline(modelPath: string, spec: WorkloadSpec, o: { th
     }
     await ranking.dispose();
     return {
-      engine: "node-llama-cpp LlamaRankingContext.rankAll (rank head)",
+      engine: `node-llama-cpp LlamaRankingContext.rankAll (rank head${o.flashAttention ? `, ctx ${o.contextSize}, flash attention` : ""})`,
       model: modelPath.split("/").pop() ?? modelPath,
       pairs: work.documents.length,
       seconds,

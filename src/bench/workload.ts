@@ -49,3 +49,17 @@ export function buildWorkload(spec: WorkloadSpec, countTokens: (text: string) =>
   const queries = Array.from({ length: Math.max(1, spec.queries ?? 1) }, (_, q) => (q === 0 ? query : `${query.slice(0, -1)}, and its ${topics[(q - 1) % topics.length] ?? "data"} (${q})?`));
   return { query, queries, documents };
 }
+
+/** The workloads users run, as `bench --workload NAME` sizes them; rankAll is configured as the tools that use it do. */
+export const USER_WORKLOADS = {
+  search: { count: 100, tokens: 128, about: "1 query, 100 passages of ~128 tokens (a search results page)" },
+  rag: { count: 40, tokens: 512, about: "1 query, 40 chunks of ~512 tokens (a RAG retriever's candidates)" },
+  notes: {
+    count: 20,
+    tokens: 900,
+    about: "1 query, 20 note chunks of ~900 tokens; rankAll with a 4096-token context and flash attention, as local note-search tools configure it",
+    baseline: { contextSize: 4096, flashAttention: true },
+  },
+} as const satisfies Record<string, { count: number; tokens: number; about: string; baseline?: { contextSize: number; flashAttention: boolean } }>;
+
+export type UserWorkload = keyof typeof USER_WORKLOADS;

@@ -11,7 +11,8 @@ import { Option } from "commander";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import type { PhaseResult } from "../bench/phases.js";
 import { runBaseline, runOurs, runServer } from "../bench/phases.js";
-import type { WorkloadSpec } from "../bench/workload.js";
+import type { UserWorkload, WorkloadSpec } from "../bench/workload.js";
+import { USER_WORKLOADS } from "../bench/workload.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";
@@ -38,6 +39,7 @@ interface BenchFlags {
   threads?: number;
   batchSize?: number;
   rounds: number;
+  workload?: UserWorkload;
 }
 
 async function isRankHead(path: string): Promise<boolean> {
@@ -63,8 +65,8 @@ async function generatedModel(dir: string, shape: ShapeName, flavor: ModelFlavor
  * llama.cpp engine.
  */
 async function precisionsThatFit(model: string, wanted: readonly OnnxPrecision[]): Promise<OnnxPrecision[]> {
-  const { onnxMemoryOf } = await import("../engines/onnx/onnx-engine.js");
-  const bytes = await onnxMemoryOf(model);
+  const { onnxFit } = await import("../engines/onnx/onnx-fit.js");
+  const { bytes } = await onnxFit(model);
   const fit = wanted.filter((p) => bytes(p) <= totalmem());
   for (const p of wanted.filter((p) => !fit.includes(p))) {
     process.stderr.write(`skipping onnx ${p}: about ${(bytes(p) / 2 ** 30).toFixed(1)} GB of weights, this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GB\n`);
@@ -133,12 +135,13 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
   const queries = spec.queries ?? 1;
   process.stdout.write(`workload: ${queries} ${queries === 1 ? "query" : "queries"} x ${spec.count} documents of ~${spec.tokens} tokens${(spec.pages ?? 1) > 1 ? `, in ${spec.pages} pages a query, interleaved` : ""}, default instruction\n`);
   process.stdout.write(`model: ${results[0]?.model ?? "?"}\n\n`);
-  const header = ["engine", "threads", "seqs", "pairs/s", "eval tok/s", "eff tok/s", "GFLOP/s", "peak RSS MB", "vs baseline"];
+  const header = ["engine", "threads", "seqs", "pairs/s", "request s", "eval tok/s", "eff tok/s", "GFLOP/s", "peak RSS MB", "vs baseline"];
   const rows = results.map((r) => [
     r.engine,
     String(r.threads),
     String(r.sequences),
     fmt(r.pairsPerSecond, 2),
+    fmt(r.seconds, 1),
     fmt(r.evaluatedTokensPerSecond),
     fmt(r.effectiveTokensPerSecond),
     fmt(r.gflops),
@@ -148,8 +151,8 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
   process.stdout.write(`${line(header)}\n${rows.map(line).join("\n")}\n`);
-  const ours = results.find((r) => r.engine.startsWith("qwen-rerank ("));
-  const onnx = results.filter((r) => r.engine.startsWith("qwen-rerank onnx"));
+  const ours = results.find((r) => r.engine.startsWith("qwen-rerank (") || r.engine.startsWith("qwen-rerank default: llama"));
+  const onnx = results.filter((r) => r.engine.startsWith("qwen-rerank onnx") || r.engine.startsWith("qwen-rerank default: onnx"));
   // Each onnx precision against the onnx fp32 run (else the llama.cpp engine) on the same pairs.
   const reference = onnx.find((r) => r.engine.startsWith("qwen-rerank onnx fp32")) ?? ours;
   if (onnx.length > 0 && reference?.logits) {
@@ -186,6 +189,7 @@ export function registerBench(program: Command): void {
     .addOption(new Option("--flavor <flavor>", "head of the generated model").choices(["causal", "rank"]).default("rank"))
     .addOption(new Option("--type <type>", "weights of the generated model").choices(["f32", "f16", "q8_0"]).default("q8_0"))
     .option("--seed <n>", "seed of the generated model", intArg(0), 1)
+    .addOption(new Option("--workload <name>", `a workload users run, instead of --docs/--doc-tokens: ${Object.entries(USER_WORKLOADS).map(([k, w]) => `${k} (${w.about})`).join("; ")}; --docs still sets the count`).choices(Object.keys(USER_WORKLOADS)))
     .option("--docs <n>", "documents in the workload", intArg(1, 100000), 32)
     .option("--doc-tokens <n>", "tokens per document", intArg(1, 32_000), 256)
     .option("--queries <n>", "distinct queries, each scored against every document (with --pages: the prefix cache's workload)", intArg(1, 1000), 1)
@@ -198,14 +202,19 @@ export function registerBench(program: Command): void {
     .option("--rounds <n>", "with --engine onnx: run every engine this many times, interleaved, and report the median (a shared machine's speed drifts)", intArg(1, 100), 1)
     .addOption(new Option("--phase <phase>").choices(["ours", "baseline", "server"]).hideHelp());
   addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
-    const spec: WorkloadSpec = { count: flags.docs, tokens: flags.docTokens, seed: 7, queries: flags.queries, pages: flags.pages };
+    const named = flags.workload ? USER_WORKLOADS[flags.workload] : undefined;
+    if (named && cmd.getOptionValueSource("docTokens") === "cli") throw new ValidationError(`--workload ${flags.workload} sets the document length (~${named.tokens} tokens): leave out --doc-tokens`);
+    const count = named && cmd.getOptionValueSource("docs") !== "cli" ? named.count : flags.docs;
+    const docTokens = named?.tokens ?? flags.docTokens;
+    const spec: WorkloadSpec = { count, tokens: docTokens, seed: 7, queries: flags.queries, pages: flags.pages };
     if ((flags.queries > 1 || flags.pages > 1) && (flags.baseline || flags.server) && !flags.phase) {
       throw new ValidationError("--queries and --pages time our engines' prefix cache: add --no-baseline (and leave out --server)");
     }
     const engine = engineOptionsFrom(flags);
     const threads = engine.threads ?? availableParallelism();
     // Room for the template and the query on top of the document.
-    const contextSize = flags.docTokens + 256;
+    const contextSize = docTokens + 256;
+    const baselineContext = named && "baseline" in named ? named.baseline : undefined;
     if (flags.phase) {
       const model = flags.phase === "baseline" ? flags.baselineModel : flags.model;
       if (!model) throw new ValidationError("internal: phase without a model");
@@ -215,7 +224,7 @@ export function registerBench(program: Command): void {
           ? await runOurs(model, spec, ours)
           : flags.phase === "server"
             ? await runServer(model, spec, ours)
-            : await runBaseline(model, spec, { threads: flags.baselineThreads ?? threads, contextSize, batchSize: engine.batchSize ?? 512 });
+            : await runBaseline(model, spec, { threads: flags.baselineThreads ?? threads, contextSize: baselineContext?.contextSize ?? contextSize, batchSize: engine.batchSize ?? 512, flashAttention: baselineContext?.flashAttention });
       process.stdout.write(`${JSON.stringify(result)}\n`);
       return;
     }
@@ -249,7 +258,12 @@ export function registerBench(program: Command): void {
         if (!flags.json) printRounds(rounds);
       }
     } else {
-      results.push(await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]));
+      const chosen = await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]);
+      results.push(chosen);
+      // The default engine beside the llama.cpp engine on the same GGUF (its agreement reference).
+      if (flags.engine === undefined && engine.onnxPrecision === undefined && !chosen.engine.startsWith("qwen-rerank default: llama")) {
+        results.unshift(await runPhase("ours", [...passThrough, "--engine", "llama", "--model", model, "--threads", String(threads)]));
+      }
     }
     if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
     if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));

@@ -35,10 +35,11 @@ export const numberArg =
 /** The engine options every model-backed command shares (names match the library options). */
 export function addEngineFlags(cmd: Command): Command {
   return cmd
-    .addOption(new Option("--engine <kind>", "llama (llama.cpp, CPU/GPU), onnx (ONNX Runtime CPU, needs onnxruntime-node) or auto (the fastest that keeps the ranking, from a short calibration cached per model and CPU; llama.cpp on a GPU) (default: llama)").choices([...ENGINE_KINDS]))
-    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: fp32, block8 (8-bit blocks of 32) or int8 (int8 weights per column, activations per token, outlier features in fp32) (default: fp32)").choices([...ONNX_PRECISIONS]))
+    .addOption(new Option("--engine <kind>", "auto (onnx int8 on x86 CPUs with VNNI, llama.cpp on a GPU and elsewhere, or what `doctor --engines` measured here), llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime, CPU) (default: auto)").choices([...ENGINE_KINDS]))
+    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: int8 (int8 weights per column, activations per token, outlier features in fp32), block8 (8-bit blocks of 32) or fp32; implies --engine onnx (default: int8)").choices([...ONNX_PRECISIONS]))
+    .option("--no-onnx-cache", "onnx engine: build its graphs in memory at every start instead of keeping them on disk (--models-dir or ~/.cache/qwen-rerank/onnx, about the model file's size)")
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
-    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: at most this many documents per run, 8)", intArg(1, 256))
+    .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))
     .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (default: 512)", intArg(1, 65536))
     .option("--flash-attention", "enable flash attention (default: on)")
     .option("--no-flash-attention", "disable flash attention (exact F32 numerics with --kv-cache-type f32)")
@@ -77,6 +78,7 @@ export const redisUrlArg = (value: string): string => {
 export interface EngineFlagValues {
   engine?: EngineKind;
   onnxPrecision?: OnnxPrecision;
+  onnxCache?: boolean;
   threads?: number;
   sequences?: number;
   batchSize?: number;
@@ -107,6 +109,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
   return {
     engine: flags.engine,
     onnxPrecision: flags.onnxPrecision,
+    onnxCache: flags.onnxCache === false ? false : undefined,
     threads: flags.threads,
     sequences: flags.sequences,
     batchSize: flags.batchSize,
@@ -195,7 +198,10 @@ export function rerankerOptionsFrom(command: ModelCommand, flags: ModelFlagValue
     presets: extras.presets,
     languageInstructions: { ...extras.languageInstructions, ...knobs.languageInstructions },
     onWarning: (message) => process.stderr.write(`qwen-rerank: warning: ${message}\n`),
-    onEngineSelected: (s) => process.stderr.write(`qwen-rerank: engine auto (${s.source}): ${s.reason}\n`),
+    // The engine chosen for the user is said; one they named is not repeated back.
+    onEngineSelected: (s) => {
+      if (s.source !== "asked") process.stderr.write(`qwen-rerank: engine ${s.reason}\n`);
+    },
     onMemoryBackoff: (e) =>
       process.stderr.write(`qwen-rerank: warning: out of memory for ${describeShape(e.from)} (${e.trigger}: ${e.reason}); continuing with ${describeShape(e.to)}\n`),
     ...engineOptionsFrom(flags),

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { cachedSelection, decide, writeCache } from "./engine-selection.js";
+import type { RuleFacts } from "./engine-selection.js";
+import { cachedSelection, decide, selectByRule, writeCache } from "./engine-selection.js";
 
 const ranks = Array.from({ length: 16 }, (_, i) => i / 4);
 const close = ranks.map((z) => z + 0.05);
@@ -23,7 +24,7 @@ test("auto: the fastest onnx mode within the bars of onnx fp32, if 1.1x the llam
   assert.equal(s.engine, "onnx");
   assert.equal(s.onnxPrecision, "int8");
   assert.match(s.reason, /^onnx int8: 2\.50x the llama\.cpp engine .* onnx fp32/);
-  assert.equal(s.source, "calibrated");
+  assert.equal(s.source, "measured");
   assert.equal(s.trials.length, 4);
 });
 
@@ -77,10 +78,45 @@ test("auto: calibrations are cached per key in one file; a broken file is no cac
     writeCache(path, s);
     writeCache(path, { ...s, key: "b", engine: "onnx", onnxPrecision: "int8" });
     assert.equal(cachedSelection(path, "a")?.engine, "llama");
-    assert.equal(cachedSelection(path, "a")?.source, "cached");
+    assert.equal(cachedSelection(path, "a")?.source, "measured");
     assert.equal(cachedSelection(path, "b")?.onnxPrecision, "int8");
     assert.equal(cachedSelection(path, "c"), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const vnniMachine: RuleFacts = {
+  gpu: false,
+  onnxRuntimeMissing: undefined,
+  llamaOnlySettings: [],
+  unreadableTensor: undefined,
+  int8Bytes: 1e9,
+  memoryBytes: 20e9,
+  vnni: true,
+  kernelFlags: "x64 avx2 avx512f avx512_vnni",
+};
+
+test("the default rule: onnx int8 on a CPU with VNNI, with nothing measured", () => {
+  const s = selectByRule(vnniMachine);
+  assert.deepEqual([s.engine, s.onnxPrecision, s.source], ["onnx", "int8", "rule"]);
+  assert.match(s.reason, /^onnx int8: x86 VNNI here \(x64 avx2 avx512f avx512_vnni\)/);
+});
+
+test("the default rule: the llama.cpp engine wherever onnx int8 was not measured faster or cannot run, each reason named", () => {
+  const cases: Array<[Partial<RuleFacts>, RegExp]> = [
+    [{ gpu: "cuda" }, /a GPU is present \(cuda\)/],
+    [{ llamaOnlySettings: ["--kv-cache-type"] }, /--kv-cache-type is a setting of the llama\.cpp engine only/],
+    [{ llamaOnlySettings: ["--kv-cache-type", "--no-mmap"] }, /--kv-cache-type, --no-mmap are settings/],
+    [{ onnxRuntimeMissing: "Cannot find package 'onnxruntime-node'" }, /onnxruntime-node cannot be loaded \(Cannot find package/],
+    [{ unreadableTensor: "Q4_K" }, /cannot read this file's Q4_K tensors/],
+    [{ vnni: false, kernelFlags: "x64 avx2 fma" }, /this CPU \(x64 avx2 fma\) has no VNNI.*doctor --engines/],
+    [{ int8Bytes: 30e9 }, /needs about 27\.9 GB for this model, 18\.6 GB are free/],
+  ];
+  for (const [facts, reason] of cases) {
+    const s = selectByRule({ ...vnniMachine, ...facts });
+    assert.equal(s.engine, "llama", JSON.stringify(facts));
+    assert.equal(s.source, "rule");
+    assert.match(s.reason, reason);
   }
 });

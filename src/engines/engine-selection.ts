@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { homedir, totalmem } from "node:os";
+import { totalmem } from "node:os";
 import { dirname, join } from "node:path";
-import { env } from "node:process";
+import { cacheDir } from "../files/cache-dir.js";
 import { agreement, missedBars } from "../bench/agreement.js";
 import { buildWorkload } from "../bench/workload.js";
 import { groupByHead } from "../prompt/groups.js";
@@ -28,18 +28,70 @@ export interface EngineTrialResult {
   agreement?: string | undefined;
 }
 
-/** What `engine: "auto"` chose, and why; shown in /info and /stats. */
+/** Which engine runs, and why; shown in /info, /stats, doctor and the log. */
 export interface EngineSelection extends ConcreteEngine {
   /** In words, with the figures. */
   reason: string;
-  /** "calibrated": measured now; "cached": an earlier calibration of this model file on this CPU; "rule": no calibration needed (a GPU, no onnxruntime-node). */
-  source: "calibrated" | "cached" | "rule";
-  /** The candidates measured (empty for a rule). */
+  /**
+   * "asked": the caller named the engine (`engine: "llama" | "onnx"`, or an onnx precision);
+   * "rule": `engine: "auto"` decided from this machine, the install, the model file and the settings
+   * (selectByRule), measuring nothing; "measured": a calibration of this model file on this CPU with
+   * these threads (`doctor --engines`), kept in engine-choice.json and used from then on.
+   */
+  source: "asked" | "rule" | "measured";
+  /** The candidates measured (empty unless measured). */
   trials: EngineTrialResult[];
-  /** What the calibration is cached under: model fingerprint, CPU kernel flags, threads. */
+  /** What a calibration is kept under: model fingerprint, CPU kernel flags, threads ("" when none applies). */
   key: string;
-  /** When it was measured (ISO 8601). */
+  /** When it was decided or measured (ISO 8601). */
   measuredAt: string;
+}
+
+/** What the rule of `engine: "auto"` looks at; each field is known before any engine loads. */
+export interface RuleFacts {
+  /** The GPU llama.cpp found, or false. */
+  gpu: string | false;
+  /** Why onnxruntime-node cannot be loaded, or undefined when it can. */
+  onnxRuntimeMissing: string | undefined;
+  /** Settings the caller gave that only the llama.cpp engine has (their flag names). */
+  llamaOnlySettings: readonly string[];
+  /** A tensor type of the model file the onnx engine cannot read, or undefined. */
+  unreadableTensor: string | undefined;
+  /** Bytes the onnx engine needs in int8 for this model, and the memory there is. */
+  int8Bytes: number;
+  memoryBytes: number;
+  /** The CPU has x86 VNNI (or AMX): ONNX Runtime's u8×s8 int8 kernel is exact and fast there (hasUnsignedDotProduct). */
+  vnni: boolean;
+  /** e.g. "x64 avx2 fma avx512f avx512_vnni", for the reason. */
+  kernelFlags: string;
+}
+
+/**
+ * The default engine without a measurement: onnx int8 where it was measured 3.4x (0.6B) to 4.6x (8B)
+ * the llama.cpp engine within the agreement bars (x86 with VNNI, docs/benchmarks.md), and where it can
+ * run this model with these settings; the llama.cpp engine everywhere else (a GPU; no VNNI, where
+ * ONNX Runtime's int8 kernels were not measured faster; a file or setting only llama.cpp handles; too
+ * little memory). `doctor --engines` measures both here and its choice then wins over this rule.
+ */
+export function selectByRule(facts: RuleFacts, measuredAt = new Date().toISOString()): EngineSelection {
+  const llama = (why: string): EngineSelection => ({ engine: "llama", reason: `llama: ${why}`, source: "rule", trials: [], key: "", measuredAt });
+  if (facts.gpu !== false) return llama(`a GPU is present (${facts.gpu}); the onnx engine runs on the CPU only`);
+  if (facts.llamaOnlySettings.length > 0) return llama(`${facts.llamaOnlySettings.join(", ")} ${facts.llamaOnlySettings.length > 1 ? "are settings" : "is a setting"} of the llama.cpp engine only`);
+  if (facts.onnxRuntimeMissing) return llama(`onnxruntime-node cannot be loaded (${facts.onnxRuntimeMissing}); it installs with qwen-rerank (README, Install)`);
+  if (facts.unreadableTensor) return llama(`the onnx engine cannot read this file's ${facts.unreadableTensor} tensors`);
+  if (!facts.vnni) return llama(`this CPU (${facts.kernelFlags}) has no VNNI, where the onnx engine's int8 kernels were not measured faster; \`qwen-rerank doctor --engines\` measures both here and keeps the faster`);
+  if (facts.int8Bytes > facts.memoryBytes) {
+    return llama(`the onnx engine in int8 needs about ${(facts.int8Bytes / 2 ** 30).toFixed(1)} GB for this model, ${(facts.memoryBytes / 2 ** 30).toFixed(1)} GB are free`);
+  }
+  return {
+    engine: "onnx",
+    onnxPrecision: "int8",
+    reason: `onnx int8: x86 VNNI here (${facts.kernelFlags}), where it scored 3.4x (0.6B) to 4.6x (8B) the llama.cpp engine within the agreement bars (docs/benchmarks.md); \`qwen-rerank doctor --engines\` measures it on this machine`,
+    source: "rule",
+    trials: [],
+    key: "",
+    measuredAt,
+  };
 }
 
 /** A candidate engine, opened and disposed by the caller's factory. */
@@ -55,8 +107,7 @@ const nameOf = (c: ConcreteEngine): string => (c.engine === "llama" ? "llama" : 
 
 /** Where calibrations are kept: `modelsDirectory`/engine-choice.json when given, else ~/.cache/qwen-rerank/engine-choice.json. */
 export function selectionCachePath(modelsDirectory?: string): string {
-  if (modelsDirectory) return join(modelsDirectory, "engine-choice.json");
-  return join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "qwen-rerank", "engine-choice.json");
+  return join(cacheDir("", modelsDirectory), "engine-choice.json");
 }
 
 function readCache(path: string): Record<string, EngineSelection> {
@@ -81,11 +132,11 @@ export function writeCache(path: string, selection: EngineSelection): void {
   }
 }
 
-/** The cached calibration of this key, if a valid one exists. */
+/** The kept calibration of this key, if a valid one exists. */
 export function cachedSelection(path: string, key: string): EngineSelection | undefined {
   const s = readCache(path)[key];
   if (!s || (s.engine !== "llama" && s.engine !== "onnx") || typeof s.reason !== "string") return undefined;
-  return { ...s, source: "cached" };
+  return { ...s, source: "measured" };
 }
 
 /** Times one candidate on the calibration workload; its log-odds in document order. */
@@ -164,8 +215,8 @@ export function decide(results: ReadonlyArray<EngineTrialResult & { logits?: num
   if (!base) {
     // No llama.cpp figure (it failed to load): the fastest onnx mode that meets the bars, if any ran.
     const best = trials.filter((t) => !t.error && t.name !== "llama" && t.missed.length === 0).sort((a, b) => b.pairsPerSecond - a.pairsPerSecond)[0];
-    if (!best) return { engine: "llama", reason: `calibration measured no engine: ${summary}`, source: "calibrated", trials, key, measuredAt };
-    return { ...parseName(best.name), reason: `${best.name}: the llama.cpp engine could not be measured. ${summary}`, source: "calibrated", trials, key, measuredAt };
+    if (!best) return { engine: "llama", reason: `calibration measured no engine: ${summary}`, source: "measured", trials, key, measuredAt };
+    return { ...parseName(best.name), reason: `${best.name}: the llama.cpp engine could not be measured. ${summary}`, source: "measured", trials, key, measuredAt };
   }
   const passing = trials.filter((t) => !t.error && t.name !== "llama" && t.missed.length === 0).sort((a, b) => b.pairsPerSecond - a.pairsPerSecond);
   const best = passing[0];
@@ -174,14 +225,14 @@ export function decide(results: ReadonlyArray<EngineTrialResult & { logits?: num
     return {
       ...parseName(best.name),
       reason: `${best.name}: ${(best.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x the llama.cpp engine on ${CALIBRATION.documents} calibration documents, within the agreement bars of ${against}. ${summary}`,
-      source: "calibrated",
+      source: "measured",
       trials,
       key,
       measuredAt,
     };
   }
   const why = best ? `the fastest onnx mode within the agreement bars (${best.name}) is ${(best.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x, under ${MIN_GAIN}x` : "no onnx mode ran within the agreement bars";
-  return { engine: "llama", reason: `llama: ${why}. ${summary}`, source: "calibrated", trials, key, measuredAt };
+  return { engine: "llama", reason: `llama: ${why}. ${summary}`, source: "measured", trials, key, measuredAt };
 }
 
 function parseName(name: string): ConcreteEngine {

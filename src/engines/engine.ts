@@ -48,6 +48,12 @@ export interface EngineInfo {
    */
   numerics: string;
   shape: ModelShape | undefined;
+  /**
+   * The onnx engine: where this start's graphs came from: "cache" (built by an earlier start and
+   * loaded from disk), "built" (built now and kept on disk) or "memory" (built now, kept in memory
+   * only: the cache is off or could not be written). Absent for the llama.cpp engine.
+   */
+  graphs?: "cache" | "built" | "memory" | undefined;
   yesTokenId: number;
   noTokenId: number;
   /** The prompt heads kept across calls (`prefixCacheBytes`): now, and hits/misses since load. */

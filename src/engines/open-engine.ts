@@ -4,33 +4,44 @@ import type { EngineSelection } from "./engine-selection.js";
 import type { LlamaEngineOptions } from "./llama/options.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
 
-/** The in-process engines, and "auto": the one a calibration on this machine and model picks. */
+/** The in-process engines, and "auto": the fastest that keeps the scores on this machine (the default). */
 export type EngineKind = "llama" | "onnx" | "auto";
 export const ENGINE_KINDS: readonly EngineKind[] = ["llama", "onnx", "auto"];
 
 /** Which engine scores, with the options only one of them has. */
 export interface EngineChoice {
   /**
-   * "llama" (llama.cpp; CPU and GPU, the reference), "onnx" (ONNX Runtime's CPU kernels, int8
-   * matrix products; needs the optional onnxruntime-node package; docs/benchmarks.md) or "auto":
-   * llama.cpp on a GPU or without onnxruntime-node, else the fastest of llama.cpp and the onnx
-   * modes that keeps the agreement bars on a short calibration (docs/benchmarks.md, "Choosing an
-   * engine"), measured once per model file, CPU and thread count and cached. Default "llama".
+   * - "auto": the engine `doctor --engines` measured fastest within the agreement bars for this
+   *   model file, CPU and thread count, when it ran here; else a rule (selectByRule in
+   *   src/engines/engine-selection.ts): onnx int8 on x86 CPUs with VNNI, the llama.cpp engine on a
+   *   GPU, without VNNI, or for a file or setting only llama.cpp handles. Nothing is timed at start.
+   * - "llama": llama.cpp (CPU and GPU; a pair's bits never depend on its batch).
+   * - "onnx": ONNX Runtime's CPU kernels (src/engines/onnx).
+   *
+   * Defaults to "auto".
    */
   engine?: EngineKind | undefined;
-  /** The onnx engine's matrix products: "fp32", "block8" or "int8" (src/engines/onnx/graph.ts). Default "fp32". */
+  /** The onnx engine's matrix products: "fp32", "block8" or "int8" (src/engines/onnx/graph.ts); naming one asks for the onnx engine. Default "int8". */
   onnxPrecision?: OnnxPrecision | undefined;
-  /** Hears what `engine: "auto"` chose and why (the CLI logs it). Default: none. */
+  /**
+   * The onnx engine keeps the graphs it builds (quantized weights included) on disk under
+   * `modelsDirectory`/onnx or ~/.cache/qwen-rerank/onnx, so that later starts load them
+   * memory-mapped in seconds instead of building them; false builds them in memory at every start.
+   * Default true.
+   */
+  onnxCache?: boolean | undefined;
+  /** Hears which engine was chosen and why (the CLI logs it). Default: none. */
   onEngineSelected?: ((selection: EngineSelection) => void) | undefined;
+  /** Hears what should not pass silently (an onnx cache that could not be written or was damaged). Default: a process warning. */
+  onWarning?: ((message: string) => void) | undefined;
 }
 
-type Concrete = LlamaEngineOptions & { engine: "llama" | "onnx"; onnxPrecision?: OnnxPrecision | undefined };
+type Concrete = LlamaEngineOptions & Pick<EngineChoice, "onnxCache" | "onWarning"> & { engine: "llama" | "onnx"; onnxPrecision?: OnnxPrecision | undefined };
 
-/** Opens the chosen engine; the onnx engine (and onnxruntime-node) is loaded only when asked for. */
+/** Opens the chosen engine; the onnx engine (and onnxruntime-node) is loaded only when it runs. `info.selection` says which and why. */
 export async function openEngine(options: LlamaEngineOptions & EngineChoice): Promise<Engine> {
-  const { engine: kind = "llama", onnxPrecision, onEngineSelected, ...rest } = options;
-  if (kind !== "auto") return openConcrete({ ...rest, engine: kind, onnxPrecision });
-  const selection = await selectEngine(rest);
+  const { engine: kind = "auto", onnxPrecision, onEngineSelected, ...rest } = options;
+  const selection = await selectEngine(rest, kind, onnxPrecision);
   onEngineSelected?.(selection);
   const engine = await openConcrete({ ...rest, engine: selection.engine, onnxPrecision: selection.onnxPrecision });
   engine.selection = selection;
@@ -38,7 +49,7 @@ export async function openEngine(options: LlamaEngineOptions & EngineChoice): Pr
 }
 
 async function openConcrete(options: Concrete): Promise<Engine> {
-  const { engine: kind, onnxPrecision, ...rest } = options;
+  const { engine: kind, onnxPrecision, onnxCache, onWarning, ...rest } = options;
   // Loaded here, not at the top: node-llama-cpp costs ~0.7 s of startup, which a command that fails validation need not pay.
   if (kind === "llama") return (await import("./llama/llama-engine.js")).LlamaEngine.open(rest);
   const { OnnxEngine } = await import("./onnx/onnx-engine.js");
@@ -55,56 +66,80 @@ async function openConcrete(options: Concrete): Promise<Engine> {
     prefixCacheBytes: rest.prefixCacheBytes,
     logLevel: rest.logLevel,
     precision: onnxPrecision,
+    graphCache: onnxCache,
+    onWarning,
   });
 }
 
-/**
- * What `engine: "auto"` runs: llama.cpp where a GPU is present (the onnx engine is CPU only) or
- * onnxruntime-node is missing; else a cached calibration of this model file on this CPU with
- * these threads, or a new one (each candidate loaded once, one at a time).
- */
-async function selectEngine(options: LlamaEngineOptions): Promise<EngineSelection> {
+/** The options only the llama.cpp engine has, by their CLI flag: one given sends `auto` to llama.cpp. */
+const LLAMA_ONLY: ReadonlyArray<[keyof LlamaEngineOptions, string]> = [
+  ["kvCacheType", "--kv-cache-type"],
+  ["flashAttention", "--[no-]flash-attention"],
+  ["gpuLayers", "--gpu-layers"],
+  ["mmap", "--no-mmap"],
+  ["rankHead", "rankHead"],
+  ["memoryReserveBytes", "--memory-reserve-bytes"],
+];
+
+async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined): Promise<EngineSelection> {
   const measuredAt = new Date().toISOString();
-  const [{ sharedLlama }, { resolveModelSource }, { ggufFingerprint }, { kernelFlagsLine }, selection] = await Promise.all([
+  if (kind === "llama") return { engine: "llama", reason: "llama: asked for (engine llama)", source: "asked", trials: [], key: "", measuredAt };
+  if (kind === "onnx" || onnxPrecision !== undefined) {
+    const precision = onnxPrecision ?? "int8";
+    return { engine: "onnx", onnxPrecision: precision, reason: `onnx ${precision}: asked for (${kind === "onnx" ? "engine onnx" : "an onnx precision"})`, source: "asked", trials: [], key: "", measuredAt };
+  }
+  const [{ sharedLlama }, { resolveModelSource }, { ggufFingerprint }, cpu, selection, { onnxFit }, { memoryRoom }] = await Promise.all([
     import("./llama/llama-engine.js"),
     import("./llama/model-source.js"),
     import("../gguf/fingerprint.js"),
     import("./cpu-features.js"),
     import("./engine-selection.js"),
+    import("./onnx/onnx-fit.js"),
+    import("./memory-room.js"),
   ]);
-  const llama = await sharedLlama(options.gpu, options.logLevel ?? "warn");
-  if (llama.gpu !== false) {
-    return { engine: "llama", reason: `llama: a GPU is present (${llama.gpu}); the onnx engine runs on the CPU only`, source: "rule", trials: [], key: "", measuredAt };
+  const llamaOnlySettings = LLAMA_ONLY.filter(([name]) => options[name] !== undefined).map(([, flag]) => flag);
+  const gpu = options.gpu === false ? false : (await sharedLlama(options.gpu, options.logLevel ?? "warn")).gpu;
+  let onnxRuntimeMissing: string | undefined;
+  if (gpu === false && llamaOnlySettings.length === 0) {
+    try {
+      await import("onnxruntime-node");
+    } catch (error) {
+      onnxRuntimeMissing = (error as Error).message.split("\n")[0];
+    }
   }
-  try {
-    await import("onnxruntime-node");
-  } catch {
-    return { engine: "llama", reason: "llama: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0 to let auto try the onnx engine)", source: "rule", trials: [], key: "", measuredAt };
-  }
+  const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
+  if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
   const path = await resolveModelSource(options.model, options);
   const threads = options.threads ?? availableParallelism();
-  const key = `${ggufFingerprint(path)} ${kernelFlagsLine()} threads=${threads}`;
-  const cachePath = selection.selectionCachePath(options.modelsDirectory);
-  const cached = selection.cachedSelection(cachePath, key);
-  if (cached) return cached;
-  const chosen = await calibrateEngines({ ...options, model: path }, key);
-  selection.writeCache(cachePath, chosen);
-  return chosen;
+  const key = `${ggufFingerprint(path)} ${cpu.kernelFlagsLine()} threads=${threads}`;
+  const measured = selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), key);
+  if (measured) return measured;
+  const fit = await onnxFit(path);
+  return selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes: memoryRoom().bytes }, measuredAt);
 }
 
 /**
  * Times every engine and onnx mode that fits on this machine and model, and decides between them
- * (src/engines/engine-selection.ts): what `engine: "auto"` caches and `doctor --engines` prints.
- * `options.model` may be any model source.
+ * (src/engines/engine-selection.ts); the choice is kept in engine-choice.json, where `engine: "auto"`
+ * finds it from then on. What `doctor --engines` runs. `options.model` may be any model source.
  */
-export async function calibrateEngines(options: LlamaEngineOptions, key = ""): Promise<EngineSelection> {
-  const [{ resolveModelSource }, { onnxMemoryOf }, { calibrate }] = await Promise.all([import("./llama/model-source.js"), import("./onnx/onnx-engine.js"), import("./engine-selection.js")]);
+export async function calibrateEngines(options: LlamaEngineOptions & Pick<EngineChoice, "onnxCache" | "onWarning">): Promise<EngineSelection> {
+  const [{ resolveModelSource }, { onnxFit }, selection, { ggufFingerprint }, { kernelFlagsLine }] = await Promise.all([
+    import("./llama/model-source.js"),
+    import("./onnx/onnx-fit.js"),
+    import("./engine-selection.js"),
+    import("../gguf/fingerprint.js"),
+    import("./cpu-features.js"),
+  ]);
   const path = await resolveModelSource(options.model, options);
-  return calibrate({
+  const key = `${ggufFingerprint(path)} ${kernelFlagsLine()} threads=${options.threads ?? availableParallelism()}`;
+  const chosen = await selection.calibrate({
     key,
     maxLength: 512,
-    onnxBytes: await onnxMemoryOf(path),
+    onnxBytes: (await onnxFit(path)).bytes,
     // The calibration engines: the user's settings, a small context, no cache to share.
     open: (c) => openConcrete({ ...options, model: path, ...c, contextSize: 512, onMemoryBackoff: undefined }),
   });
+  selection.writeCache(selection.selectionCachePath(options.modelsDirectory), chosen);
+  return chosen;
 }

@@ -51,6 +51,14 @@ export function toBfloat16(value: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+let widened: Float32Array | undefined;
+
+/** fromHalf of every binary16 bit pattern (float32 holds each exactly): a lookup where millions of weights are widened. */
+export function halfTable(): Float32Array {
+  widened ??= Float32Array.from({ length: 65536 }, (_, bits) => fromHalf(bits));
+  return widened;
+}
+
 /** Converts bfloat16 bits to a float (exact: bfloat16 is a truncated float32). */
 export function fromBfloat16(bits: number): number {
   u32[0] = (bits & 0xffff) << 16;

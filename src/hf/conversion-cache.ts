@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { basename, join } from "node:path";
+import { cacheDir } from "../files/cache-dir.js";
 import type { Checkpoint } from "./checkpoint.js";
 import type { ConversionSummary, ConvertType, HeadKind } from "./convert.js";
 import { convertCheckpoint } from "./convert.js";
@@ -11,8 +11,7 @@ const CONVERTER_VERSION = 1;
 
 /** Where converted checkpoints live: `modelsDirectory`/converted when given, else ~/.cache/qwen-rerank/converted. */
 export function conversionCacheDir(modelsDirectory?: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (modelsDirectory) return join(modelsDirectory, "converted");
-  return join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "qwen-rerank", "converted");
+  return cacheDir("converted", modelsDirectory, env);
 }
 
 const SHA256_BLOB = /^[0-9a-f]{64}$/;

@@ -67,9 +67,10 @@ const engineSchema = z
   .object({
     numerics: z.string(),
     selection: z
-      .object({ engine: z.string(), onnx_precision: z.string().nullable(), source: z.enum(["calibrated", "cached", "rule"]), reason: z.string(), measured_at: z.string() })
+      .object({ engine: z.string(), onnx_precision: z.string().nullable(), source: z.enum(["asked", "rule", "measured"]), reason: z.string(), measured_at: z.string() })
       .nullable()
-      .describe("with --engine auto: what was chosen and why; null otherwise"),
+      .describe("which engine runs and why: asked for (--engine), chosen by the default rule, or measured by `doctor --engines`"),
+    onnx_graphs: z.enum(["cache", "built", "memory"]).nullable().describe("the onnx engine: its graphs loaded from the on-disk cache, built at this start and kept there, or built in memory only; null for llama.cpp"),
     prefix_cache: z
       .object({ capacity_bytes: z.number(), bytes: z.number(), entries: z.number(), hits: z.number(), misses: z.number() })
       .describe("prompt heads kept across calls (--prefix-cache-bytes)"),
@@ -100,6 +101,7 @@ function engineReport(info: EngineInfo): z.input<typeof engineSchema> {
   return {
     numerics: info.numerics,
     selection: s ? { engine: s.engine, onnx_precision: s.onnxPrecision ?? null, source: s.source, reason: s.reason, measured_at: s.measuredAt } : null,
+    onnx_graphs: info.graphs ?? null,
     prefix_cache: { capacity_bytes: c.capacityBytes, bytes: c.bytes, entries: c.entries, hits: c.hits, misses: c.misses },
   };
 }

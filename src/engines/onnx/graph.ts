@@ -5,6 +5,8 @@ import type { onnx as proto } from "onnx-proto";
 const { onnx } = onnxProto;
 import type { ModelShape } from "../engine.js";
 import type { OnnxPrecision } from "./precision.js";
+import type { InitializerSink } from "./initializers.js";
+import { inlineInitializers } from "./initializers.js";
 import type { GgufWeights, WeightMatrix } from "./weights.js";
 import { inputRowMax, toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
 
@@ -60,6 +62,8 @@ class GraphBuilder {
   private n = 0;
   private readonly names = new Set<string>();
 
+  constructor(private readonly sink: InitializerSink) {}
+
   op(opType: string, inputs: string[], attributes: proto.IAttributeProto[] = [], domain = "", outputs = 1): string[] {
     const names = Array.from({ length: outputs }, (_, i) => `${opType.toLowerCase()}_${this.n}${outputs > 1 ? `_${i}` : ""}`);
     this.nodes.push({ opType, input: inputs, output: names, attribute: attributes, domain, name: `${opType}_${this.n}` });
@@ -74,7 +78,7 @@ class GraphBuilder {
   tensor(name: string, dataType: number, dims: number[], data: ArrayBufferView): string {
     if (this.names.has(name)) throw new Error(`internal: initializer ${name} defined twice`);
     this.names.add(name);
-    this.initializers.push({ name, dataType, dims, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    this.initializers.push(this.sink.place(name, dataType, dims, new Uint8Array(data.buffer, data.byteOffset, data.byteLength)));
     return name;
   }
 
@@ -111,13 +115,23 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
  * With a `stage` short of every layer, the graph holds layers [first, end) only, reads `hidden`
  * from the stage before, and outputs `hidden_out` instead of z unless it is the last stage; `last`
  * is an input of the last stage only.
+ *
+ * `sink` decides where the weights go: inline in the returned bytes (the default), or appended to
+ * a data file the returned model refers to (src/engines/onnx/initializers.ts), which ONNX Runtime
+ * then memory-maps.
  */
-export function buildQwen3Graph(weights: GgufWeights, facts: Qwen3Facts, { precision, outlierChannels, signedActivations }: GraphPrecision, stage: GraphStage = { first: 0, end: facts.shape.layers }): Uint8Array {
+export function buildQwen3Graph(
+  weights: GgufWeights,
+  facts: Qwen3Facts,
+  { precision, outlierChannels, signedActivations }: GraphPrecision,
+  stage: GraphStage = { first: 0, end: facts.shape.layers },
+  sink: InitializerSink = inlineInitializers,
+): Uint8Array {
   const { shape } = facts;
   const { hidden: H, heads: nH, kvHeads: kvH, headDim: D } = shape;
   const isLast = stage.end === shape.layers;
   const rep = nH / kvH;
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(sink);
   const eps = g.scalar("eps", facts.eps);
   const axisLast = [intsAttr("axes", [-1]), intAttr("keepdims", 1)];
 

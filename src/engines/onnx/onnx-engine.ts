@@ -15,16 +15,22 @@ import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.
 import { readModelFacts } from "../llama/metadata.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
-import { hasUnsignedDotProduct } from "../cpu-features.js";
+import { hasUnsignedDotProduct, kernelFlagsLine } from "../cpu-features.js";
 import { memoryRoom } from "../memory-room.js";
 import type { LlamaEngineOptions } from "../llama/options.js";
 import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
+import { cacheDir } from "../../files/cache-dir.js";
+import { PACKAGE_VERSION } from "../../version.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
+import type { GraphSource, StageModelsRequest } from "./graph-cache.js";
+import { discardCache, GRAPH_FORMAT, graphCacheFolder, stageModels } from "./graph-cache.js";
+import type { InitializerSink } from "./initializers.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
 import type { OnnxPrecision } from "./precision.js";
 import { ONNX_PRECISIONS } from "./precision.js";
 import type { WeightMatrix } from "./weights.js";
 import { decodeRow, GgufWeights } from "./weights.js";
+import { DEFAULT_STAGE_BYTES, layerWeightBytes, onnxMemoryEstimate } from "./onnx-fit.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
 export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCacheBytes"> {
@@ -37,7 +43,12 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   precision?: OnnxPrecision | undefined;
   /** Longest pair in tokens. Default 8192, capped at the model's context. */
   contextSize?: number | undefined;
-  /** At most this many documents in one run (a batch, right-padded to its longest). Default 8. */
+  /**
+   * At most this many documents in one run (a batch, right-padded to its longest). With 1 a pair's
+   * log-odds are the same bits whatever else is scored beside it or before (each document is its own
+   * run, after its head evaluated alone); above 1 the padding and (int8) the outlier features depend
+   * on the batch's other documents. Default 1.
+   */
   sequences?: number | undefined;
   /**
    * Tokens in one run (documents × the longest of them, padding included): a batch of 256-token
@@ -52,6 +63,15 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   stageBytes?: number | undefined;
   /** int8 precision: input features per matrix product multiplied in fp32 (the batch's largest, the activation outliers); 0 = none. Default 16. */
   outlierChannels?: number | undefined;
+  /**
+   * Keep the built graphs (quantized weights included) on disk, in `modelsDirectory`/onnx or
+   * ~/.cache/qwen-rerank/onnx, keyed by the model's fingerprint, the settings, the versions and the
+   * CPU's kernel flags: later starts load them memory-mapped instead of building them again (about
+   * the model file's size in int8, 4x it in fp32). Default true.
+   */
+  graphCache?: boolean | undefined;
+  /** Hears a cache that could not be written or was found damaged. Default: a process warning. */
+  onWarning?: ((message: string) => void) | undefined;
   /** ONNX Runtime intra-op threads. Default: every core. */
   threads?: number | undefined;
   /** Evaluate each group's prompt head once and reuse its keys and values for every document. Default true. */
@@ -128,18 +148,24 @@ export class OnnxEngine implements Engine {
     const facts = readModelFacts(info, meta.qwen3?.context_length ?? 40960);
     if (!facts.shape) throw new RerankError("model_unsupported", `${basename(path)} lacks the Qwen3 shape in its metadata`);
     const llama = await sharedLlama(false, options.logLevel ?? "error");
-    const vocab = await llama.loadModel({ modelPath: path, vocabOnly: true });
+    // The vocabulary loads on llama.cpp's own thread while ONNX Runtime loads the graphs on this one;
+    // a causal file's head rows are its yes/no token ids, which the graph needs first.
+    const vocabLoading = llama.loadModel({ modelPath: path, vocabOnly: true });
+    let vocab: LlamaModel | undefined;
     try {
-      const yes = singleToken(vocab, "yes");
-      const no = singleToken(vocab, "no");
+      const tokens = async () => {
+        vocab ??= await vocabLoading;
+        return { yes: singleToken(vocab, "yes"), no: singleToken(vocab, "no") };
+      };
+      const causal = facts.flavor === "rank" ? undefined : await tokens();
       const weights = new GgufWeights(path, info);
       const headTensor = facts.flavor === "rank" ? "cls.output.weight" : weights.has("output.weight") ? "output.weight" : "token_embd.weight";
       const qwen: Qwen3Facts = {
         shape: facts.shape,
         eps: meta.qwen3?.attention?.layer_norm_rms_epsilon ?? 1e-6,
         ropeTheta: meta.qwen3?.rope?.freq_base ?? 1_000_000,
-        yesRow: facts.flavor === "rank" ? 0 : yes,
-        noRow: facts.flavor === "rank" ? 1 : no,
+        yesRow: causal?.yes ?? 0,
+        noRow: causal?.no ?? 1,
         headTensor,
       };
       const outlierChannels = Math.max(0, Math.floor(options.outlierChannels ?? 16));
@@ -154,28 +180,37 @@ export class OnnxEngine implements Engine {
             `: ${precision === "int8" ? "" : `try --onnx-precision ${precision === "fp32" ? "int8 or block8" : "int8"}, or `}use the llama.cpp engine (it memory-maps the file)`,
         );
       }
-      const stages: Array<{ stage: GraphStage; session: Session }> = [];
+      const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
+      const fingerprint = ggufFingerprint(path);
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const log = (message: string) => {
+        if (options.logLevel === "info" || options.logLevel === "debug") process.stderr.write(`qwen-rerank: ${message}\n`);
+      };
+      const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" };
+      const request = {
+        dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
+        key: graphKey,
+        stages: planStages(facts.shape.layers, layerBytes, stageBytes),
+        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations }, stage, sink),
+        log,
+        warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
+      };
+      const loaded = await loadStages(ort, request, sessionOptions, basename(path));
+      let yes: number;
+      let no: number;
       try {
-        for (const stage of planStages(facts.shape.layers, layerBytes, options.stageBytes ?? DEFAULT_STAGE_BYTES)) {
-          // One stage's graph at a time: its bytes are garbage once ONNX Runtime has parsed them.
-          const graph = buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations }, stage);
-          try {
-            stages.push({ stage, session: await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" }) });
-          } catch (error) {
-            throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${basename(path)} (layers ${stage.first}-${stage.end - 1}): ${(error as Error).message}`, { cause: error });
-          }
-        }
+        ({ yes, no } = await tokens());
       } catch (error) {
-        await Promise.all(stages.map((s) => s.session.release()));
+        await Promise.all(loaded.stages.map((s) => s.session.release()));
         throw error;
       }
-      const sequences = Math.max(1, Math.floor(options.sequences ?? 8));
+      const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
         model: basename(path),
-        fingerprint: ggufFingerprint(path),
+        fingerprint,
         flavor: facts.flavor,
         scoringPath: facts.flavor === "rank" ? "rank-pooling" : "lm-head",
         trainContext: facts.trainContext,
@@ -186,12 +221,16 @@ export class OnnxEngine implements Engine {
         // go through fp32: the batching is part of what the last bits depend on.
         numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
+        graphs: loaded.source,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, stages, vocab, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES));
+      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES));
     } catch (error) {
-      await vocab.dispose();
+      await vocabLoading.then(
+        (v) => v.dispose(),
+        () => undefined,
+      );
       throw error;
     }
   }
@@ -404,38 +443,44 @@ export class OnnxEngine implements Engine {
   }
 }
 
-/** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
-function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precision: OnnxPrecision): number {
-  const perWeight = precision === "fp32" ? 4 : precision === "block8" ? 1 + 4 / 32 : 1;
-  let count = 0;
-  for (const name of ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]) {
-    const m = weights.shapeOf(`blk.0.${name}.weight`);
-    count += m.rows * m.cols;
-  }
-  return count * perWeight;
-}
-
 /**
- * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
- * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
- * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
- * flight while it is parsed, plus the embedding matrix as the file stores it.
+ * One ONNX Runtime session per stage, from the graph cache (or built now, src/engines/onnx/graph-cache.ts).
+ * A cache whose files fail their sha256 (checked while the sessions load) or that ONNX Runtime
+ * cannot load is discarded and built again, once.
  */
-export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "storedBytes">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
-  const perLayer = layerWeightBytes(weights, precision);
-  const copies = precision === "int8" ? 2 : 1;
-  const inFlight = 2 * Math.min(stageBytes, perLayer * layers);
-  return perLayer * layers * copies + inFlight + weights.storedBytes("token_embd.weight");
-}
-
-const DEFAULT_STAGE_BYTES = 1.5e9;
-
-/** onnxMemoryEstimate of a GGUF file, per precision (what `bench` and `engine: "auto"` check before loading). */
-export async function onnxMemoryOf(path: string): Promise<(precision: OnnxPrecision) => number> {
-  const info = await readGgufFileInfo(path, { readTensorInfo: true });
-  const weights = new GgufWeights(path, info);
-  const layers = readModelFacts(info, 40960).shape?.layers ?? 0;
-  return (precision) => onnxMemoryEstimate(weights, layers, precision);
+async function loadStages(ort: Ort, request: StageModelsRequest, sessionOptions: OrtModule.InferenceSession.SessionOptions, model: string): Promise<{ stages: Array<{ stage: GraphStage; session: Session }>; source: GraphSource }> {
+  for (let attempt = 0; ; attempt++) {
+    const found = await stageModels(request);
+    const stages: Array<{ stage: GraphStage; session: Session }> = [];
+    // A failed check must not leave an unhandled rejection while the sessions still load.
+    const verified = found.verified.then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    let damage: Error | undefined;
+    try {
+      for (const { stage, model: source } of found.models) {
+        try {
+          // A file path lets ONNX Runtime memory-map the weights (no copy in memory); the overloads take one or the other.
+          const session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
+          stages.push({ stage, session });
+        } catch (error) {
+          if (found.source !== "cache") throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${model} (layers ${stage.first}-${stage.end - 1}): ${(error as Error).message}`, { cause: error });
+          damage = error as Error;
+          break;
+        }
+      }
+      damage ??= await verified;
+    } catch (error) {
+      await Promise.all(stages.map((s) => s.session.release()));
+      throw error;
+    }
+    if (!damage) return { stages, source: found.source };
+    await Promise.all(stages.map((s) => s.session.release()));
+    if (attempt > 0 || !request.dir) throw new RerankError("engine_failure", `the onnx graphs of ${model} could not be loaded: ${damage.message}`, { cause: damage });
+    request.warn(`the onnx graph cache in ${request.dir} is damaged (${damage.message}); rebuilding it`);
+    discardCache(request.dir);
+  }
 }
 
 /**

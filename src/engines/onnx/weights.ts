@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import type { GgufFileInfo } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
-import { fromHalf } from "../../gguf/half.js";
+import { halfTable } from "../../gguf/half.js";
 import { GgmlType } from "../../gguf/types.js";
 
 /** The GGUF tensor types the onnx engine reads (others are refused by name). */
@@ -38,6 +38,12 @@ export class GgufWeights {
 
   has(name: string): boolean {
     return this.tensors.has(name);
+  }
+
+  /** The name of a tensor type in the file that the onnx engine cannot read (e.g. "Q4_K"), or undefined. */
+  unreadableType(): string | undefined {
+    for (const t of this.tensors.values()) if (!READABLE[Number(t.ggmlType)]) return typeName(Number(t.ggmlType));
+    return undefined;
   }
 
   /** A 2-D tensor's shape without reading it. */
@@ -89,16 +95,17 @@ function typeName(type: number): string {
 export function decodeRow(m: WeightMatrix, r: number, out = new Float32Array(m.cols)): Float32Array {
   const view = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
   const n = m.cols;
+  const half = halfTable();
   if (m.type === GgmlType.F32) {
     for (let i = 0; i < n; i++) out[i] = view.getFloat32((r * n + i) * 4, true);
   } else if (m.type === GgmlType.F16) {
-    for (let i = 0; i < n; i++) out[i] = fromHalf(view.getUint16((r * n + i) * 2, true));
+    for (let i = 0; i < n; i++) out[i] = half[view.getUint16((r * n + i) * 2, true)] ?? 0;
   } else if (m.type === GgmlType.Q8_0) {
     const base = (r * n * 34) / 32;
     const values = new Int8Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
     for (let b = 0; b < n / 32; b++) {
       const pos = base + b * 34;
-      const d = fromHalf(view.getUint16(pos, true));
+      const d = half[view.getUint16(pos, true)] ?? 0;
       for (let j = 0; j < 32; j++) out[b * 32 + j] = d * (values[pos + 2 + j] ?? 0);
     }
   } else if (m.type === 2) {
@@ -106,7 +113,7 @@ export function decodeRow(m: WeightMatrix, r: number, out = new Float32Array(m.c
     const base = (r * n * 18) / 32;
     for (let b = 0; b < n / 32; b++) {
       const pos = base + b * 18;
-      const d = fromHalf(view.getUint16(pos, true));
+      const d = half[view.getUint16(pos, true)] ?? 0;
       for (let j = 0; j < 16; j++) {
         const q = m.bytes[pos + 2 + j] ?? 0;
         out[b * 32 + j] = d * ((q & 0x0f) - 8);
@@ -153,7 +160,7 @@ export function toBlock8(m: WeightMatrix): { data: Uint8Array; scales: Float32Ar
     const view = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
     for (let b = 0; b < m.rows * blocks; b++) {
       const pos = b * 34;
-      scales[b] = fromHalf(view.getUint16(pos, true));
+      scales[b] = halfTable()[view.getUint16(pos, true)] ?? 0;
       for (let j = 0; j < 32; j++) data[b * 32 + j] = (view.getInt8(pos + 2 + j) + 128) & 0xff;
     }
     return { data, scales, blocks };

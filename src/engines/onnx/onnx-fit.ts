@@ -1,0 +1,44 @@
+import { readGgufFileInfo } from "node-llama-cpp";
+import { readModelFacts } from "../llama/metadata.js";
+import type { OnnxPrecision } from "./precision.js";
+import { GgufWeights } from "./weights.js";
+
+/** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
+export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precision: OnnxPrecision): number {
+  const perWeight = precision === "fp32" ? 4 : precision === "block8" ? 1 + 4 / 32 : 1;
+  let count = 0;
+  for (const name of ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]) {
+    const m = weights.shapeOf(`blk.0.${name}.weight`);
+    count += m.rows * m.cols;
+  }
+  return count * perWeight;
+}
+
+/**
+ * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
+ * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
+ * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
+ * flight while it is parsed, plus the embedding matrix as the file stores it.
+ */
+export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "storedBytes">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
+  const perLayer = layerWeightBytes(weights, precision);
+  const copies = precision === "int8" ? 2 : 1;
+  const inFlight = 2 * Math.min(stageBytes, perLayer * layers);
+  return perLayer * layers * copies + inFlight + weights.storedBytes("token_embd.weight");
+}
+
+/** The default `stageBytes` of the onnx engine: most weight bytes in one graph. */
+export const DEFAULT_STAGE_BYTES = 1.5e9;
+
+/**
+ * Whether the onnx engine can run a GGUF file, from its header alone (what `bench` and
+ * `engine: "auto"` check before loading anything): the memory it needs per precision
+ * (onnxMemoryEstimate), and a tensor type it cannot read, if any.
+ */
+export async function onnxFit(path: string): Promise<{ bytes: (precision: OnnxPrecision) => number; unreadable: string | undefined }> {
+  const info = await readGgufFileInfo(path, { readTensorInfo: true });
+  const weights = new GgufWeights(path, info);
+  const layers = readModelFacts(info, 40960).shape?.layers ?? 0;
+  return { bytes: (precision) => onnxMemoryEstimate(weights, layers, precision), unreadable: weights.unreadableType() };
+}
+
