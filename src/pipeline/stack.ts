@@ -110,6 +110,7 @@ export async function openStack(options: RerankerOptions): Promise<ScoringStack>
   try {
     engine = await openEngine({
       ...engineOptions,
+      onWarning: warn,
       contextSize: engineOptions.contextSize ?? knobs.maxLength ?? DEFAULT_MAX_LENGTH,
       onMemoryBackoff: (e) => {
         adjustments.recordBackoff(e);

@@ -20,12 +20,13 @@ export const inlineInitializers: InitializerSink = {
 
 /**
  * ONNX Runtime memory-maps an external initializer whose offset is a multiple of the allocation
- * granularity (4 KiB on Linux, 64 KiB on Windows) instead of reading it into a copy: so every large
- * one starts at a multiple of 64 KiB.
+ * granularity (4 KiB on Linux, 64 KiB on Windows) instead of reading it into a copy: so every one
+ * of at least 64 KiB starts at a multiple of 64 KiB (smaller ones are read, where padding would cost
+ * more than the copy).
  */
 const ALIGNMENT = 64 * 1024;
-/** Smaller ones stay inline: the padding would cost more than the copy. */
-const EXTERNAL_MIN_BYTES = 64 * 1024;
+/** Below this an initializer stays inline in the model (scalars, shapes). */
+const EXTERNAL_MIN_BYTES = 1024;
 const zeros = new Uint8Array(ALIGNMENT);
 
 /**
@@ -43,7 +44,7 @@ export class ExternalInitializers implements InitializerSink {
 
   place(name: string, dataType: number, dims: number[], data: Uint8Array): proto.ITensorProto {
     if (data.byteLength < EXTERNAL_MIN_BYTES) return inlineInitializers.place(name, dataType, dims, data);
-    const pad = (ALIGNMENT - (this.offset % ALIGNMENT)) % ALIGNMENT;
+    const pad = data.byteLength < ALIGNMENT ? 0 : (ALIGNMENT - (this.offset % ALIGNMENT)) % ALIGNMENT;
     if (pad > 0) this.write(zeros.subarray(0, pad));
     const offset = this.offset;
     this.write(data);
