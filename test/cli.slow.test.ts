@@ -22,15 +22,32 @@ test("bench runs both engines side by side and reports the ratio (tiny model, sm
   const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--docs", "4", "--doc-tokens", "24", "--server", "--json", "--cache-dir", join(repoRoot, ".cache", "models")]);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { results: Array<{ engine: string; pairsPerSecond: number; peakRssMB: number; scores: number[] }> };
-  assert.equal(out.results.length, 3);
-  assert.match(out.results[1]?.engine ?? "", /serve/);
-  assert.match(out.results[2]?.engine ?? "", /LlamaRankingContext/);
-  // library and server score the same pairs the same way
-  out.results[0]?.scores.forEach((s, i) => assert.ok(Math.abs(s - (out.results[1]?.scores[i] ?? -1)) < 1e-3));
+  // The default engine's row, with the llama.cpp engine's beside it when the default is another.
+  const names = out.results.map((x) => x.engine);
+  const chosen = names.findIndex((n) => n.startsWith("qwen-rerank default: "));
+  assert.ok(chosen >= 0, names.join(" | "));
+  if (!names[chosen]?.startsWith("qwen-rerank default: llama")) assert.match(names[chosen - 1] ?? "", /^qwen-rerank \(/);
+  assert.match(names.at(-2) ?? "", /serve/);
+  assert.match(names.at(-1) ?? "", /LlamaRankingContext/);
+  // library and server score the same pairs the same way (the same default engine)
+  out.results[chosen]?.scores.forEach((s, i) => assert.ok(Math.abs(s - (out.results.at(-2)?.scores[i] ?? -1)) < 1e-3));
   for (const res of out.results) {
     assert.ok(res.pairsPerSecond > 0 && res.peakRssMB > 0);
     assert.equal(res.scores.length, 4);
   }
+});
+
+test("bench --workload notes: the users' workload, rankAll configured as note-search tools do, side by side with our engines", () => {
+  const r = cli(["bench", "--shape", "tiny", "--type", "f32", "--workload", "notes", "--docs", "3", "--threads", "1", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /workload: 1 query x 3 documents of ~900 tokens, default instruction \(notes\)/);
+  assert.match(r.stdout, /^cpu: .*x64/m);
+  assert.match(r.stdout, /^qwen-rerank default: /m);
+  assert.match(r.stdout, /^node-llama-cpp LlamaRankingContext\.rankAll \(rank head, ctx 4096, flash attention\)/m);
+  assert.match(r.stdout, /request s/);
+  const bad = cli(["bench", "--shape", "tiny", "--workload", "rag", "--doc-tokens", "100"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--workload rag sets the document length \(~512 tokens\): leave out --doc-tokens/);
 });
 
 test("bench --engine onnx --rounds 2 interleaves the engines and checks the mode against the agreement bars (tiny model)", () => {

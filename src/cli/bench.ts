@@ -17,6 +17,7 @@ import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";
 import { resolveModelSource } from "../engines/llama/model-source.js";
+import { cpuFeatures, kernelFlagsLine } from "../engines/cpu-features.js";
 import { addEngineFlags, engineOptionsFrom, intArg } from "./flags.js";
 
 interface BenchFlags {
@@ -130,11 +131,11 @@ function printRounds(rounds: PhaseResult[][]): void {
   });
 }
 
-function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>): void {
+function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>, named?: string): void {
   const base = results.find((r) => r.engine.startsWith("node-llama-cpp"));
   const queries = spec.queries ?? 1;
-  process.stdout.write(`workload: ${queries} ${queries === 1 ? "query" : "queries"} x ${spec.count} documents of ~${spec.tokens} tokens${(spec.pages ?? 1) > 1 ? `, in ${spec.pages} pages a query, interleaved` : ""}, default instruction\n`);
-  process.stdout.write(`model: ${results[0]?.model ?? "?"}\n\n`);
+  process.stdout.write(`workload: ${queries} ${queries === 1 ? "query" : "queries"} x ${spec.count} documents of ~${spec.tokens} tokens${(spec.pages ?? 1) > 1 ? `, in ${spec.pages} pages a query, interleaved` : ""}, default instruction${named ? ` (${named})` : ""}\n`);
+  process.stdout.write(`model: ${results[0]?.model ?? "?"}\ncpu: ${cpuFeatures().model}, ${kernelFlagsLine()}\n\n`);
   const header = ["engine", "threads", "seqs", "pairs/s", "request s", "eval tok/s", "eff tok/s", "GFLOP/s", "peak RSS MB", "vs baseline"];
   const rows = results.map((r) => [
     r.engine,
@@ -246,7 +247,7 @@ export function registerBench(program: Command): void {
       const rounds: PhaseResult[][] = [];
       const precisions = await precisionsThatFit(model, engine.onnxPrecision ? [engine.onnxPrecision] : ONNX_PRECISIONS);
       for (let round = 0; round < flags.rounds; round++) {
-        const results = [await runPhase("ours", [...withoutEngine, "--model", model, "--threads", String(threads)])];
+        const results = [await runPhase("ours", [...withoutEngine, "--engine", "llama", "--model", model, "--threads", String(threads)])];
         for (const precision of precisions) {
           results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
         }
@@ -268,6 +269,6 @@ export function registerBench(program: Command): void {
     if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
     if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results, ...(ratios ? { medianRatioToLlama: Object.fromEntries(ratios) } : {}) }, null, 2)}\n`);
-    else printTable(results, spec, ratios);
+    else printTable(results, spec, ratios, flags.workload);
   });
 }

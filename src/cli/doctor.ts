@@ -80,6 +80,19 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
   const checks: Check[] = [];
   const info = stack.engine.info;
   const engine = stack.engine;
+  const chosen = info.selection;
+  const graphs = { cache: "its graphs loaded from the on-disk cache", built: "its graphs built at this start and kept on disk", memory: "its graphs built in memory (not kept)" } as const;
+  checks.push({
+    id: "engine",
+    status: "ok",
+    message: `${info.backend}${chosen ? `, ${chosen.source === "asked" ? "as asked" : chosen.source === "measured" ? "measured fastest here" : "by the default rule"}: ${chosen.reason}` : ""}${info.graphs ? `; ${graphs[info.graphs]}` : ""}`,
+    fix: chosen?.source === "rule" ? "qwen-rerank doctor --engines (measures every engine here and keeps the fastest as the default)" : null,
+  });
+  if (!(engine instanceof LlamaEngine)) {
+    const cpu = cpuFeatures();
+    checks.push(cpuCheck(cpu.flags, cpu.model, "cpu"));
+    checks.push({ id: "backend", status: "ok", message: `${info.backend}, numerics: ${info.numerics}`, fix: null });
+  }
   if (engine instanceof LlamaEngine) {
     const d = await engine.diagnostics();
     const cpu = cpuFeatures();
@@ -235,8 +248,9 @@ async function shortSpeedCheck(pipeline: Pipeline): Promise<Check> {
 }
 
 /**
- * `doctor --engines`: the calibration of `--engine auto` (every engine and mode that fits, on the
- * same 8 generated documents, one loaded at a time, against onnx fp32's log-odds), shown.
+ * `doctor --engines`: every engine and mode that fits, on the same 8 generated documents, one loaded
+ * at a time, against onnx fp32's log-odds; shown, and the choice kept as the default engine's
+ * measurement for this model, CPU and thread count.
  */
 async function engineTrials(options: RerankerOptions): Promise<EngineTrial[]> {
   const { calibrateEngines } = await import("../engines/open-engine.js");
@@ -272,8 +286,7 @@ export async function diagnose(flags: DoctorFlags, extras: ConfigExtras): Promis
     return [{ id, status: "fail", message: error.message, fix }];
   }
   let checks: Check[];
-  // With --engine auto, the engine it chose is the one in use.
-  const inUse = stack.engine.info.selection ?? options;
+  const inUse = stack.engine.info.selection ?? { engine: "llama", onnxPrecision: undefined };
   try {
     checks = [...(await engineChecks(stack, backoffs)), ...settingsChecks(stack, flags)];
     const routing = stack.pipeline.resolve({}).language !== undefined;
@@ -285,7 +298,7 @@ export async function diagnose(flags: DoctorFlags, extras: ConfigExtras): Promis
     await stack.dispose();
   }
   if (flags.engines) {
-    const current = inUse.engine === "onnx" ? `onnx ${inUse.onnxPrecision ?? "fp32"}` : "llama";
+    const current = inUse.engine === "onnx" ? `onnx ${inUse.onnxPrecision ?? "int8"}` : "llama";
     checks.push(engineChoiceCheck(await engineTrials(options), current));
   }
   return checks;
@@ -298,7 +311,7 @@ export function registerDoctor(program: Command): void {
     .option("--dataset <path>", "labelled data: BEIR folder or JSONL of {query, documents: [{text, relevance}]} (per-language nDCG)")
     .option("-i, --input <file>", "unlabelled data: JSONL of {query, documents: [...]}, as `score --input` reads")
     .option("--max-queries <n>", "queries of the data to score", intArg(1), 50)
-    .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 8 generated documents (the calibration of --engine auto) and name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`)")
+    .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 8 generated documents, name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`), and keep it as the default engine for this model, CPU and thread count")
     .option("--json", "print {checks: [{id, status, message, fix}]} on stdout");
   addModelFlags(cmd, "doctor");
   cmd.action(async () => {

@@ -71,14 +71,14 @@ async function openConcrete(options: Concrete): Promise<Engine> {
   });
 }
 
-/** The options only the llama.cpp engine has, by their CLI flag: one given sends `auto` to llama.cpp. */
-const LLAMA_ONLY: ReadonlyArray<[keyof LlamaEngineOptions, string]> = [
-  ["kvCacheType", "--kv-cache-type"],
-  ["flashAttention", "--[no-]flash-attention"],
-  ["gpuLayers", "--gpu-layers"],
-  ["mmap", "--no-mmap"],
-  ["rankHead", "rankHead"],
-  ["memoryReserveBytes", "--memory-reserve-bytes"],
+/** The options only the llama.cpp engine has, by their CLI flag, and whether a value asks for something (mmap on is what the onnx engine does too): one sends `auto` to llama.cpp. */
+const LLAMA_ONLY: ReadonlyArray<[string, (o: LlamaEngineOptions) => boolean]> = [
+  ["--kv-cache-type", (o) => o.kvCacheType !== undefined],
+  ["--[no-]flash-attention", (o) => o.flashAttention !== undefined],
+  ["--gpu-layers", (o) => o.gpuLayers !== undefined],
+  ["--no-mmap", (o) => o.mmap === false],
+  ["rankHead", (o) => o.rankHead !== undefined && o.rankHead !== "auto"],
+  ["--memory-reserve-bytes", (o) => o.memoryReserveBytes !== undefined],
 ];
 
 async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined): Promise<EngineSelection> {
@@ -97,7 +97,7 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
     import("./onnx/onnx-fit.js"),
     import("./memory-room.js"),
   ]);
-  const llamaOnlySettings = LLAMA_ONLY.filter(([name]) => options[name] !== undefined).map(([, flag]) => flag);
+  const llamaOnlySettings = LLAMA_ONLY.filter(([, given]) => given(options)).map(([flag]) => flag);
   const gpu = options.gpu === false ? false : (await sharedLlama(options.gpu, options.logLevel ?? "warn")).gpu;
   let onnxRuntimeMissing: string | undefined;
   if (gpu === false && llamaOnlySettings.length === 0) {

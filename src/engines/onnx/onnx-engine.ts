@@ -74,7 +74,7 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   onWarning?: ((message: string) => void) | undefined;
   /** ONNX Runtime intra-op threads. Default: every core. */
   threads?: number | undefined;
-  /** Evaluate each group's prompt head once and reuse its keys and values for every document. Default true. */
+  /** Evaluate each group's prompt head once and reuse its keys and values for every document; false evaluates it again for every run (for comparisons: the same bits, slower). Default true. */
   prefixReuse?: boolean | undefined;
   logLevel?: "error" | "warn" | "info" | "debug" | undefined;
 }
@@ -265,11 +265,14 @@ export class OnnxEngine implements Engine {
           `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (fp32 keys and values), ${gb(room.bytes)} GB are left (${room.limitedBy}): use the llama.cpp engine (F16 keys and values) or a smaller max_length`,
         );
       }
-      const head = this.prefixReuse && group.prefix.length > 0 ? await this.headOf(group.prefix, stats) : undefined;
-      const sequences = head ? group.tails : group.tails.map((t) => [...group.prefix, ...t]);
+      // Every pair is its head, evaluated alone from position 0, then its document over it: with
+      // prefix reuse the head is evaluated once (or found in the cache), without it once per run;
+      // the same bits either way.
+      const sequences = group.tails;
       let done = 0;
       for (const batch of this.batches(sequences)) {
         if (options.signal?.aborted) throw new RerankError("cancelled", "cancelled");
+        const head = group.prefix.length === 0 ? undefined : this.prefixReuse ? await this.headOf(group.prefix, stats) : await this.evaluateHead(group.prefix, stats);
         const first = sequences[batch[0] ?? 0] ?? [];
         const z = batch.length === 1 && first.length > this.base.capacity.batchSize ? [await this.evaluateLong(first, head)] : await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
         for (const [j, i] of batch.entries()) {
@@ -306,16 +309,17 @@ export class OnnxEngine implements Engine {
   private async headOf(prefix: readonly number[], stats: ScoreStats): Promise<EvaluatedHead> {
     const cached = this.heads.get(prefix);
     if (cached) return cached;
-    const head = await this.evaluateHead(prefix);
-    stats.evaluatedTokens += head.length;
+    const head = await this.evaluateHead(prefix, stats);
     let bytes = 0;
     for (const t of Object.values(head.past)) bytes += (t.data as Float32Array).byteLength;
     this.heads.set(prefix, head, bytes);
     return head;
   }
 
-  private evaluateHead(prefix: readonly number[]): Promise<EvaluatedHead> {
-    return this.extend(undefined, prefix);
+  private async evaluateHead(prefix: readonly number[], stats: ScoreStats): Promise<EvaluatedHead> {
+    const head = await this.extend(undefined, prefix);
+    stats.evaluatedTokens += head.length;
+    return head;
   }
 
   /**
