@@ -14,7 +14,8 @@ import { CLI, spawnServe } from "./fixtures/cli.js";
 // (`ulimit -v` cannot be used: Node reserves address space for WebAssembly.)
 const CAP_KIB = 2_100_000;
 const model = testModel("causal", "0.6b", "q8_0");
-const memoryHungry = ["--max-length", "32768", "--sequences", "64", "--gpu", "cpu", "--threads", "1", "--log-level", "error"];
+// The llama.cpp engine's back-off ladder is what is tested: named, whatever the default engine is here.
+const memoryHungry = ["--engine", "llama", "--max-length", "32768", "--sequences", "64", "--gpu", "cpu", "--threads", "1", "--log-level", "error"];
 const capped = (args: string[]) => ["-c", `ulimit -d ${CAP_KIB} && exec "$0" "$@"`, process.execPath, ...CLI, ...args];
 // About 20000 tokens: more than the 8192 the engine falls back to, and more than fits under the cap.
 const longDocument = "word ".repeat(20_000);

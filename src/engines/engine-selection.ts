@@ -67,8 +67,8 @@ export interface RuleFacts {
 }
 
 /**
- * The default engine without a measurement: onnx int8 where it was measured 3.4x (0.6B) to 4.6x (8B)
- * the llama.cpp engine within the agreement bars (x86 with VNNI, docs/benchmarks.md), and where it can
+ * The default engine without a measurement: onnx int8 where it was measured 1.8x-4.6x the llama.cpp
+ * engine within the agreement bars (x86 with VNNI, 0.6B to 8B, docs/benchmarks.md), and where it can
  * run this model with these settings; the llama.cpp engine everywhere else (a GPU; no VNNI, where
  * ONNX Runtime's int8 kernels were not measured faster; a file or setting only llama.cpp handles; too
  * little memory). `doctor --engines` measures both here and its choice then wins over this rule.
@@ -86,7 +86,7 @@ export function selectByRule(facts: RuleFacts, measuredAt = new Date().toISOStri
   return {
     engine: "onnx",
     onnxPrecision: "int8",
-    reason: `onnx int8: x86 VNNI here (${facts.kernelFlags}), where it scored 3.4x (0.6B) to 4.6x (8B) the llama.cpp engine within the agreement bars (docs/benchmarks.md); \`qwen-rerank doctor --engines\` measures it on this machine`,
+    reason: `onnx int8: x86 VNNI here (${facts.kernelFlags}), where it was measured 1.8x-4.6x the llama.cpp engine within the agreement bars (docs/benchmarks.md); \`qwen-rerank doctor --engines\` measures it on this machine`,
     source: "rule",
     trials: [],
     key: "",

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { cacheDir } from "../files/cache-dir.js";
+import { fileSha256 } from "../files/sha256.js";
 import type { Checkpoint } from "./checkpoint.js";
 import type { ConversionSummary, ConvertType, HeadKind } from "./convert.js";
 import { convertCheckpoint } from "./convert.js";
@@ -32,20 +33,7 @@ function contentHash(file: string, memo: Record<string, string>): string {
   const memoKey = `${real}:${s.size}:${Math.round(s.mtimeMs)}:${s.ino}`;
   const known = memo[memoKey];
   if (known) return known;
-  const hash = createHash("sha256");
-  const buffer = Buffer.alloc(8 << 20);
-  const fd = openSync(real, "r");
-  try {
-    for (let pos = 0; ; ) {
-      const n = readSync(fd, buffer, 0, buffer.length, pos);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-      pos += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  const digest = hash.digest("hex");
+  const digest = fileSha256(real);
   memo[memoKey] = digest;
   return digest;
 }

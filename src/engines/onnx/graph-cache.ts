@@ -79,7 +79,7 @@ export function graphCacheFolder(root: string, label: string, key: StageModelsRe
  */
 export async function stageModels(request: StageModelsRequest): Promise<StageModels> {
   const { dir } = request;
-  if (!dir) return { models: buildInMemory(request, request.stages), source: "memory", verified: Promise.resolve() };
+  if (!dir) return inMemory(request);
   const deadline = Date.now() + (request.waitMs ?? 30 * 60_000);
   let waitedFor: number | undefined;
   for (;;) {
@@ -96,10 +96,13 @@ export async function stageModels(request: StageModelsRequest): Promise<StageMod
         rmSync(`${dir}.lock`, { force: true });
       }
     }
-    if (lock === "unwritable") return { models: buildInMemory(request, request.stages), source: "memory", verified: Promise.resolve() };
+    if (typeof lock === "object") {
+      request.warn(`could not write the onnx graph cache in ${dir} (${lock.cannot}); this start keeps the graphs in memory, the next one tries again`);
+      return inMemory(request);
+    }
     if (Date.now() > deadline) {
       request.warn(`gave up waiting for process ${lock} to build the onnx graphs in ${dir}; building them in memory`);
-      return { models: buildInMemory(request, request.stages), source: "memory", verified: Promise.resolve() };
+      return inMemory(request);
     }
     if (waitedFor !== lock) request.log(`waiting for ${lock ? `process ${lock}` : "another process"}, which is building the onnx graphs in ${dir}`);
     waitedFor = lock;
@@ -112,8 +115,8 @@ export function discardCache(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function buildInMemory(request: StageModelsRequest, stages: readonly GraphStage[]): StageModel[] {
-  return stages.map((stage) => ({ stage, model: request.build(stage, inlineInitializers) }));
+function inMemory(request: StageModelsRequest): StageModels {
+  return { models: request.stages.map((stage) => ({ stage, model: request.build(stage, inlineInitializers) })), source: "memory", verified: Promise.resolve() };
 }
 
 function buildInCache(dir: string, request: StageModelsRequest): StageModels {
@@ -148,7 +151,7 @@ function buildInCache(dir: string, request: StageModelsRequest): StageModels {
     // name their syscall) leaves the graphs in memory.
     if (!(error instanceof Error && "syscall" in error)) throw error;
     request.warn(`could not write the onnx graph cache in ${dir} (${error.message}); this start keeps the graphs in memory, the next one tries again`);
-    return { models: buildInMemory(request, request.stages), source: "memory", verified: Promise.resolve() };
+    return inMemory(request);
   }
 }
 
@@ -224,7 +227,10 @@ function hashFiles(paths: string[]): Promise<string[]> {
   });
 }
 
-/** The worker's code (CommonJS: an eval'd worker is a script). */
+/**
+ * The worker: src/files/sha256.ts's loop, written out because an eval'd worker is a plain CommonJS
+ * script that cannot import this package's modules when they run from TypeScript sources (tests).
+ */
 const HASH_WORKER = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
@@ -247,8 +253,8 @@ parentPort.postMessage(workerData.map((path) => {
 }));
 `;
 
-/** "taken" when this process now holds the lock, "unwritable" when no lock can be made here, else the holder's pid (0: not known yet). */
-function tryLock(path: string): "taken" | "unwritable" | number {
+/** "taken" when this process now holds the lock, why when no lock can be made here, else the holder's pid (0: not known yet). */
+function tryLock(path: string): "taken" | { cannot: string } | number {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       mkdirSync(dirname(path), { recursive: true });
@@ -260,8 +266,7 @@ function tryLock(path: string): "taken" | "unwritable" | number {
       }
       return "taken";
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") return "unwritable";
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") return { cannot: (error as Error).message };
     }
     const holder = lockHolder(path);
     if (holder === "young") return 0;
@@ -269,7 +274,7 @@ function tryLock(path: string): "taken" | "unwritable" | number {
     // The builder died: take its lock over.
     rmSync(path, { force: true });
   }
-  return "unwritable";
+  return { cannot: `the lock ${path} keeps coming back` };
 }
 
 /** The pid in a lock file; "young" when it has none yet but was made in the last seconds (its maker is writing it). */

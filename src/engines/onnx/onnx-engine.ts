@@ -183,8 +183,9 @@ export class OnnxEngine implements Engine {
       const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
       const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
-        if (options.logLevel === "info" || options.logLevel === "debug") process.stderr.write(`qwen-rerank: ${message}\n`);
+        if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
       };
       const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" };
       const request = {
