@@ -110,13 +110,14 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
   const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
   if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
   const path = await resolveModelSource(options.model, options);
-  const threads = options.threads ?? availableParallelism();
-  const key = `${ggufFingerprint(path)} ${cpu.kernelFlagsLine()} threads=${threads}`;
-  const measured = selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), key);
+  const measured = selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads));
   if (measured) return measured;
   const fit = await onnxFit(path);
   return selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes: memoryRoom().bytes }, measuredAt);
 }
+
+/** What a measurement is kept under: the model's content, the CPU's kernel flags and the threads (each changes which engine is fastest). */
+const measurementKey = (fingerprint: string, kernelFlags: string, threads: number | undefined): string => `${fingerprint} ${kernelFlags} threads=${threads ?? availableParallelism()}`;
 
 /**
  * Times every engine and onnx mode that fits on this machine and model, and decides between them
@@ -132,7 +133,7 @@ export async function calibrateEngines(options: LlamaEngineOptions & Pick<Engine
     import("./cpu-features.js"),
   ]);
   const path = await resolveModelSource(options.model, options);
-  const key = `${ggufFingerprint(path)} ${kernelFlagsLine()} threads=${options.threads ?? availableParallelism()}`;
+  const key = measurementKey(ggufFingerprint(path), kernelFlagsLine(), options.threads);
   const chosen = await selection.calibrate({
     key,
     maxLength: 512,
