@@ -40,7 +40,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--no-onnx-cache", "onnx engine: build its graphs in memory at every start instead of keeping them on disk (--models-dir or ~/.cache/qwen-rerank/onnx, about the model file's size)")
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))
-    .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (default: 512; onnx: 1024)", intArg(1, 65536))
+    .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (default: 512)", intArg(1, 65536))
     .option("--flash-attention", "enable flash attention (default: on)")
     .option("--no-flash-attention", "disable flash attention (exact F32 numerics with --kv-cache-type f32)")
     .addOption(new Option("--kv-cache-type <type>", "KV cache element type (default: f16)").choices(["f32", "f16", "bf16", "q8_0", "q4_0"]))

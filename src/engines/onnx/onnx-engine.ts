@@ -51,12 +51,9 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    */
   sequences?: number | undefined;
   /**
-   * Tokens in one run (documents × the longest of them, padding included); a longer document runs
-   * in pieces of this many tokens over its growing cache. Small runs keep the attention tensors
-   * small (batches of 8 × 256 tokens ran 1.2-1.5x slower than runs of 512 on the 0.6B shape), but a
-   * piece costs a pass of its own: with one document a run, 1024 scored ~512-token documents
-   * (521 tokens with the prompt's end) 1.25-1.5x faster than 512, which cut them in two.
-   * Default 1024.
+   * Tokens in one run (documents × the longest of them, padding included): a batch of 256-token
+   * documents holds 2. Small runs keep the attention tensors small; on the 0.6B shape 512 ran 1.2-1.5x
+   * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone).
    */
   batchSize?: number | undefined;
   /**
@@ -209,7 +206,7 @@ export class OnnxEngine implements Engine {
         throw error;
       }
       const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
-      const batchSize = Math.max(1, Math.floor(options.batchSize ?? 1024));
+      const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
