@@ -32,14 +32,19 @@ export interface EngineChoice {
   onnxCache?: boolean | undefined;
   /** Hears which engine was chosen and why (the CLI logs it). Default: none. */
   onEngineSelected?: ((selection: EngineSelection) => void) | undefined;
-  /** Hears what should not pass silently (an onnx cache that could not be written or was damaged). Default: a process warning. */
-  onWarning?: ((message: string) => void) | undefined;
 }
 
-type Concrete = LlamaEngineOptions & Pick<EngineChoice, "onnxCache" | "onWarning"> & { engine: "llama" | "onnx"; onnxPrecision?: OnnxPrecision | undefined };
+/**
+ * What openEngine takes: the engine options, and where the engine's warnings go (an onnx cache that
+ * could not be written or was damaged): the reranker's own `onWarning` (src/pipeline/pipeline.ts),
+ * which openStack passes down. Default: a process warning.
+ */
+export type EngineOpenOptions = LlamaEngineOptions & EngineChoice & { onWarning?: ((message: string) => void) | undefined };
+
+type Concrete = Omit<EngineOpenOptions, "engine" | "onEngineSelected"> & { engine: "llama" | "onnx" };
 
 /** Opens the chosen engine; the onnx engine (and onnxruntime-node) is loaded only when it runs. `info.selection` says which and why. */
-export async function openEngine(options: LlamaEngineOptions & EngineChoice): Promise<Engine> {
+export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
   const { engine: kind = "auto", onnxPrecision, onEngineSelected, ...rest } = options;
   const selection = await selectEngine(rest, kind, onnxPrecision);
   onEngineSelected?.(selection);
@@ -124,7 +129,7 @@ const measurementKey = (fingerprint: string, kernelFlags: string, threads: numbe
  * (src/engines/engine-selection.ts); the choice is kept in engine-choice.json, where `engine: "auto"`
  * finds it from then on. What `doctor --engines` runs. `options.model` may be any model source.
  */
-export async function calibrateEngines(options: LlamaEngineOptions & Pick<EngineChoice, "onnxCache" | "onWarning">): Promise<EngineSelection> {
+export async function calibrateEngines(options: Omit<EngineOpenOptions, "engine" | "onnxPrecision" | "onEngineSelected">): Promise<EngineSelection> {
   const [{ resolveModelSource }, { onnxFit }, selection, { ggufFingerprint }, { kernelFlagsLine }] = await Promise.all([
     import("./llama/model-source.js"),
     import("./onnx/onnx-fit.js"),

@@ -32,7 +32,7 @@ export interface ResolvedKnobs {
 export interface PipelineSettings extends DefaultKnobs {
   /** Extra presets (a built-in of the same name is replaced). Default: none. */
   presets?: Preset[] | undefined;
-  /** Receives warnings (e.g. a non-English instruction), once per distinct message. Default: process.emitWarning. */
+  /** Receives warnings (e.g. a non-English instruction, an onnx graph cache that could not be written), once per distinct message. Default: process.emitWarning. */
   onWarning?: ((message: string) => void) | undefined;
 }
 
