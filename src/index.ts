@@ -1,5 +1,5 @@
 export { createReranker, Reranker } from "./reranker.js";
-export type { RerankerOptions, RerankCallOptions, RerankResult, ScoredPair, ResolvedKnobs } from "./reranker.js";
+export type { RerankerOptions, RerankCallOptions, RerankResult, RerankReport, Omitted, ScoredPair, ResolvedKnobs } from "./reranker.js";
 export { Pipeline } from "./pipeline/pipeline.js";
 export type { PipelineRequest, PipelineResult, PipelineSettings } from "./pipeline/pipeline.js";
 export { CachedSource, EngineSource } from "./pipeline/log-odds.js";

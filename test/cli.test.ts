@@ -66,7 +66,7 @@ test("bad input exits with code 2 and a message, never a stack trace", async () 
     [["score", "--model", model, "--query", "", "--doc", "d"], /query/],
     [["score", "--model", model, "--input", badJsonl], /bad\.jsonl:2/],
     [["score", "--model", model, "--input", notJson], /notjson\.jsonl:1: not valid JSON/],
-    [["score", "--model", model, "--query", "q", "--doc", "d", "--max-length", "10"], /maxLength/],
+    [["score", "--model", model, "--query", "q", "--doc", "d", "--max-length", "10"], /^qwen-rerank: --max-length: must be at least \d+ tokens/m],
     [["score", "--model", model, "--bogus"], /unknown option/],
     [["serve", "--model", model, "--adaptive", "fast"], /--adaptive/],
     [["serve", "--model", model, "--target-score-mean", "1.5"], /target-score-mean/],

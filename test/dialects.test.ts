@@ -106,10 +106,11 @@ describe("dialect fidelity and operator features (real HTTP, tiny model)", () =>
     assert.deepEqual((v2.json.meta as { billed_units: unknown }).billed_units, { search_units: 1 });
     const objects = await post(`${url}/v1/rerank`, { query: QUERY_EN, documents: [{ title: "Beijing", body: "capital" }, { text: "Paris" }], rank_fields: ["title", "body"], return_documents: true });
     assert.equal(objects.status, 200);
-    const texts = (objects.json.results as Array<{ index: number; document: { text: string } }>).sort((a, b) => a.index - b.index).map((r) => r.document.text);
-    assert.deepEqual(texts, ["title: Beijing\nbody: capital", "Paris"]);
+    // Ranked by "title: Beijing\nbody: capital"; answered with the objects as they were sent (issue 30).
+    const sent = (objects.json.results as Array<{ index: number; document: unknown }>).sort((a, b) => a.index - b.index).map((r) => r.document);
+    assert.deepEqual(sent, [{ title: "Beijing", body: "capital" }, { text: "Paris" }]);
     const together = await post(`${url}/rerank`, { query: QUERY_EN, documents: [{ title: "Beijing", year: 1949 }], return_documents: true });
-    assert.equal((together.json.results as Array<{ document: { text: string } }>)[0]?.document.text, "title: Beijing\nyear: 1949", "Together: all keys");
+    assert.deepEqual((together.json.results as Array<{ document: unknown }>)[0]?.document, { title: "Beijing", year: 1949 }, "Together: ranked by all keys, answered as sent");
     const refused = await post(`${url}/v1/rerank`, { query: QUERY_EN, documents: [{ title: "Beijing" }] });
     assert.equal(refused.status, 400, "Cohere: an object needs text or rank_fields");
     for (const h of ["x-total-time", "x-tokenization-time", "x-queue-time", "x-inference-time", "x-compute-tokens", "x-compute-characters"]) {

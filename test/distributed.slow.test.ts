@@ -32,9 +32,13 @@ async function untilAdvertised(port: number): Promise<void> {
   }
 }
 
-async function until(condition: () => boolean, what: string, ms = 60_000): Promise<void> {
+/** Waits for `condition`; a run that ends first fails the wait with what it printed. */
+async function until(condition: () => boolean, what: string, run?: Promise<CliResult>, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
+  let ended: CliResult | undefined;
+  void run?.then((r) => (ended = r));
   while (!condition()) {
+    if (ended) throw new Error(`the run ended (exit ${ended.code}) before ${what}: ${ended.stderr}`);
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
@@ -77,7 +81,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
         cliAsync(["score", "--model", model, "--input", input, "--queue", "redis://127.0.0.1:6379/zero"]),
       ]);
       // Kill worker a in the middle of its second job (its first may be done before anyone looks).
-      await until(() => a.started().length >= 2, "a's second job");
+      await until(() => a.started().length >= 2, "a's second job", coordinator);
       const killedJob = a.started()[1];
       a.child.kill("SIGKILL");
       const distributed = await coordinator;
@@ -116,7 +120,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
       let kept = 0;
       const first = cliChild(evalArgs("queued.run", ...distributed));
       // Two jobs done, then the worker is frozen so that the rest wait in the queue when Ctrl-C comes.
-      await until(() => b.finished().length >= done + 2, "two finished jobs");
+      await until(() => b.finished().length >= done + 2, "two finished jobs", first.result);
       b.child.kill("SIGSTOP");
       // The coordinator hears a completion a moment after the worker logs it.
       await until(() => existsSync(store) && readFileSync(store, "utf8").trim().length > 0, "a job's log-odds in the store");
@@ -152,7 +156,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
     await t.test("Redis frozen for 1.5 s, then back: the run waits and gives the in-process output", async () => {
       const done = b.finished().length;
       const run = cliAsync(queued);
-      await until(() => b.finished().length >= done + 2, "two jobs");
+      await until(() => b.finished().length >= done + 2, "two jobs", run);
       redis.signal("SIGSTOP");
       await sleep(1500);
       redis.signal("SIGCONT");
@@ -165,7 +169,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
       const done = b.finished().length;
       const started = Date.now();
       const run = cliAsync(queued, 60_000);
-      await until(() => b.finished().length >= done + 1, "a job");
+      await until(() => b.finished().length >= done + 1, "a job", run);
       redis.signal("SIGKILL");
       await redis.exited;
       const result = await run;
@@ -179,7 +183,7 @@ test("distributed scoring on a real Redis with real workers, and its faults", { 
       await untilAdvertised(redis.port);
       const done = b.finished().length;
       const run = cliAsync(queued);
-      await until(() => b.finished().length >= done + 2, "two jobs");
+      await until(() => b.finished().length >= done + 2, "two jobs", run);
       redis.signal("SIGKILL");
       await redis.exited;
       await sleep(500);

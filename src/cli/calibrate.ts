@@ -33,8 +33,16 @@ const fractionArg = (value: string): number => {
   return n;
 };
 
-/** A query's side of the holdout split: a hash of its id, so the split repeats across runs. */
-const isHeldOut = (qid: string, fraction: number) => fraction > 0 && createHash("sha1").update(qid).digest().readUInt32BE(0) / 2 ** 32 < fraction;
+/**
+ * The held-out queries: round(fraction x queries) of them (at least one), those whose id hashes
+ * lowest, so the split repeats across runs and holds out what was asked, not what a hash gave.
+ */
+function heldOutQueries(qids: readonly string[], fraction: number): Set<string> {
+  if (fraction <= 0) return new Set();
+  const count = Math.min(qids.length - 1, Math.max(1, Math.round(fraction * qids.length)));
+  const rank = (qid: string) => createHash("sha1").update(qid).digest("hex");
+  return new Set([...qids].sort((a, b) => (rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : 0)).slice(0, Math.max(0, count)));
+}
 
 interface Figures {
   logLoss: number;
@@ -57,14 +65,18 @@ interface CalibrationOutcome {
   /** The instruction the scores were computed with. */
   instruction: string;
   warning: string | undefined;
+  /** Queries of the set, and how many of them were held out. */
+  queries: number;
+  heldOutQueries: number;
 }
 
 /** Scores the set, fits the calibration on the fit queries and measures it on the held-out ones. */
 async function calibrate(flags: CalibrateFlags, set: EvalSet, stack: ScoringStack): Promise<CalibrationOutcome> {
   const stored = storedPipeline(stack, flags.model ?? "", flags.cache);
   const scores = await scoreWithProgress(stored, set, {}, "scoring");
-  const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !isHeldOut(q, flags.holdout));
-  const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => isHeldOut(q, flags.holdout)) : fitSet;
+  const heldOut = heldOutQueries(set.queries.map((q) => q.qid), flags.holdout);
+  const fitSet = labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => !heldOut.has(q));
+  const testSet = flags.holdout > 0 ? labelledScores(set, scores.logits, flags.relevanceLevel, flags.judgedOnly, (q) => heldOut.has(q)) : fitSet;
   if (fitSet.logits.length === 0) throw new ValidationError("no labelled pair to fit on (lower --holdout, or check that the qrels judge the candidates)");
   if (testSet.logits.length === 0) throw new ValidationError("the holdout holds no pair: raise --holdout or use more queries");
   const positives = fitSet.labels.reduce((s, y) => s + y, 0);
@@ -82,7 +94,7 @@ async function calibrate(flags: CalibrateFlags, set: EvalSet, stack: ScoringStac
   const warning = fit.clamped
     ? `the best temperature lies outside [${MIN_TEMPERATURE}, ${MAX_TEMPERATURE}] and was clamped: ${fit.temperature >= MAX_TEMPERATURE ? "the scores barely track (or run against) the labels" : "the labels are almost perfectly separated"}`
     : undefined;
-  return { source: set.source, fitSet, testSet, positives, fit, before, after, figures: { before: measure(before), after: measure(after) }, instruction: scores.knobs.instruction, warning };
+  return { source: set.source, fitSet, testSet, positives, fit, before, after, figures: { before: measure(before), after: measure(after) }, instruction: scores.knobs.instruction, warning, queries: set.queries.length, heldOutQueries: heldOut.size };
 }
 
 const evaluatedOn = (o: CalibrationOutcome, flags: CalibrateFlags) => (flags.holdout > 0 ? `${o.testSet.logits.length} held-out pairs` : "the same pairs");
@@ -102,6 +114,7 @@ function asJson(o: CalibrationOutcome, flags: CalibrateFlags): object {
     dataset: o.source,
     pairs: { fit: o.fitSet.logits.length, evaluated: o.testSet.logits.length, relevant: o.positives },
     holdout: flags.holdout,
+    queries: { fit: o.queries - o.heldOutQueries, heldOut: o.heldOutQueries },
     temperature: o.fit.temperature,
     bias: o.fit.bias,
     clamped: o.fit.clamped,
@@ -155,6 +168,14 @@ async function run(flags: CalibrateFlags, cmd: Command): Promise<void> {
   const set = await loadSetFrom(flags);
   const outcome = await withModel("calibrate", flags, extras, (stack) => calibrate(flags, set, stack));
   const { before, after } = outcome.figures;
+  // A temperature clamped at its top means the scores barely track the labels: a profile with it
+  // would flatten every score to about 0.5. Not written, and the exit code says so.
+  if (outcome.fit.clamped && outcome.fit.temperature >= MAX_TEMPERATURE) {
+    process.stdout.write(flags.json ? `${JSON.stringify({ ...asJson(outcome, flags), profile: null }, null, 2)}\n` : asText(outcome, flags));
+    process.stderr.write(`qwen-rerank: ${outcome.warning ?? "the fit was clamped"}; ${flags.out} was not written (a temperature of ${MAX_TEMPERATURE} would flatten every score): check the labels and --relevance-level, or the instruction\n`);
+    process.exitCode = 1;
+    return;
+  }
   await writeProfile(flags.out, profileOf(outcome, flags), [
     `qwen-rerank calibrate: fitted on ${outcome.fitSet.logits.length} labelled pairs of ${outcome.source}.`,
     `log-loss ${before.logLoss.toFixed(4)} -> ${after.logLoss.toFixed(4)}, ECE ${before.ece.toFixed(4)} -> ${after.ece.toFixed(4)} on ${evaluatedOn(outcome, flags)}.`,

@@ -27,7 +27,7 @@ import { withModel } from "./model.js";
 interface EvalFlags extends DatasetFlags, ModelFlagValues {
   perQuery?: boolean;
   complete?: boolean;
-  out: string;
+  out?: string;
   /** The old name of --out. */
   output?: string;
 }
@@ -99,6 +99,17 @@ interface RerankingOutcome {
   };
 }
 
+/**
+ * Measures need judged relevant documents: a set with none would print a table of zeros that
+ * reads like a result. Said before the model loads.
+ */
+function refuseUnlabelled(set: EvalSet, relevanceLevel: number): void {
+  for (const judged of set.qrels.values()) for (const relevance of judged.values()) if (relevance >= relevanceLevel) return;
+  throw new ValidationError(
+    `${set.source} has no document judged relevant (relevance >= ${relevanceLevel}, --relevance-level): eval's measures need labels. To rerank unlabelled data, use \`qwen-rerank score --input FILE.jsonl\``,
+  );
+}
+
 /** Reranks the first stage's candidates and measures both runs. */
 async function evaluateReranking(flags: EvalFlags, measures: Measure[], set: EvalSet, stack: ScoringStack): Promise<RerankingOutcome> {
   const stored = storedPipeline(stack, flags.model ?? "", flags.cache);
@@ -132,7 +143,7 @@ async function evaluateReranking(flags: EvalFlags, measures: Measure[], set: Eva
   };
 }
 
-function rerankingJson(o: RerankingOutcome, flags: EvalFlags, output: string): object {
+function rerankingJson(o: RerankingOutcome, flags: EvalFlags, output: string | undefined): object {
   const k = o.knobs;
   const out: Record<string, unknown> = {
     dataset: o.source,
@@ -143,13 +154,13 @@ function rerankingJson(o: RerankingOutcome, flags: EvalFlags, output: string): o
     scoring: o.scoring,
     logLoss: logLoss(o.labelled.logits, o.labelled.labels, o.calibration),
     ece: expectedCalibrationError(o.labelled.logits, o.labelled.labels, o.calibration),
-    run: output,
+    run: output ?? null,
   };
   if (flags.perQuery) out.perQuery = { firstStage: Object.fromEntries(o.before.perQuery), reranked: Object.fromEntries(o.after.perQuery) };
   return out;
 }
 
-function rerankingText(o: RerankingOutcome, flags: EvalFlags, output: string): string {
+function rerankingText(o: RerankingOutcome, flags: EvalFlags, output: string | undefined): string {
   const { measures, comparison, before, after, scoring } = o;
   let text = `dataset: ${o.source}: ${after.queries} queries, ${scoring.pairs} pairs\n`;
   text += `model: ${o.model.name} (${o.model.flavor}); max_length ${o.knobs.maxLength}; instruction: ${o.knobs.instruction}\n\n`;
@@ -167,7 +178,7 @@ function rerankingText(o: RerankingOutcome, flags: EvalFlags, output: string): s
     }
   }
   text += `\nscoring: ${scoring.scoredPairs} pairs scored, ${scoring.cachedPairs} from the cache; ${scoring.pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`;
-  return `${text}wrote reranked run ${output}\n`;
+  return `${text}${output ? `wrote reranked run ${output}` : "the reranked run was not written (--out FILE writes it in TREC format)"}\n`;
 }
 
 async function runReranking(flags: EvalFlags, cmd: Command): Promise<void> {
@@ -175,9 +186,10 @@ async function runReranking(flags: EvalFlags, cmd: Command): Promise<void> {
   const measures = measuresFrom(flags);
   const extras = applyConfigOptions(cmd);
   const set = await loadSetFrom(flags);
+  refuseUnlabelled(set, flags.relevanceLevel);
   const output = flags.output ?? flags.out;
   const outcome = await withModel("eval", flags, extras, (stack) => evaluateReranking(flags, measures, set, stack));
-  await writeRun(output, outcome.run, "qwen-rerank");
+  if (output) await writeRun(output, outcome.run, "qwen-rerank");
   process.stdout.write(flags.json ? `${JSON.stringify(rerankingJson(outcome, flags, output), null, 2)}\n` : rerankingText(outcome, flags, output));
   await maybeWriteReport(flags.report, () => rerankReport(outcome));
 }
@@ -241,7 +253,7 @@ export function registerEval(program: Command): void {
     .description("evaluate a TREC run against qrels (no model), or rerank a data set and compare with its first stage")
     .option("--per-query", "also print each query's values")
     .option("--complete", "average over every judged query; queries missing from the run score 0 (trec_eval -c)")
-    .option("-o, --out <file>", "where the reranked TREC run is written", "reranked.run")
+    .option("-o, --out <file>", "write the reranked run there, in TREC format (default: not written)")
     .addOption(new Option("--output <file>", "the former name of --out").hideHelp());
   addDatasetFlags(cmd);
   addQueueFlags(addModelFlags(cmd, "eval"));

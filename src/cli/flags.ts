@@ -4,10 +4,13 @@ import type { OnnxPrecision } from "../engines/onnx/precision.js";
 import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { describeShape } from "../engines/llama/memory-ladder.js";
 import type { Command } from "commander";
+import bytes from "bytes";
 import { InvalidArgumentError, Option } from "commander";
 import type { DefaultKnobs, ModelCommand } from "../config/knobs.js";
 import { KNOBS, knobsOfCommand } from "../config/knobs.js";
 import type { KvCacheType } from "../engines/llama/options.js";
+import { DEFAULT_MEMORY_RESERVE_BYTES } from "../engines/llama/options.js";
+import { DEFAULT_PREFIX_CACHE_BYTES } from "../engines/head-cache.js";
 import type { ConvertType } from "../hf/convert.js";
 import { CONVERT_TYPES } from "../hf/convert.js";
 import type { RerankerOptions } from "../pipeline/stack.js";
@@ -48,8 +51,8 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--gpu-layers <n>", "layers offloaded to the GPU: auto, max or a count (default: auto)")
     .option("--no-mmap", "read the model into memory instead of memory-mapping it")
     .option("--no-prefix-reuse", "evaluate every pair whole (for comparisons; slower)")
-    .option("--prefix-cache-bytes <n>", "bytes of evaluated prompt heads (instruction + query) kept across calls; 0 = off (default: 268435456)", intArg(0))
-    .option("--memory-reserve-bytes <n>", "llama engine: memory kept free beside the context; a context leaving less backs off to a smaller one; 0 = no check (default: 268435456)", intArg(0))
+    .option("--prefix-cache-bytes <size>", `evaluated prompt heads (instruction + query) kept across calls, e.g. 512MB; 0 = off (default: ${sizeText(DEFAULT_PREFIX_CACHE_BYTES)})`, sizeAtLeast(0))
+    .option("--memory-reserve-bytes <size>", `llama engine: memory kept free beside the context, e.g. 1GB; a context leaving less backs off to a smaller one; 0 = no check (default: ${sizeText(DEFAULT_MEMORY_RESERVE_BYTES)})`, sizeAtLeast(0))
     .option("--models-dir <dir>", "cache directory for hf: models and checkpoint conversions")
     .addOption(new Option("--convert-type <type>", "with a Hugging Face checkpoint as --model: the GGUF type it is converted to, once (default: f16)").choices([...CONVERT_TYPES]))
     .option("--offline", "never download: hf: URIs must already be in the models directory")
@@ -64,6 +67,22 @@ export function addQueueFlags(cmd: Command): Command {
     .option("--job-tokens <n>", "with --queue: most prompt tokens per job", intArg(1, 10_000_000), 16_384)
     .option("--queue-wait <seconds>", "with --queue: how long the run waits without Redis or without a live worker for its model before it fails", intArg(1, 86_400), 60);
 }
+
+/**
+ * Every size flag: bytes, or a size such as 12GB, 512MB or 64kb (powers of 1024), from `min` bytes
+ * up. One syntax for all of them (--models-memory, --max-body-bytes, --cache-bytes, ...).
+ */
+export const sizeAtLeast =
+  (min: number) =>
+  (value: string): number => {
+    const n = /^\s*\d+(\.\d+)?\s*([kmgtp]?b)?\s*$/i.test(value) ? bytes.parse(value) : null;
+    if (n === null || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`expected a size such as 12GB, 512MB or a number of bytes${min > 0 ? `, at least ${bytes.format(min)}` : ""}`);
+    return Math.floor(n);
+  };
+/** A size of at least one byte (--models-memory). */
+export const sizeArg = sizeAtLeast(1);
+/** How a size default reads in --help ("256MB", not 268435456). */
+export const sizeText = (n: number): string => bytes.format(n, { unitSeparator: "" }) ?? String(n);
 
 /** A redis:// URL, checked when the flags are read. */
 export const redisUrlArg = (value: string): string => {
@@ -171,8 +190,8 @@ export function addModelFlags(cmd: Command, command: ModelCommand): Command {
   // serve takes several models: --model NAME=FILE, repeated.
   const model =
     command === "serve"
-      ? new Option("-m, --model <[name=]file>", "GGUF file or hf: URI of a Qwen3-Reranker model; repeat as NAME=FILE to serve several (the request's `model` picks one)").argParser(collectModelArgument)
-      : new Option("-m, --model <file>", "GGUF file or hf: URI of a Qwen3-Reranker model (here or in --config)");
+      ? new Option("-m, --model <[name=]file>", "a Qwen3-Reranker model: GGUF file, hf: URI, Hugging Face checkpoint folder or hub id; repeat as NAME=FILE to serve several (the request's `model` picks one)").argParser(collectModelArgument)
+      : new Option("-m, --model <file>", "a Qwen3-Reranker model: GGUF file, hf: URI, Hugging Face checkpoint folder or hub id (here or in --config)");
   cmd
     .addOption(model)
     .option("-c, --config <file>", "YAML or JSON config: options in camelCase, presets, languageInstructions, profiles (tune and calibrate write one)")

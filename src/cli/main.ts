@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
-import { isRerankError } from "../errors/errors.js";
+import { flagOfField } from "../config/knobs.js";
+import { ValidationError, isRerankError } from "../errors/errors.js";
 import { exitCodeOf } from "../errors/status.js";
 import { PACKAGE_VERSION } from "../version.js";
 
@@ -26,9 +27,11 @@ const program = new Command("qwen-rerank")
   .version(PACKAGE_VERSION)
   .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
-// The command named on the line alone; all of them for the top-level help or an unknown name.
+// The command named on the line alone; all of them for the top-level help or an unknown name, and
+// with a config file, which may hold other commands' options (one file for score and serve).
 const named = process.argv[2];
-const loaders = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]] : Object.values(COMMANDS);
+const withConfig = process.argv.some((a) => a === "-c" || a.startsWith("--config") || /^-c./.test(a));
+const loaders = named !== undefined && Object.hasOwn(COMMANDS, named) && !withConfig ? [COMMANDS[named]] : Object.values(COMMANDS);
 for (const load of loaders) if (load) (await load())(program);
 
 try {
@@ -38,7 +41,9 @@ try {
     // help and version end with code 0; usage errors are the user's to fix: exit 2.
     process.exitCode = error.exitCode === 0 ? 0 : 2;
   } else if (isRerankError(error)) {
-    process.stderr.write(`qwen-rerank: ${error.message}\n`);
+    // A library field ("maxLength") is told as the flag the user typed ("--max-length").
+    const told = error instanceof ValidationError ? error.renamed(flagOfField) : error;
+    process.stderr.write(`qwen-rerank: ${told.message}\n`);
     process.exitCode = exitCodeOf[error.code];
   } else {
     process.stderr.write(`qwen-rerank: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

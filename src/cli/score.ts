@@ -1,7 +1,9 @@
 import type { Command } from "commander";
+import type { CallKnobs } from "../config/knobs.js";
+import { extensionFields, knobsFromWire, wireOfField } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
-import type { RerankResult } from "../reranker.js";
+import type { RerankReport } from "../reranker.js";
 import { Reranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";
@@ -22,14 +24,35 @@ interface Job {
   query: string;
   documents: string[];
   line?: number;
+  /** The line's own `id`, written back beside its results. */
+  id?: string | number;
+  /** The line's own knobs (instruction, top_n, top_p, ...: the HTTP extension fields). */
+  knobs?: CallKnobs;
 }
 
+/** The keys a line of `score --input` may carry: the query, its documents, an id, and per-line knobs. */
+const LINE_KEYS = new Set(["query", "documents", "id", "top_n", ...Object.keys(extensionFields)]);
+
+/**
+ * Lines of `{"query", "documents", "id"?, knobs?}`; a document is a string or `{"text": ...}` (the
+ * shape eval's data sets use, other keys such as `relevance` ignored). An unknown key is an error,
+ * so that a misspelt knob is never silently dropped.
+ */
 async function* readJobs(path: string): AsyncGenerator<Job> {
   for await (const { text, line } of readLines(path)) {
     const o = parseJsonLine(path, line, text);
     if (typeof o.query !== "string") throw new FileLineError(path, line, '"query" must be a string');
-    if (!Array.isArray(o.documents) || o.documents.some((d) => typeof d !== "string")) throw new FileLineError(path, line, '"documents" must be an array of strings');
-    yield { query: o.query, documents: o.documents as string[], line };
+    if (!Array.isArray(o.documents)) throw new FileLineError(path, line, '"documents" must be an array of strings or {"text": ...} objects');
+    const documents = (o.documents as unknown[]).map((d, i) => {
+      if (typeof d === "string") return d;
+      if (d !== null && typeof d === "object" && typeof (d as { text?: unknown }).text === "string") return (d as { text: string }).text;
+      throw new FileLineError(path, line, `documents.${i}: must be a string or an object with a string "text"`);
+    });
+    const unknown = Object.keys(o).find((k) => !LINE_KEYS.has(k));
+    if (unknown !== undefined) throw new FileLineError(path, line, `unknown key "${unknown}" (a line takes query, documents, id, top_n and the knobs ${Object.keys(extensionFields).join(", ")})`);
+    if (o.id !== undefined && typeof o.id !== "string" && typeof o.id !== "number") throw new FileLineError(path, line, '"id" must be a string or a number');
+    const knobs: CallKnobs = { ...knobsFromWire(o), ...(o.top_n !== undefined && o.top_n !== null ? { topN: o.top_n as number } : {}) };
+    yield { query: o.query, documents, line, ...(o.id !== undefined ? { id: o.id } : {}), knobs };
   }
 }
 
@@ -38,14 +61,19 @@ const preview = (s: string, width: number): string => {
   return flat.length > width ? `${flat.slice(0, width - 1)}…` : flat;
 };
 
-function printTable(job: Job, results: RerankResult[]): void {
-  process.stdout.write(`query: ${job.query}\n`);
+function printTable(job: Job, { results, omittedReason }: RerankReport): void {
+  process.stdout.write(`query: ${job.query}${job.id !== undefined ? `  (id ${job.id})` : ""}\n`);
+  if (results.length === 0) {
+    process.stdout.write(`no document returned: ${omittedReason ?? "none was given"}\n`);
+    return;
+  }
   process.stdout.write(`${"rank".padStart(4)}  ${"index".padStart(5)}  ${"score".padStart(8)}  ${"logit".padStart(8)}  document\n`);
   results.forEach((r, rank) => {
     const note = r.truncated ? " [truncated]" : r.chunk ? ` [best of ${r.chunk.windows} windows: tokens ${r.chunk.start}-${r.chunk.end}]` : "";
     const doc = preview(r.chunk?.text ?? job.documents[r.index] ?? "", 60) + note;
     process.stdout.write(`${String(rank + 1).padStart(4)}  ${String(r.index).padStart(5)}  ${r.score.toFixed(4).padStart(8)}  ${r.logit.toFixed(3).padStart(8)}  ${doc}\n`);
   });
+  if (omittedReason) process.stdout.write(`(${omittedReason})\n`);
 }
 
 async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
@@ -57,7 +85,8 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
   await withModel("score", flags, extras, async (stack) => {
     const reranker = new Reranker(stack);
     let first = true;
-    const emit = (job: Job, results: RerankResult[]) => {
+    const emit = (job: Job, report: RerankReport) => {
+      const { results, omitted } = report;
       if (flags.json) {
         const out = results.map((r) => ({
           index: r.index,
@@ -68,19 +97,21 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
           document: job.documents[r.index],
         }));
         const language = results[0]?.language;
-        process.stdout.write(`${JSON.stringify({ query: job.query, ...(language ? { language } : {}), results: out })}\n`);
+        const left = omitted.topP + omitted.threshold + omitted.topN > 0 ? { omitted: { top_p: omitted.topP, threshold: omitted.threshold, top_n: omitted.topN, reason: report.omittedReason } } : {};
+        process.stdout.write(`${JSON.stringify({ ...(job.id !== undefined ? { id: job.id } : {}), query: job.query, ...(language ? { language } : {}), results: out, ...left })}\n`);
       } else {
         if (!first) process.stdout.write("\n");
-        printTable(job, results);
+        printTable(job, report);
       }
       first = false;
     };
     const rerank = async (job: Job, onProgress?: (done: number) => void) => {
       try {
-        // The other knob flags are the reranker's defaults; top_n is the one per-call knob.
-        return await reranker.rerank(job.query, job.documents, { topN: flags.topN, onProgress });
+        // The other knob flags are the reranker's defaults; top_n is the one per-call knob; a line's own knobs win.
+        return await reranker.rerankReport(job.query, job.documents, { topN: flags.topN, ...job.knobs, onProgress });
       } catch (error) {
-        if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.message}`);
+        // A line's fields are told by their JSON names (max_length), the flags' by theirs.
+        if (error instanceof ValidationError && job.line !== undefined) throw new ValidationError(`${flags.input}:${job.line}: ${error.renamed(wireOfField).message}`);
         throw error;
       }
     };
@@ -105,7 +136,7 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
  * With a queue, lines are scored several at a time (documents of up to twice `callPairs` in
  * flight), so that the workers have many jobs; results are still written in the file's order.
  */
-async function scoreConcurrently(input: string, callPairs: number, rerank: (job: Job, onProgress: (done: number) => void) => Promise<RerankResult[]>, emit: (job: Job, results: RerankResult[]) => void): Promise<void> {
+async function scoreConcurrently(input: string, callPairs: number, rerank: (job: Job, onProgress: (done: number) => void) => Promise<RerankReport>, emit: (job: Job, report: RerankReport) => void): Promise<void> {
   const jobs: Job[] = [];
   for await (const job of readJobs(input)) jobs.push(job);
   const bar = progressBar(
@@ -113,7 +144,7 @@ async function scoreConcurrently(input: string, callPairs: number, rerank: (job:
     "scoring",
   );
   const progress = new Array<number>(jobs.length).fill(0);
-  const running: Array<Promise<RerankResult[]>> = [];
+  const running: Array<Promise<RerankReport>> = [];
   let inFlight = 0;
   let next = 0;
   try {
@@ -130,7 +161,7 @@ async function scoreConcurrently(input: string, callPairs: number, rerank: (job:
         work.catch(() => undefined);
         running.push(work);
       }
-      emit(jobs[written] as Job, await (running[written] as Promise<RerankResult[]>));
+      emit(jobs[written] as Job, await (running[written] as Promise<RerankReport>));
     }
   } finally {
     bar.stop();
@@ -143,7 +174,7 @@ export function registerScore(program: Command): void {
     .description("rerank documents for a query (inline or from a JSONL file) and print the scores")
     .option("-q, --query <text>", "the query")
     .option("-d, --doc <text>", "a document (repeat for more)", (v: string, prev: string[] = []) => [...prev, v])
-    .option("-i, --input <file>", 'JSONL file, one {"query": ..., "documents": [...]} per line')
+    .option("-i, --input <file>", 'JSONL file ("-": standard input), one {"query": ..., "documents": [strings or {"text": ...}], "id"?, "top_n"?, "instruction"?, ...} per line')
     .option("--json", "one JSON object per query on stdout");
   addQueueFlags(addModelFlags(cmd, "score")).action(async () => {
     const extras = applyConfigOptions(cmd);

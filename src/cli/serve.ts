@@ -4,11 +4,12 @@ import type { AdaptiveOptions } from "../monitor/adaptive.js";
 import { AdaptiveController } from "../monitor/adaptive.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { startServer } from "../server/serve.js";
+import { OPEN_WITHOUT_KEY } from "../server/app.js";
 import { applyConfigOptions, applyEnvironment } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
-import { addModelFlags, intArg, numberArg, redisUrlArg, rerankerOptionsFrom } from "./flags.js";
+import { addModelFlags, intArg, numberArg, redisUrlArg, rerankerOptionsFrom, sizeArg, sizeAtLeast } from "./flags.js";
 import type { ModelArgument } from "./served-models.js";
-import { servedModels, sizeArg } from "./served-models.js";
+import { servedModels } from "./served-models.js";
 
 
 interface ServeFlags extends Omit<ModelFlagValues, "model"> {
@@ -81,17 +82,17 @@ export function registerServe(program: Command): void {
     .description("serve Cohere / Jina / vLLM / TEI compatible rerank APIs over HTTP, with Prometheus metrics")
     .option("--host <host>", "address to bind", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", intArg(0, 65535), 8080)
-    .option("--api-key <key>", "require Authorization: Bearer <key> (all endpoints but /health)")
+    .option("--api-key <key>", `require Authorization: Bearer <key> on every endpoint but the data-free GET ${OPEN_WITHOUT_KEY.join(", ")}`)
     .option("--cors-origin <origin>", "allow CORS from this origin (repeat; * for any; default: CORS off)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--max-documents <n>", "documents per request", intArg(1), 1000)
     .option("--max-document-chars <n>", "characters per document or query", intArg(1), 100_000)
-    .option("--max-body-bytes <n>", "request body size limit", intArg(1024), 10 * 1024 * 1024)
+    .addOption(new Option("--max-body-bytes <size>", "request body size limit (also after decompression), e.g. 10MB").argParser(sizeAtLeast(1024)).default(10 * 1024 * 1024, "10MB"))
     .option("--max-batch-pairs <n>", "pairs per engine batch (across requests)", intArg(1), 64)
     .option("--max-batch-tokens <n>", "tokens per engine batch", intArg(1), 32768)
     .option("--max-queue-pairs <n>", "pairs waiting before requests get 429", intArg(1), 10000)
     .option("--request-timeout <ms>", "per-request timeout in milliseconds (504 after it)", intArg(1), 120_000)
     .option("--cache-entries <n>", "LRU cache of log-odds, in entries (0: off); temperature/top_p changes reuse it", intArg(0), 0)
-    .option("--cache-bytes <n>", "memory bound of the cache", intArg(1024), 32 * 1024 * 1024)
+    .addOption(new Option("--cache-bytes <size>", "memory bound of the cache, e.g. 64MB").argParser(sizeAtLeast(1024)).default(32 * 1024 * 1024, "32MB"))
     .option("--cache <redis-url>", "a log-odds cache in Redis shared by replicas (redis://HOST:PORT/DB), behind the LRU (on with 100000 entries unless --cache-entries); Redis down never fails a request", redisUrlArg)
     .option("--cache-ttl <s>", "seconds an entry lives in the shared cache", intArg(1), 604_800)
     .option("--cache-shared-entries <n>", "most entries in the shared cache; the oldest written go first (~150 bytes of Redis memory each)", intArg(1), 1_000_000)

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseModelArgument, servedModels, sizeArg } from "./served-models.js";
+import { sizeArg, sizeAtLeast } from "./flags.js";
+import { parseModelArgument, servedModels } from "./served-models.js";
 
 test("--model takes a path, a URI, or NAME=PATH", () => {
   assert.deepEqual(parseModelArgument("models/a.gguf"), { name: undefined, source: "models/a.gguf" });
@@ -27,5 +28,8 @@ test("--models-memory takes sizes", () => {
   assert.equal(sizeArg("12GB"), 12 * 1024 ** 3);
   assert.equal(sizeArg("512mb"), 512 * 1024 ** 2);
   assert.equal(sizeArg("1000000"), 1_000_000);
-  for (const bad of ["lots", "0", "-5GB"]) assert.throws(() => sizeArg(bad), /expected a size/);
+  for (const bad of ["lots", "0", "-5GB", "", "12 apples", "0x10"]) assert.throws(() => sizeArg(bad), /expected a size/);
+  assert.equal(sizeAtLeast(0)("0"), 0, "0 where 0 means off");
+  assert.equal(sizeAtLeast(1024)("64kb"), 64 * 1024);
+  assert.throws(() => sizeAtLeast(1024)("100"), /at least 1KB/);
 });

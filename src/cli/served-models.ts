@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs";
-import bytes from "bytes";
 import { InvalidArgumentError } from "commander";
 import { isUri } from "../engines/llama/model-source.js";
 import { ValidationError } from "../errors/errors.js";
@@ -48,11 +47,4 @@ export function servedModels(args: readonly ModelArgument[], configModels: Reado
     several[name] = m.source;
   }
   return { several };
-}
-
-/** `--models-memory`: bytes, or a size such as 12GB or 512MB (powers of 1024). */
-export function sizeArg(value: string): number {
-  const n = bytes.parse(value);
-  if (n === null || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a size such as 12GB, 512MB or a number of bytes");
-  return Math.floor(n);
 }

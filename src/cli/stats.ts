@@ -26,7 +26,7 @@ async function fetchStats(base: string, apiKey: string | undefined): Promise<Sta
   } catch (error) {
     throw new RerankError("engine_unavailable", `cannot reach ${url.href}: ${(error as Error).message}`);
   }
-  if (res.status === 401) throw new ValidationError(`${url.href} wants an API key: give --api-key KEY`);
+  if (res.status === 401) throw new ValidationError(apiKey ? `${url.href} refused the API key given with --api-key: check it against the server's --api-key` : `${url.href} wants an API key: give --api-key KEY`);
   if (!res.ok) throw new RerankError("engine_unavailable", `${url.href} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as Stats;
 }

@@ -100,6 +100,13 @@ function profileOf(o: TuneOutcome, flags: TuneFlags): ProfileValues {
 
 const firstStageValue = (o: TuneOutcome) => o.firstStage.mean[o.space.objective.name] ?? 0;
 
+/** Said when even the best configuration ranks worse than the first stage: reranking would hurt this data. */
+function belowFirstStage(o: TuneOutcome): string | undefined {
+  const first = firstStageValue(o);
+  if (o.best.value >= first) return undefined;
+  return `the best configuration's ${o.space.objective.name} (${o.best.value.toFixed(4)}) is below the first stage's (${first.toFixed(4)}): reranking with this model and these settings makes this data's ranking worse; check the model, the instructions and the labels before serving the profile`;
+}
+
 function asJson(o: TuneOutcome, flags: TuneFlags): object {
   const { best } = o;
   return {
@@ -110,6 +117,7 @@ function asJson(o: TuneOutcome, flags: TuneFlags): object {
     leaderboard: o.board.map((e) => ({ instruction: e.instruction.instruction, preset: e.instruction.preset ?? null, maxLength: e.maxLength, temperature: e.temperature, topP: e.topP, threshold: e.threshold, value: e.value, means: e.means, keptPerQuery: e.keptPerQuery })),
     scoring: o.scoring,
     profile: flags.out,
+    belowFirstStage: belowFirstStage(o) !== undefined,
   };
 }
 
@@ -137,11 +145,14 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
   });
   const set = await loadSetFrom(flags);
   const outcome = await withModel("tune", flags, extras, (stack) => tune(flags, space, set, stack), Math.max(...space.maxLengths));
+  const worse = belowFirstStage(outcome);
   await writeProfile(flags.out, profileOf(outcome, flags), [
     `qwen-rerank tune: best of ${outcome.board.length} configurations by ${space.objective.name} = ${outcome.best.value.toFixed(4)}`,
     `(first stage ${firstStageValue(outcome).toFixed(4)}) on ${outcome.source}, ${outcome.best.report.queries} queries.`,
+    ...(worse ? [`Warning: ${worse}`] : []),
     `Load it with: qwen-rerank serve --config ${flags.out}`,
   ]);
+  if (worse) process.stderr.write(`qwen-rerank: warning: ${worse}\n`);
   process.stdout.write(flags.json ? `${JSON.stringify(asJson(outcome, flags), null, 2)}\n` : asText(outcome, flags));
   await maybeWriteReport(flags.report, () => asReport(outcome, flags));
 }

@@ -87,7 +87,7 @@ export const KNOBS = {
     cli: "language-map",
   }),
   temperature: knob({
-    schema: z.number().finite().positive("must be > 0").max(1000),
+    schema: z.number({ error: "must be a number" }).finite("must be a finite number").positive("must be > 0").max(1000, "must be at most 1000"),
     wire: "temperature",
     flag: "--temperature <t>",
     help: "score = sigmoid(logit / t + bias): t < 1 sharpens, t > 1 flattens; never changes the order",
@@ -98,7 +98,7 @@ export const KNOBS = {
     cli: "number",
   }),
   bias: knob({
-    schema: z.number().finite("must be a finite number"),
+    schema: z.number({ error: "must be a number" }).finite("must be a finite number"),
     flag: "--bias <b>",
     help: "offset added to logit / t before the sigmoid, as fitted by `qwen-rerank calibrate`",
     default: "0",
@@ -108,7 +108,7 @@ export const KNOBS = {
     cli: "number",
   }),
   topP: knob({
-    schema: z.number().gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]"),
+    schema: z.number({ error: "must be a number in (0, 1]" }).gt(0, "must be in (0, 1]").lte(1, "must be in (0, 1]"),
     wire: "top_p",
     flag: "--top-p <p>",
     help: "keep the best documents until their softmax(logit / t) weight reaches p (not sampling)",
@@ -119,7 +119,7 @@ export const KNOBS = {
     cli: "number",
   }),
   threshold: knob({
-    schema: z.number().min(0, "must be in [0, 1]").max(1, "must be in [0, 1]"),
+    schema: z.number({ error: "must be a number in [0, 1]" }).min(0, "must be in [0, 1]").max(1, "must be in [0, 1]"),
     wire: "threshold",
     flag: "--threshold <s>",
     help: "drop documents whose score is below s",
@@ -130,7 +130,8 @@ export const KNOBS = {
     cli: "number",
   }),
   topN: knob({
-    schema: z.number().int("must be an integer").min(1, "must be >= 1"),
+    // Any whole number: one above the number of documents (1e20 included) keeps them all.
+    schema: z.number({ error: "must be a whole number >= 1" }).refine((n) => Number.isInteger(n) && n >= 1, "must be a whole number >= 1"),
     wire: "top_n",
     flag: "--top-n <n>",
     help: "keep only the n best documents",
@@ -141,7 +142,11 @@ export const KNOBS = {
     cli: "number",
   }),
   maxLength: knob({
-    schema: z.number().int("must be an integer").min(1).max(MAX_SUPPORTED_LENGTH),
+    schema: z
+      .number({ error: `must be a whole number of tokens up to ${MAX_SUPPORTED_LENGTH}` })
+      .int(`must be a whole number of tokens up to ${MAX_SUPPORTED_LENGTH}`)
+      .min(1, "must be >= 1")
+      .max(MAX_SUPPORTED_LENGTH, `must be at most ${MAX_SUPPORTED_LENGTH} (the model's trained context)`),
     wire: "max_length",
     flag: "--max-length <n>",
     help: "max tokens of a pair (prompt included); only the query+document part is cut, from its end",
@@ -238,4 +243,27 @@ export function splitDefaultKnobs<T extends DefaultKnobs>(options: T): { knobs: 
     else rest[key] = value;
   }
   return { knobs, rest: rest as Omit<T, DefaultKnobName> };
+}
+
+/** Fields that are not knobs, as the command line of `score` names them. */
+const CLI_FIELDS: Record<string, string> = { query: "--query", documents: "--doc", instruction: "--instruction" };
+
+/**
+ * A library field ("maxLength", "topN.0", "query") as the command line names it ("--max-length"),
+ * or undefined when it has no flag.
+ */
+export function flagOfField(field: string): string | undefined {
+  const [head = field, index] = field.split(".");
+  const spec = (KNOBS as Record<string, KnobSpec<z.ZodType> | undefined>)[head];
+  if (spec) return /--[a-z-]+/.exec(spec.flag)?.[0];
+  // documents.1 is the second --doc.
+  const flag = CLI_FIELDS[head];
+  return flag && index !== undefined && /^\d+$/.test(index) ? `${flag} #${Number(index) + 1}` : flag;
+}
+
+/** A library field as request bodies name it ("maxLength" -> "max_length"), or undefined when it is the same. */
+export function wireOfField(field: string): string | undefined {
+  const [head = field, ...rest] = field.split(".");
+  const wire = (KNOBS as Record<string, KnobSpec<z.ZodType> | undefined>)[head]?.wire;
+  return wire === undefined ? undefined : [wire, ...rest].join(".");
 }

@@ -8,8 +8,8 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, pre
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
-  const path = issue ? fieldName(issue.path) : "input";
-  throw new ValidationError(issue?.message ?? "invalid value", prefix ? `${prefix}.${path}` : path);
+  const path = issue && issue.path.length > 0 ? fieldName(issue.path) : undefined;
+  throw new ValidationError(issue?.message ?? "invalid value", prefix && path ? `${prefix}.${path}` : (prefix ?? path ?? "input"));
 }
 
 export const querySchema = z.string().refine((s) => s.trim().length > 0, "must be a non-empty string");

@@ -103,7 +103,7 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
     import("./memory-room.js"),
   ]);
   const llamaOnlySettings = LLAMA_ONLY.filter(([, given]) => given(options)).map(([flag]) => flag);
-  const gpu = options.gpu === false ? false : (await sharedLlama(options.gpu, options.logLevel ?? "warn")).gpu;
+  const gpu = options.gpu === false ? false : (await sharedLlama(options.gpu, options.logLevel ?? "error")).gpu;
   let onnxRuntimeMissing: string | undefined;
   if (gpu === false && llamaOnlySettings.length === 0) {
     try {

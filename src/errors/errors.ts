@@ -26,9 +26,22 @@ export class RerankError extends Error {
 
 /** Bad input from the caller (a field, an option, a file). */
 export class ValidationError extends RerankError {
+  /** What is wrong, without the field's name. */
+  readonly detail: string;
   constructor(message: string, readonly field?: string) {
     super("invalid_request", field ? `${field}: ${message}` : message);
     this.name = "ValidationError";
+    this.detail = message;
+  }
+
+  /**
+   * The same error with its field named in the caller's words (`--max-length` on the command line,
+   * `max_length` in a request body); `name` answers undefined to keep the library's own name.
+   */
+  renamed(name: (field: string) => string | undefined): ValidationError {
+    const field = this.field === undefined ? undefined : name(this.field);
+    if (field === undefined || field === this.field) return this;
+    return this instanceof EmptyInputError ? new EmptyInputError(field) : new ValidationError(this.detail, field);
   }
 }
 

@@ -13,16 +13,19 @@ export class FileLineError extends ValidationError {
 
 /**
  * Streams a text file's non-blank lines with their 1-based numbers, so that data sets larger
- * than memory can be filtered while they are read. A missing or unreadable file is a
- * ValidationError naming it.
+ * than memory can be filtered while they are read ("-": standard input). A missing or unreadable
+ * file is a ValidationError naming it.
  */
 export async function* readLines(path: string): AsyncGenerator<{ text: string; line: number }> {
-  try {
-    await access(path);
-  } catch (error) {
-    throw new ValidationError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  // "-" is standard input, as in other command-line tools (`... | qwen-rerank score -i -`).
+  if (path !== "-") {
+    try {
+      await access(path);
+    } catch (error) {
+      throw new ValidationError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
   }
-  const lines = createInterface({ input: createReadStream(path, "utf8"), crlfDelay: Infinity });
+  const lines = createInterface({ input: path === "-" ? process.stdin : createReadStream(path, "utf8"), crlfDelay: Infinity });
   let n = 0;
   for await (const text of lines) {
     n++;

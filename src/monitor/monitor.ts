@@ -156,6 +156,11 @@ export class Monitor {
     for (const listener of this.listeners) listener(record);
   }
 
+  /** Records a request that failed before it reached the model (a bad body, no route, too large, unauthorized, or in the pipeline). */
+  recordError(code: string, latencyMs: number): void {
+    this.record({ endedAt: this.now(), latencyMs, queueMs: 0, inferenceMs: 0, pairs: 0, tokens: 0, evaluatedTokens: 0, cached: 0, scores: [], logits: [], truncated: 0, chunked: 0, language: undefined, error: code });
+  }
+
   /** What `snapshot().current` reports: the knob values in force now (set by the owner of the pipeline). */
   describeCurrent(current: () => Record<string, number | string | null>): void {
     this.current = current;

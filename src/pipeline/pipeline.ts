@@ -11,7 +11,8 @@ import type { Monitor } from "../monitor/monitor.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { PromptTokenizer, TruncationSide } from "../prompt/tokens.js";
 import { PromptBuilder } from "../prompt/tokens.js";
-import { rankByLogit, select } from "../scoring/selection.js";
+import type { Omitted } from "../scoring/selection.js";
+import { rankByLogit, selectCounting } from "../scoring/selection.js";
 import { scoreFromLogit } from "../scoring/temperature.js";
 import type { LogOddsOptions, LogOddsSource } from "./log-odds.js";
 import { Planner } from "./plan.js";
@@ -71,6 +72,8 @@ export interface PipelineRequest extends LogOddsOptions {
 
 export interface PipelineResult {
   results: RerankResult[];
+  /** How many documents top_p, threshold and top_n left out of `results` (all 0 for input order). */
+  omitted: Omitted;
   /** The first query's language, when the call asked for language routing. */
   language: string | undefined;
   knobs: ResolvedKnobs;
@@ -191,7 +194,7 @@ export class Pipeline {
       return result;
     } catch (error) {
       const code = error instanceof RerankError ? error.code : "engine_failure";
-      monitor.record({ endedAt: Date.now(), latencyMs: performance.now() - started, queueMs: 0, inferenceMs: 0, pairs: 0, tokens: 0, evaluatedTokens: 0, cached: 0, scores: [], logits: [], truncated: 0, chunked: 0, language: undefined, error: code });
+      monitor.recordError(code, performance.now() - started);
       throw error;
     }
   }
@@ -237,8 +240,10 @@ export class Pipeline {
       if (r.chunk) result.chunk = r.chunk;
       return result;
     });
+    const selection = request.order === "ranked" ? selectCounting(rankByLogit(results), { topP: knobs.topP, threshold: knobs.threshold, topN: request.knobs?.topN, temperature: knobs.temperature }) : { kept: [...results], omitted: { topP: 0, threshold: 0, topN: 0 } };
     const result: PipelineResult = {
-      results: request.order === "ranked" ? select(rankByLogit(results), { topP: knobs.topP, threshold: knobs.threshold, topN: request.knobs?.topN, temperature: knobs.temperature }) : [...results],
+      results: selection.kept,
+      omitted: selection.omitted,
       language: routeOf(queryOf(0)).language,
       knobs,
       pairs: plan.prepared.length,
@@ -264,10 +269,10 @@ export class Pipeline {
     const maxLength = o.maxLength ?? d.maxLength;
     const { maxSequenceLength } = this.shared.engine.info;
     if (maxLength > maxSequenceLength) {
-      throw new ValidationError(`${maxLength} exceeds the engine's context of ${maxSequenceLength} tokens (raise maxLength when creating the reranker)`, "maxLength");
+      throw new ValidationError(`${maxLength} is more than the ${maxSequenceLength} tokens this model was loaded for (that context is fixed when the model loads: load it with a larger max length, e.g. \`qwen-rerank serve --max-length ${maxLength}\`)`, "maxLength");
     }
     const min = this.shared.planner.minMaxLength;
-    if (maxLength < min) throw new ValidationError(`must be at least ${min} (the template alone)`, "maxLength");
+    if (maxLength < min) throw new ValidationError(`must be at least ${min} tokens: the prompt's template alone takes that many`, "maxLength");
     return {
       instruction: o.instruction ?? callPreset?.instruction ?? d.instruction ?? d.preset?.instruction ?? DEFAULT_INSTRUCTION,
       temperature: o.temperature ?? callPreset?.temperature ?? d.temperature ?? d.preset?.temperature ?? 1,

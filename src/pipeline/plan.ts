@@ -52,6 +52,16 @@ export class Planner {
     return this.tokenizer.tokenize(text, false).length;
   }
 
+  /** The token ids of a text (special-token strings such as `<|im_start|>` parsed when `special`). */
+  tokenize(text: string, special: boolean): readonly number[] {
+    return this.tokenizer.tokenize(text, special);
+  }
+
+  /** The text of token ids, or undefined when the engine cannot detokenize. */
+  detokenize(tokens: readonly number[]): string | undefined {
+    return this.tokenizer.detokenize?.(tokens);
+  }
+
   /** Tokens of a pair besides its document. */
   overhead(instruction: string, query: string): number {
     return this.countTokens(formatBody(instruction.normalize("NFC"), query.normalize("NFC"), "")) + this.templateTokens;

@@ -127,7 +127,7 @@ export class Scheduler implements LogOddsSource {
       };
       options.signal?.addEventListener("abort", onAbort, { once: true });
       if (options.timeoutMs !== undefined) {
-        timer = setTimeout(() => this.fail(job, new RerankError("timeout", `the request did not finish within ${options.timeoutMs} ms`)), options.timeoutMs);
+        timer = setTimeout(() => this.fail(job, new RerankError("timeout", `the request did not finish within ${Math.round(options.timeoutMs ?? 0)} ms (the request timeout); a retry may succeed when the server is less busy`)), options.timeoutMs);
       }
       this.jobs.push(job);
       this.pump();

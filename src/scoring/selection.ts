@@ -48,7 +48,37 @@ export interface SelectionOptions {
   temperature?: number | undefined;
 }
 
+/** How many documents each selection knob left out of an answer (0 when it removed none). */
+export interface Omitted {
+  topP: number;
+  threshold: number;
+  topN: number;
+}
+
 /** Selection on a ranked list: top_p, then threshold, then top_n (docs/tuning.md). */
 export function select<T extends Ranked & { score: number }>(ranked: readonly T[], o: SelectionOptions): T[] {
-  return takeTopN(applyThreshold(takeTopP(ranked, o.topP, o.temperature ?? 1), o.threshold), o.topN);
+  return selectCounting(ranked, o).kept;
+}
+
+/** The same selection, with what each knob left out, so that an answer can say so. */
+export function selectCounting<T extends Ranked & { score: number }>(ranked: readonly T[], o: SelectionOptions): { kept: T[]; omitted: Omitted } {
+  const nucleus = takeTopP(ranked, o.topP, o.temperature ?? 1);
+  const passed = applyThreshold(nucleus, o.threshold);
+  const kept = takeTopN(passed, o.topN);
+  return { kept, omitted: { topP: ranked.length - nucleus.length, threshold: nucleus.length - passed.length, topN: passed.length - kept.length } };
+}
+
+/**
+ * What the selection knobs left out, in one line for people ("top_p 0.8 left out 1 of 3
+ * documents"), or undefined when every document is there.
+ */
+export function describeOmitted(omitted: Omitted, knobs: SelectionOptions, total: number): string | undefined {
+  const parts = [
+    omitted.topP > 0 ? `top_p ${knobs.topP} left out ${omitted.topP}` : undefined,
+    omitted.threshold > 0 ? `threshold ${knobs.threshold} left out ${omitted.threshold}` : undefined,
+    omitted.topN > 0 ? `top_n ${knobs.topN} left out ${omitted.topN}` : undefined,
+  ].filter((p) => p !== undefined);
+  if (parts.length === 0) return undefined;
+  const shown = total - omitted.topP - omitted.threshold - omitted.topN;
+  return `${shown} of ${total} documents returned: ${parts.join(", ")}`;
 }

@@ -11,6 +11,10 @@ import { z } from "zod";
 import { RerankError, ValidationError, isRerankError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
 import type { PipelineResult } from "../pipeline/pipeline.js";
+import { describeOmitted } from "../scoring/selection.js";
+import { wireOfField } from "../config/knobs.js";
+import { PEER_POSTS, addPeerRoutes } from "./peer-routes.js";
+import { readJsonBody } from "./request-body.js";
 import type { EngineInfo } from "../engines/engine.js";
 import { cohereV1, cohereV2, vllmRerank } from "./dialects/cohere.js";
 import type { Dialect, DialectCall } from "./dialects/dialect.js";
@@ -26,9 +30,15 @@ import type { ServerMetrics } from "./metrics.js";
 import type { ModelLease, ModelPool } from "./model-pool.js";
 import type { ServedModel } from "./served-model.js";
 
+/**
+ * What answers without the API key: the endpoints that carry no data (probes, the API reference,
+ * the dashboard's page shell, which then asks for the key). Everything else needs it.
+ */
+export const OPEN_WITHOUT_KEY = ["/health", "/ping", "/version", "/docs", "/openapi.json", "/dashboard"] as const;
+
 /** Server limits and switches. */
 export interface ServerOptions {
-  /** Bearer token required on every endpoint except GET /health and GET /dashboard (a page without data). Default: none (open). */
+  /** Bearer token required on every endpoint except the data-free GETs of OPEN_WITHOUT_KEY (/health, /ping, /version, /docs, /openapi.json, /dashboard). Default: none (open). */
   apiKey?: string | undefined;
   /** Origins allowed by CORS ("*" for any). Default: none (CORS off). */
   corsOrigins?: string[] | undefined;
@@ -127,6 +137,8 @@ const statsSchema = z.object({ total_requests: z.number(), avg_latency_ms: z.num
 /** The GET routes, for the OpenAPI document. */
 const GET_ROUTES: readonly GetRoute[] = [
   { path: "/health", summary: "200 when the model is loaded and the engine healthy, 503 otherwise", body: healthSchema },
+  { path: "/ping", summary: "SageMaker's health check: 200 with an empty body when /health would say ok, 503 otherwise", body: "text/plain" },
+  { path: "/version", summary: "vLLM's: the server's version", body: z.object({ version: z.string() }) },
   { path: "/info", summary: "the model and the limits a client needs to split its requests (TEI's names plus ours)", body: infoSchema },
   { path: "/v1/models", summary: "the served models and their state", body: modelsSchema },
   { path: "/stats", summary: "the request monitor: latency, throughput, scores, current knobs, adjustments", body: statsSchema },
@@ -144,33 +156,81 @@ const DIALECTS: readonly Dialect[] = [cohereV1, cohereV2, tei, vllmRerank, vllmS
 
 type Env = { Variables: RequestIdVariables };
 
+/** The answer headers a browser client may read (CORS): timings, knobs, and what was left out or cut. */
+const EXPOSED_HEADERS = ["x-request-id", "x-total-time", "x-tokenization-time", "x-queue-time", "x-inference-time", "x-compute-tokens", "x-compute-characters", "x-query-language", "x-temperature", "x-batch-size", "x-omitted-documents", "x-omitted-reason", "x-truncated-documents"];
+
 /** Builds the HTTP app (no listen): middleware, then one route per dialect path over the one pipeline. */
 export function createApp(deps: AppDeps): Hono<Env> {
   const o = deps.options;
   const maxDocuments = o.maxDocuments ?? 1000;
   const maxChars = o.maxDocumentChars ?? 100_000;
   const maxBodyBytes = o.maxBodyBytes ?? 10 * 1024 * 1024;
-  const app = new Hono<Env>();
+  // strict false: /v1/rerank/ is /v1/rerank, as clients that join a base URL and a path produce it.
+  const app = new Hono<Env>({ strict: false });
   let lastEngineError: string | undefined;
 
   if (o.corsOrigins && o.corsOrigins.length > 0) {
     const origins = o.corsOrigins;
-    app.use("*", cors({ origin: origins.includes("*") ? "*" : origins }));
+    app.use("*", cors({ origin: origins.includes("*") ? "*" : origins, exposeHeaders: EXPOSED_HEADERS }));
   }
   // A client's own id is echoed when it is short and printable; otherwise a new one is made.
   app.use("*", requestId({ limitLength: 128 }));
+  /** The monitor of the model a request named, or of the first model when it named none or one that is not served. */
+  const monitorOf = (leased: ServedModel | undefined, requested?: string) => {
+    if (leased) return leased.monitor;
+    try {
+      return deps.models.peek(requested).model?.monitor;
+    } catch {
+      return deps.models.peek().model?.monitor;
+    }
+  };
+  /** One log line per request, answered or refused. */
+  const logRequest = (c: Context<Env>, fields: { status: number; model?: string | null | undefined; outcome?: PipelineResult | undefined; ms: number; error?: string | undefined }) =>
+    o.log?.({
+      time: new Date().toISOString(),
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      ...(deps.models.single ? {} : { model: fields.model ?? null }),
+      status: fields.status,
+      pairs: fields.outcome?.pairs ?? 0,
+      tokens: fields.outcome?.tokens ?? 0,
+      queue_ms: fields.outcome ? Number(fields.outcome.queueMs.toFixed(1)) : null,
+      inference_ms: fields.outcome ? Number(fields.outcome.inferenceMs.toFixed(1)) : null,
+      duration_ms: Number(fields.ms.toFixed(1)),
+      ...(fields.error ? { error: fields.error } : {}),
+    });
+  /**
+   * A request refused before any model saw it (unauthorized, too large, no such route): counted in
+   * the metrics and /stats' errors, and logged, like every other. Unknown paths share one metric
+   * label, so that a scanner cannot grow the label set.
+   */
+  const refused = (c: Context<Env>, status: number, code: string, endpoint = c.req.path) => {
+    deps.metrics.requests.inc({ endpoint, status: String(status) });
+    monitorOf(undefined)?.recordError(code, 0);
+    logRequest(c, { status, ms: 0, error: code });
+  };
   if (o.apiKey) {
-    const deny = (c: Context) => {
-      deps.metrics.requests.inc({ endpoint: c.req.path, status: "401" });
+    const deny = (c: Context<Env>) => {
+      refused(c, 401, "unauthorized");
       return unauthorized(c);
     };
     // hono's bearer auth compares in constant time; every failure answers 401 in our error shape.
     const auth = bearerAuth({ token: o.apiKey, noAuthenticationHeader: { message: deny }, invalidAuthenticationHeader: { message: deny }, invalidToken: { message: deny } });
     // Pages and documents without data need no key: the API reference and the dashboard's shell.
-    const open = new Set(["/health", "/dashboard", "/docs", "/docs/rapidoc-min.js", "/openapi.json"]);
-    app.use("*", except((c) => (c.req.method === "GET" && open.has(c.req.path)) || c.req.method === "OPTIONS", auth));
+    const open = new Set<string>([...OPEN_WITHOUT_KEY, "/docs/rapidoc-min.js"]);
+    app.use("*", except((c) => (c.req.method === "GET" && open.has(c.req.path.replace(/(.)\/$/, "$1"))) || c.req.method === "OPTIONS", auth));
   }
-  app.use("*", bodyLimit({ maxSize: maxBodyBytes, onError: (c) => errorResponse(c, new RerankError("payload_too_large", `the request body exceeds ${maxBodyBytes} bytes`)) }));
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) => {
+        refused(c as Context<Env>, 413, "payload_too_large");
+        return errorResponse(c, new RerankError("payload_too_large", `the request body exceeds ${maxBodyBytes} bytes (the server's --max-body-bytes); split the documents over several requests`));
+      },
+    }),
+  );
 
   const notReady = () => new RerankError("engine_unavailable", "the model is still loading");
   /** The model a GET endpoint describes: `?model=` or the first; an error when it is not loaded. */
@@ -197,22 +257,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // Until the body says otherwise, errors take the path's last (default) dialect's shape.
     let dialect = dialects[dialects.length - 1];
     let lease: ModelLease | undefined;
+    let requested: string | undefined;
+    // The pipeline records what reaches it in the model's monitor; what fails before is recorded here.
+    let reachedPipeline = false;
+    let failure: string | undefined;
     try {
       if (!deps.ready()) throw notReady();
-      let json: unknown;
-      try {
-        json = await c.req.json();
-      } catch {
-        throw new ValidationError("the body is not valid JSON");
-      }
+      const json = await readJsonBody(c.req.raw, maxBodyBytes);
+      if (json === null || typeof json !== "object" || Array.isArray(json)) throw new ValidationError(`the body must be a JSON object with the request's fields, not ${Array.isArray(json) ? "an array" : json === null ? "null" : `a ${typeof json}`}`);
       dialect = dialects.find((d) => d.claims?.(json) ?? true) ?? dialect;
       if (!dialect) throw new RerankError("engine_failure", `no dialect answers ${c.req.path}`);
       const { call, respond } = dialect.parse(json);
+      requested = call.model;
       checkLimits(call);
       // Waiting for the model (a load, or another model's requests to finish) counts against the timeout.
       const timeoutMs = o.requestTimeoutMs;
       lease = await deps.models.acquire(call.model, timeoutMs === undefined ? c.req.raw.signal : AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(timeoutMs)]));
       const left = timeoutMs === undefined ? undefined : Math.max(1, timeoutMs - (performance.now() - started));
+      reachedPipeline = true;
       outcome = await lease.model.pipeline.run({ ...call, signal: c.req.raw.signal, timeoutMs: left });
       const characters = call.queries.reduce((n, q) => n + q.length, 0) + call.documents.reduce((n, d) => n + d.length, 0);
       // TEI's timing and compute headers (milliseconds), the same figures as /metrics.
@@ -226,12 +288,22 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // What this request ran with, so a client can see adaptive control at work.
       c.header("x-temperature", String(outcome.knobs.temperature));
       c.header("x-batch-size", String(lease.model.limits().maxBatchPairs));
+      // Nothing left out or cut silently (docs/server.md, "What an answer says it changed").
+      const { topP, threshold, topN } = outcome.omitted;
+      c.header("x-omitted-documents", String(topP + threshold + topN));
+      const omitted = describeOmitted(outcome.omitted, { topP: outcome.knobs.topP, threshold: outcome.knobs.threshold, topN: call.knobs.topN }, call.documents.length);
+      if (omitted) c.header("x-omitted-reason", omitted);
+      c.header("x-truncated-documents", String(outcome.results.filter((r) => r.truncated).length));
       deps.metrics.observeRequest(outcome, characters);
       lastEngineError = undefined;
       response = c.json(respond(outcome, lease.name) as object, 200);
     } catch (error) {
-      const e = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      const raised = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      // A library field ("maxLength") is told by the request body's name for it ("max_length").
+      const e = raised instanceof ValidationError ? raised.renamed(wireOfField) : raised;
       if (e.code === "engine_failure") lastEngineError = e.message;
+      failure = e.code;
+      if (!reachedPipeline) monitorOf(lease?.model, requested)?.recordError(e.code, performance.now() - started);
       const own = dialect?.errorFormat?.(e);
       if (own) {
         status = own.status;
@@ -246,19 +318,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const ms = performance.now() - started;
     deps.metrics.requests.inc({ endpoint: label, status: String(status) });
     deps.metrics.requestSeconds.observe({ endpoint: label }, ms / 1000);
-    o.log?.({
-      time: new Date().toISOString(),
-      request_id: c.get("requestId"),
-      method: c.req.method,
-      path: c.req.path,
-      ...(deps.models.single ? {} : { model: lease?.name ?? null }),
-      status,
-      pairs: outcome?.pairs ?? 0,
-      tokens: outcome?.tokens ?? 0,
-      queue_ms: outcome ? Number(outcome.queueMs.toFixed(1)) : null,
-      inference_ms: outcome ? Number(outcome.inferenceMs.toFixed(1)) : null,
-      duration_ms: Number(ms.toFixed(1)),
-    });
+    logRequest(c, { status, model: lease?.name, outcome, ms, error: failure });
     return response;
   };
 
@@ -284,6 +344,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json({ model: name, ...model.monitor.snapshot(), queue: { pairs: q.queuedPairs, requests: q.activeRequests }, adjustments: model.adjustments(), engine: engineReport(model.pipeline.info) });
   });
   app.get("/dashboard", (c) => {
+    if (deps.models.peek().model && !deps.models.peek().model?.monitor) {
+      return c.json({ error: { type: "invalid_request_error", code: "not_found", message: "monitoring is off (serve without --no-monitor): the dashboard shows the monitor" } }, 404);
+    }
     // Static HTML without data, so it needs no key; its requests to /stats and /v1/rerank carry one
     // (and the model of `?model=`).
     const { name, model } = deps.models.peek(c.req.query("model"));
@@ -316,7 +379,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
   let openapi: string | undefined;
   app.get("/openapi.json", (c) => {
-    openapi ??= JSON.stringify(openApiDocument({ version: PACKAGE_VERSION, dialects: DIALECTS, gets: GET_ROUTES }));
+    openapi ??= JSON.stringify(openApiDocument({ version: PACKAGE_VERSION, dialects: DIALECTS, gets: GET_ROUTES, posts: PEER_POSTS }));
     c.header("content-type", "application/json");
     return c.body(openapi);
   });
@@ -345,11 +408,35 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.header("content-type", deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
   });
-  app.notFound((c) => c.json({ error: { type: "invalid_request_error", code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+  addPeerRoutes(app, {
+    healthy: () => deps.ready() && !lastEngineError,
+    json: (request) => readJsonBody(request, maxBodyBytes),
+    planner: async (model) => {
+      if (!deps.ready()) throw notReady();
+      const lease = await deps.models.acquire(model);
+      return { planner: lease.model.pipeline.planner, maxModelLength: lease.model.pipeline.info.maxSequenceLength, release: () => lease.release() };
+    },
+  });
+
+  // A path that exists for another method answers 405 with the methods it takes, not 404.
+  const methodsOf = (path: string) => [...new Set(app.routes.filter((r) => r.path === path && r.method !== "ALL").map((r) => r.method))];
+  app.notFound((c) => {
+    const allowed = methodsOf(c.req.path.replace(/(.)\/$/, "$1"));
+    if (allowed.length > 0) {
+      refused(c, 405, "method_not_allowed");
+      c.header("allow", allowed.join(", "));
+      return c.json({ error: { type: "invalid_request_error", code: "method_not_allowed", message: `${c.req.path} takes ${allowed.join(" or ")}, not ${c.req.method}` } }, 405);
+    }
+    refused(c, 404, "not_found", "unmatched");
+    return c.json({ error: { type: "invalid_request_error", code: "not_found", message: `no route for ${c.req.method} ${c.req.path} (GET /docs lists them)` } }, 404);
+  });
   app.onError((error, c) => {
     // Middleware answers (bearer auth) arrive as HTTPExceptions carrying their response.
     if (error instanceof HTTPException) return error.getResponse();
-    return errorResponse(c, isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error.message}`));
+    const raised = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error.message}`);
+    const e = raised instanceof ValidationError ? raised.renamed(wireOfField) : raised;
+    refused(c, httpStatusOf[e.code], e.code);
+    return errorResponse(c, e);
   });
   return app;
 }

@@ -28,7 +28,15 @@ export interface GetRoute {
  * The OpenAPI 3.1 document of the server, generated from the dialects' request and response
  * schemas (the same zod schemas that validate requests and type responses) and the GET routes.
  */
-export function openApiDocument(o: { version: string; dialects: readonly Dialect[]; gets: readonly GetRoute[] }): Record<string, unknown> {
+/** A POST route that is not a rerank dialect (tokenization): its request and response shapes. */
+export interface PostRoute {
+  path: string;
+  summary: string;
+  requests: z.ZodType[];
+  responses: z.ZodType[];
+}
+
+export function openApiDocument(o: { version: string; dialects: readonly Dialect[]; gets: readonly GetRoute[]; posts?: readonly PostRoute[] }): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   const postPaths = [...new Set(o.dialects.flatMap((d) => d.paths))];
   for (const path of postPaths) {
@@ -49,6 +57,19 @@ export function openApiDocument(o: { version: string; dialects: readonly Dialect
           "503": { description: "model loading or engine unavailable", content: json(errors) },
           "504": { description: "request timeout", content: json(errors) },
           "507": { description: "a pair does not fit in memory even alone", content: json(errors) },
+        },
+      },
+    };
+  }
+  for (const p of o.posts ?? []) {
+    paths[p.path] = {
+      post: {
+        operationId: operationId("post", p.path),
+        summary: p.summary,
+        requestBody: { required: true, content: json(oneOrMany(p.requests.map((r) => jsonSchema(r, "input")))) },
+        responses: {
+          "200": { description: p.summary, content: json(oneOrMany(p.responses.map((r) => jsonSchema(r, "output")))) },
+          "400": { description: "invalid request (the message names the field)", content: json({ $ref: "#/components/schemas/Error" }) },
         },
       },
     };

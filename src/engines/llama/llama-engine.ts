@@ -18,6 +18,7 @@ import bytes from "bytes";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
 import type { KvCacheType, LlamaEngineOptions } from "./options.js";
+import { DEFAULT_MEMORY_RESERVE_BYTES } from "./options.js";
 import { checkNodeLlamaCppVersion, rankPoolingContextOptions, rankPoolingOutput, serializeSampling } from "./internals.js";
 
 // yes/no get the same finite bias so that top-k 2 keeps exactly them without materialising the
@@ -32,8 +33,6 @@ const SOFTMAX_SCALE = 16;
 // engine try to grow it again (never below what the pair needs).
 const LOAD_FLOOR_TOKENS = 512;
 
-/** Default of `memoryReserveBytes` (engine options). */
-export const DEFAULT_MEMORY_RESERVE_BYTES = 256 * 1024 ** 2;
 
 const kvTypeName: Record<KvCacheType, string> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0", q4_0: "Q4_0" };
 const logLevelOf = { error: LlamaLogLevel.error, warn: LlamaLogLevel.warn, info: LlamaLogLevel.info, debug: LlamaLogLevel.debug };
@@ -46,7 +45,13 @@ export function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullabl
   let llama = llamaInstances.get(key);
   if (!llama) {
     // build "never": a missing prebuilt binary is an error, never a download or a compile.
-    llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], progressLogs: false });
+    llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], progressLogs: false }).catch((error: unknown) => {
+      // node-llama-cpp says "NoBinaryFoundError" when the build for a named GPU is not installed.
+      if (error instanceof Error && /NoBinaryFound/.test(`${error.name} ${error.message}`) && gpu) {
+        throw new RerankError("engine_unavailable", `no llama.cpp build for --gpu ${String(gpu)} is installed here (or its drivers are missing); use --gpu auto (the best one this machine can run) or --gpu cpu`, { cause: error });
+      }
+      throw error;
+    });
     llamaInstances.set(key, llama);
     // A failed start is not remembered: the next engine tries again.
     llama.catch(() => llamaInstances.delete(key));
@@ -182,7 +187,7 @@ export class LlamaEngine implements Engine {
     const path = await resolveModelSource(options.model, options);
     let llama: Llama;
     try {
-      llama = await sharedLlama(options.gpu, options.logLevel ?? "warn");
+      llama = await sharedLlama(options.gpu, options.logLevel ?? "error");
     } catch (error) {
       throw new RerankError("engine_unavailable", `cannot start llama.cpp: ${(error as Error).message}`, { cause: error });
     }

@@ -1,6 +1,9 @@
 import type { ConvertType } from "../../hf/convert.js";
 import type { MemoryBackoff } from "../engine.js";
 
+/** Default of `memoryReserveBytes` (engine options). */
+export const DEFAULT_MEMORY_RESERVE_BYTES = 256 * 1024 ** 2;
+
 /** KV cache element types llama.cpp accepts for this model family. */
 export type KvCacheType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
 
@@ -75,6 +78,9 @@ export interface LlamaEngineOptions {
    * context when llama.cpp cannot allocate). Default: none.
    */
   onMemoryBackoff?: ((event: MemoryBackoff) => void) | undefined;
-  /** llama.cpp log level. Default "warn". */
+  /**
+   * llama.cpp log level. Default "error", as the CLI: llama.cpp's load warnings about the Qwen3
+   * vocabulary (a '</s>' token "probably a bug in the model") are harmless and read like failures.
+   */
   logLevel?: "error" | "warn" | "info" | "debug" | undefined;
 }

@@ -15,7 +15,6 @@ import {
   refusedTruncatePromptTokens,
   relevanceResultSchema,
   relevanceResults,
-  resultExtras,
   topNField,
   usageOf,
   usageSchema,
@@ -60,7 +59,7 @@ const vllmRerankSchema = z
   .object({
     ...rerankV1Fields,
     documents: z.union([z.string(), z.array(documentItem)], { error: "must be a string or an array" }),
-    top_n: nullable(z.number().int().min(0, "must be >= 0 (0: all)")),
+    top_n: nullable(z.number({ error: "must be a whole number >= 0 (0: all)" }).refine((n) => Number.isInteger(n) && n >= 0, "must be a whole number >= 0 (0: all)")),
     use_activation: nullable(z.boolean()),
     truncate_prompt_tokens: refusedTruncatePromptTokens,
   })
@@ -77,16 +76,23 @@ const v1Call = (b: V1Body, documents: readonly DocumentItem[], allKeys: boolean)
   maxTokensPerDoc: b.max_tokens_per_doc,
 });
 
-const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) => (b: V1Body, outcome: PipelineResult, ctx: { modelName: string; documents: readonly string[] }) => ({
-  id: randomUUID(),
-  model: b.model ?? ctx.modelName,
-  results:
-    b.use_activation === false
-      ? outcome.results.map((r) => ({ index: r.index, relevance_score: r.logit, ...(b.return_documents ?? documentsByDefault ? { document: { text: ctx.documents[r.index] ?? "" } } : {}), ...resultExtras(r, b.return_logits) }))
-      : relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault, b.return_logits),
-  usage: usageOf(outcome),
-  ...trailer(outcome),
-});
+/** An object document comes back as it was sent (Together, Cohere v1), never as the text it was ranked by. */
+const sentObject = (documents: unknown) => (index: number) => {
+  const d = Array.isArray(documents) ? (documents[index] as unknown) : undefined;
+  return d !== null && typeof d === "object" && !Array.isArray(d) ? (d as Record<string, unknown>) : undefined;
+};
+
+const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) => (b: V1Body & { documents: unknown }, outcome: PipelineResult, ctx: { modelName: string; documents: readonly string[] }) => {
+  const results = relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault, b.return_logits, sentObject(b.documents));
+  return {
+    id: randomUUID(),
+    model: b.model ?? ctx.modelName,
+    // use_activation false (vLLM): the log-odds in place of the probability.
+    results: b.use_activation === false ? results.map((r, k) => ({ ...r, relevance_score: outcome.results[k]?.logit ?? r.relevance_score })) : results,
+    usage: usageOf(outcome),
+    ...trailer(outcome),
+  };
+};
 
 /** Cohere v1, Jina and vLLM's rerank answer (vLLM's has no `meta`). */
 const rerankV1Response = z.object({ id: z.string(), model: z.string(), results: z.array(relevanceResultSchema), usage: usageSchema, meta: cohereMetaSchema.optional() });

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { CallKnobs } from "../../config/knobs.js";
-import { knobsFromWire, nullable } from "../../config/knobs.js";
+import { KNOBS, knobsFromWire, nullable } from "../../config/knobs.js";
 import { parseOrThrow } from "../../config/validation.js";
 import type { RerankError } from "../../errors/errors.js";
 import { EmptyInputError } from "../../errors/errors.js";
@@ -82,7 +82,7 @@ export { extensionFields } from "../../config/knobs.js";
 export const knobsOf = (body: object): CallKnobs => knobsFromWire(body as Record<string, unknown>);
 
 export const queryField = z.string({ error: "must be a string" }).refine((s) => s.trim().length > 0, "must be a non-empty string");
-export const topNField = nullable(z.number().int().min(1, "must be >= 1"));
+export const topNField = nullable(KNOBS.topN.schema);
 /** A document list that must hold at least one entry (every dialect answers an empty one 400). */
 export function nonEmpty<T>(list: readonly T[], field: string): readonly T[] {
   if (list.length === 0) throw new EmptyInputError(field);
@@ -99,13 +99,22 @@ export const refusedTruncatePromptTokens = z
   .refine((v) => v === undefined || v === null, "is not supported: it would cut the instruction and query; use max_length or max_tokens_per_doc")
   .transform(() => undefined);
 /** Document tokens kept per document (Cohere v2, vLLM). */
-export const maxTokensPerDocField = nullable(z.number().int("must be an integer").min(1, "must be >= 1"));
+export const maxTokensPerDocField = nullable(z.number({ error: "must be a whole number >= 1" }).int("must be a whole number >= 1").min(1, "must be a whole number >= 1"));
 
 const chunkSpan = z.object({ start: z.number().int(), end: z.number().int(), windows: z.number().int(), text: z.string() }).describe("the window of a chunked document that gave its score");
 /** The extension fields of a result (`return_logits`, `overflow: "chunk"`). */
-export const resultExtrasSchema = { logit: z.number().optional().describe("log-odds z, with return_logits"), chunk: chunkSpan.optional() };
+export const resultExtrasSchema = {
+  logit: z.number().optional().describe("log-odds z, with return_logits"),
+  chunk: chunkSpan.optional(),
+  truncated: z.literal(true).optional().describe("present when the document was cut to fit max_length (or max_tokens_per_doc) before it was scored"),
+};
 export const usageSchema = z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() });
-export const relevanceResultSchema = z.object({ index: z.number().int(), relevance_score: z.number(), document: z.object({ text: z.string() }).optional(), ...resultExtrasSchema });
+export const relevanceResultSchema = z.object({
+  index: z.number().int(),
+  relevance_score: z.number(),
+  document: z.union([z.object({ text: z.string() }), z.record(z.string(), z.unknown())]).optional().describe("with return_documents: `{text}`, or the object document as it was sent"),
+  ...resultExtrasSchema,
+});
 export const cohereMetaSchema = z.object({ api_version: z.object({ version: z.string() }), billed_units: z.object({ search_units: z.number() }), language: z.string().optional() });
 
 /**
@@ -115,20 +124,21 @@ export const cohereMetaSchema = z.object({ api_version: z.object({ version: z.st
 export const usageOf = (outcome: PipelineResult) => ({ prompt_tokens: outcome.tokens, completion_tokens: 0, total_tokens: outcome.tokens });
 
 /**
- * Extension fields of one result: the log-odds when asked for, and the best window of a chunked
- * document.
+ * Extension fields of one result: the log-odds when asked for, the best window of a chunked
+ * document, and whether the document was cut (never silently).
  */
 export const resultExtras = (r: RerankResult, returnLogits: boolean | undefined) => ({
   ...(returnLogits ? { logit: r.logit } : {}),
   ...(r.chunk ? { chunk: r.chunk } : {}),
+  ...(r.truncated ? { truncated: true as const } : {}),
 });
 
 /** Results as Cohere, Jina and vLLM write them: index, relevance_score, and the document when asked. */
-export const relevanceResults = (outcome: PipelineResult, documents: readonly string[], withDocuments: boolean, returnLogits: boolean | undefined) =>
+export const relevanceResults = (outcome: PipelineResult, documents: readonly string[], withDocuments: boolean, returnLogits: boolean | undefined, sent?: (index: number) => Record<string, unknown> | undefined) =>
   outcome.results.map((r) => ({
     index: r.index,
     relevance_score: r.score,
-    ...(withDocuments ? { document: { text: documents[r.index] ?? "" } } : {}),
+    ...(withDocuments ? { document: sent?.(r.index) ?? { text: documents[r.index] ?? "" } } : {}),
     ...resultExtras(r, returnLogits),
   }));
 
