@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "models/**", ".cache/**", "node_modules/**", "scratch/**", "eslint.config.js"] },
+  { ignores: ["dist/**", "models/**", ".cache/**", "node_modules/**", "scratch/**", "eslint.config.js", ".dependency-cruiser.cjs"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

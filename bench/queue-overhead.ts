@@ -11,8 +11,8 @@ import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { Queue, QueueEvents } from "bullmq";
 import { connectionFrom, queueNameFor } from "../src/distributed/queue.js";
-import { runWorker } from "../src/distributed/worker.js";
-import { openStack } from "../src/pipeline/stack.js";
+import { runWorker } from "../src/worker/worker.js";
+import { openStack } from "../src/compose/stack.js";
 import { engineIdentity } from "../src/scoring/logit-cache.js";
 import { testModel } from "../test/fixtures/models.js";
 

@@ -1,58 +1,39 @@
+// qwen-rerank's library surface: what a user of the package needs, and nothing they should not
+// hold (engines, pipelines, schedulers and stacks are the package's own business; docs/architecture.md
+// says where they live). The CLI and the server are built on the same pieces.
+
+// The reranker: load a model, rerank or score, read what it runs with.
 export { createReranker, Reranker } from "./reranker.js";
 export type { RerankerOptions, RerankCallOptions, RerankResult, RerankReport, Omitted, ScoredPair, ResolvedKnobs } from "./reranker.js";
-export { Pipeline } from "./pipeline/pipeline.js";
-export type { PipelineRequest, PipelineResult, PipelineSettings } from "./pipeline/pipeline.js";
-export { CachedSource, EngineSource } from "./pipeline/log-odds.js";
-export type { LogOdds, LogOddsOptions, LogOddsSource, PreparedPair } from "./pipeline/log-odds.js";
-export type { PairPlan } from "./pipeline/plan.js";
-export { openStack } from "./pipeline/stack.js";
-export type { ScoringStack } from "./pipeline/stack.js";
-export { KNOBS } from "./config/knobs.js";
-export type { CallKnobs, DefaultKnobs, KnobName, KnobValues } from "./config/knobs.js";
-export type { Engine, EngineInfo, ModelFlavor, ModelShape, ScoreStats } from "./engines/engine.js";
-export { LlamaEngine } from "./engines/llama/llama-engine.js";
-export type { LlamaEngineOptions, KvCacheType } from "./engines/llama/options.js";
+export type { EngineInfo, EngineSelection, ScoreStats } from "./engines/engine.js";
+export type { ModelFlavor, ModelShape } from "./model/facts.js";
+export type { ChunkSpan, Overflow } from "./prompt/chunking.js";
+export type { CacheStats } from "./scoring/logit-cache.js";
+
+// Errors: one type with a code (its HTTP status and exit code are in docs/architecture.md, "Errors").
 export { RerankError, ValidationError } from "./errors/errors.js";
 export type { ErrorCode } from "./errors/errors.js";
-export { PromptBuilder } from "./prompt/tokens.js";
-export { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PREFIX, SUFFIX, formatBody } from "./prompt/template.js";
-export { scoreFromLogit } from "./scoring/temperature.js";
-export { makeTestModel } from "./testmodel/generate.js";
-export type { MakeModelOptions } from "./testmodel/generate.js";
+
+// Knobs and presets: the knob table (bounds, defaults, HTTP names, flags) and the scenario presets.
+export { KNOBS } from "./config/knobs.js";
+export type { CallKnobs, DefaultKnobs, KnobName, KnobValues } from "./config/knobs.js";
 export { BUILTIN_PRESETS, PresetRegistry } from "./prompt/presets.js";
 export type { Preset } from "./prompt/presets.js";
-export { detectLanguage } from "./prompt/language.js";
-export type { ChunkSpan, Overflow } from "./prompt/chunking.js";
-export type { CacheStats, LogitCacheOptions } from "./scoring/logit-cache.js";
-export { Scheduler } from "./scheduler/scheduler.js";
-export type { SchedulerOptions } from "./scheduler/scheduler.js";
+export { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "./prompt/template.js";
+
+// The HTTP server, for embedding it in a process of one's own.
 export { startServer } from "./server/serve.js";
 export type { StartServerOptions, RunningServer } from "./server/serve.js";
-export { createApp } from "./server/app.js";
-export type { AppDeps, ServerOptions } from "./server/app.js";
-export { ModelPool } from "./server/model-pool.js";
-export type { ModelLease, ModelPoolOptions, ModelSpec, ModelState, ModelStatus } from "./server/model-pool.js";
-export { openServedModel } from "./server/served-model.js";
-export type { ServedModel } from "./server/served-model.js";
-export { ServerMetrics } from "./server/metrics.js";
-export { readQrels, readRun, writeRun, trecOrder, topK } from "./eval/trec.js";
-export type { Qrels, Run, RunEntry } from "./eval/trec.js";
-export { DEFAULT_MEASURES, evaluateQuery, evaluateRun, formatTrecEval, parseMeasures } from "./eval/metrics.js";
-export type { EvalOptions, Measure, MetricReport } from "./eval/metrics.js";
+export type { ServerOptions } from "./server/app.js";
+
+// Evaluation on one's own labelled data: read judgements and runs, measure, calibrate.
 export { loadEvalSet } from "./eval/dataset.js";
 export type { Candidate, EvalQuery, EvalSet, LoadOptions } from "./eval/dataset.js";
-export { scoreSet } from "./eval/score-set.js";
-export type { ScoreSetOptions, ScoringConfig, SetScores } from "./eval/score-set.js";
-export { LogitStore, modelIdentity } from "./eval/logit-store.js";
-export { labelledScores, rerankedRun } from "./eval/apply.js";
-export type { LabelledScores, PostHocKnobs } from "./eval/apply.js";
-export { brier, expectedCalibrationError, fitCalibration, logLoss, reliability } from "./eval/calibration.js";
-export type { Calibration, CalibrationFit, ReliabilityBin } from "./eval/calibration.js";
+export { readQrels, readRun, writeRun } from "./eval/trec.js";
+export type { Qrels, Run, RunEntry } from "./eval/trec.js";
+export { DEFAULT_MEASURES, evaluateRun, parseMeasures } from "./eval/metrics.js";
+export type { EvalOptions, Measure, MetricReport } from "./eval/metrics.js";
+export { expectedCalibrationError, fitCalibration, logLoss } from "./eval/calibration.js";
+export type { Calibration, CalibrationFit } from "./eval/calibration.js";
 export { pairedTest } from "./eval/significance.js";
 export type { PairedTest } from "./eval/significance.js";
-export { evaluatePostHoc, leaderboard, readSpace, spaceSize } from "./eval/tune.js";
-export type { InstructionCandidate, TuneEntry, TuneSpace } from "./eval/tune.js";
-export { renderReport, writeReport } from "./eval/report.js";
-export type { Report, ReportSection } from "./eval/report.js";
-export { writeProfile } from "./eval/profile.js";
-export type { ProfileValues } from "./eval/profile.js";

@@ -3,15 +3,15 @@ import { documentsSchema, pairsSchema, parseOrThrow, querySchema } from "./confi
 import type { EngineInfo } from "./engines/engine.js";
 import type { Monitor } from "./monitor/monitor.js";
 import type { PipelineRequest, RerankResult, ResolvedKnobs } from "./pipeline/pipeline.js";
-import type { RerankerOptions, ScoringStack } from "./pipeline/stack.js";
-import { openStack } from "./pipeline/stack.js";
+import type { RerankerOptions, ScoringStack } from "./compose/stack.js";
+import { openStack } from "./compose/stack.js";
 import { RerankError } from "./errors/errors.js";
 import type { PresetRegistry } from "./prompt/presets.js";
 import type { CacheStats } from "./scoring/logit-cache.js";
 import type { Omitted } from "./scoring/selection.js";
 import { describeOmitted } from "./scoring/selection.js";
 
-export type { RerankerOptions } from "./pipeline/stack.js";
+export type { RerankerOptions } from "./compose/stack.js";
 export type { RerankResult, ResolvedKnobs } from "./pipeline/pipeline.js";
 export type { Omitted } from "./scoring/selection.js";
 /** The result of `score`: the same shape as a rerank result, in input order. */

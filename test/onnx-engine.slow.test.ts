@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { readGgufFileInfo } from "node-llama-cpp";
-import type { ModelFlavor } from "../src/engines/engine.js";
+import type { ModelFlavor } from "../src/model/facts.js";
 import type { OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 import { GgufWeights } from "../src/engines/onnx/weights.js";

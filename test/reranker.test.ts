@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { ScoringStack } from "../src/pipeline/stack.js";
-import { openStack } from "../src/pipeline/stack.js";
+import type { ScoringStack } from "../src/compose/stack.js";
+import { openStack } from "../src/compose/stack.js";
 import { DEFAULT_INSTRUCTION } from "../src/prompt/template.js";
 import { Reranker, createReranker } from "../src/reranker.js";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";

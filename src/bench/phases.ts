@@ -1,12 +1,12 @@
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { readModelFacts } from "../engines/llama/metadata.js";
-import { openStack } from "../pipeline/stack.js";
+import { openStack } from "../compose/stack.js";
 import { startServer } from "../server/serve.js";
-import type { RerankerOptions } from "../pipeline/stack.js";
-import type { EngineSelection } from "../engines/engine-selection.js";
+import type { RerankerOptions } from "../compose/stack.js";
+import type { EngineSelection } from "../engines/engine.js";
 import { flopsPerToken } from "../testmodel/shapes.js";
-import type { WorkloadSpec } from "./workload.js";
-import { buildWorkload } from "./workload.js";
+import type { WorkloadSpec } from "../measure/workload.js";
+import { buildWorkload } from "../measure/workload.js";
 
 /** What one engine measured on the workload (one process per phase, so peak RSS is its own). */
 export interface PhaseResult {

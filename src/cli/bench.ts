@@ -1,4 +1,4 @@
-import { agreement, missedBars } from "../bench/agreement.js";
+import { agreement, missedBars } from "../measure/agreement.js";
 import type { OnnxPrecision } from "../engines/onnx/precision.js";
 import { ONNX_PRECISIONS } from "../engines/onnx/precision.js";
 import { spawn } from "node:child_process";
@@ -11,8 +11,8 @@ import { Option } from "commander";
 import { RerankError, ValidationError } from "../errors/errors.js";
 import type { PhaseResult } from "../bench/phases.js";
 import { runBaseline, runOurs, runServer } from "../bench/phases.js";
-import type { UserWorkload, WorkloadSpec } from "../bench/workload.js";
-import { USER_WORKLOADS } from "../bench/workload.js";
+import type { UserWorkload, WorkloadSpec } from "../measure/workload.js";
+import { USER_WORKLOADS } from "../measure/workload.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import { SHAPES } from "../testmodel/shapes.js";

@@ -11,7 +11,7 @@ import type { ProfileValues } from "../eval/profile.js";
 import { writeProfile } from "../eval/profile.js";
 import type { Report } from "../eval/report.js";
 import { reliabilityChart, scoreHistogram } from "../eval/report.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { memoryRoom } from "../engines/memory-room.js";
 import type { Command } from "commander";
-import { buildWorkload } from "../bench/workload.js";
+import { buildWorkload } from "../measure/workload.js";
 import type { Check, EngineTrial } from "../doctor/checks.js";
 import {
   cpuCheck,
@@ -27,8 +27,8 @@ import { evaluateRun, parseMeasures } from "../eval/metrics.js";
 import type { Run } from "../eval/trec.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import type { RerankerOptions, ScoringStack } from "../pipeline/stack.js";
-import { openStack } from "../pipeline/stack.js";
+import type { RerankerOptions, ScoringStack } from "../compose/stack.js";
+import { openStack } from "../compose/stack.js";
 import { detectLanguage, isNonEnglishInstruction } from "../prompt/language.js";
 import type { ConfigExtras } from "./config-file.js";
 import { applyConfigOptions } from "./config-file.js";

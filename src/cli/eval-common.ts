@@ -11,7 +11,7 @@ import type { ScoringConfig, SetScores } from "../eval/score-set.js";
 import { scoreSet } from "../eval/score-set.js";
 import { CachedSource } from "../pipeline/log-odds.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
 import { intArg } from "./flags.js";
 import { progressBar } from "./progress.js";
 

@@ -16,7 +16,7 @@ import { compareReports } from "../eval/significance.js";
 import type { Run } from "../eval/trec.js";
 import { readQrels, readRun, writeRun } from "../eval/trec.js";
 import type { ResolvedKnobs } from "../pipeline/pipeline.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
 import { applyConfigOptions } from "./config-file.js";
 import type { DatasetFlags } from "./eval-common.js";
 import { addDatasetFlags, loadSetFrom, maybeWriteReport, measuresFrom, percentile, scoreWithProgress, storedPipeline, textTable } from "./eval-common.js";

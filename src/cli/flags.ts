@@ -13,7 +13,7 @@ import { DEFAULT_MEMORY_RESERVE_BYTES } from "../engines/llama/options.js";
 import { DEFAULT_PREFIX_CACHE_BYTES } from "../engines/head-cache.js";
 import type { ConvertType } from "../hf/convert.js";
 import { CONVERT_TYPES } from "../hf/convert.js";
-import type { RerankerOptions } from "../pipeline/stack.js";
+import type { RerankerOptions } from "../compose/stack.js";
 import type { ConfigExtras } from "./config-file.js";
 import { collectModelArgument } from "./served-models.js";
 import { parseRedisUrl } from "../scoring/redis-url.js";

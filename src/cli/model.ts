@@ -1,7 +1,7 @@
 import type { ModelCommand } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
-import type { ScoringStack } from "../pipeline/stack.js";
-import { openStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
+import { openStack } from "../compose/stack.js";
 import type { ConfigExtras } from "./config-file.js";
 import type { ModelFlagValues } from "./flags.js";
 import { rerankerOptionsFrom } from "./flags.js";

@@ -14,7 +14,7 @@ import { compareReports } from "../eval/significance.js";
 import type { TuneEntry, TuneSpace } from "../eval/tune.js";
 import { evaluatePostHoc, leaderboard, readSpace, spaceSize } from "../eval/tune.js";
 import type { SetScores } from "../eval/score-set.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
 import { PresetRegistry } from "../prompt/presets.js";
 import { DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import { applyConfigOptions } from "./config-file.js";

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { checkRedis } from "../distributed/queue.js";
-import { runWorker } from "../distributed/worker.js";
+import { runWorker } from "../worker/worker.js";
 import { ValidationError } from "../errors/errors.js";
-import { openStack } from "../pipeline/stack.js";
+import { openStack } from "../compose/stack.js";
 import { DEFAULT_MAX_LENGTH } from "../prompt/template.js";
 import type { EngineFlagValues } from "./flags.js";
 import { addEngineFlags, engineOptionsFrom, intArg, redisUrlArg } from "./flags.js";

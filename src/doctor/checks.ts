@@ -1,5 +1,5 @@
-import type { EngineTrialResult } from "../engines/engine-selection.js";
-import type { ModelShape } from "../engines/engine.js";
+import type { EngineTrialResult } from "../engines/engine.js";
+import type { ModelShape } from "../model/facts.js";
 import type { KvCacheType } from "../engines/llama/options.js";
 import { percentileOf } from "../monitor/monitor.js";
 

@@ -2,50 +2,12 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { cacheDir } from "../files/cache-dir.js";
-import { agreement, missedBars } from "../bench/agreement.js";
-import { buildWorkload } from "../bench/workload.js";
+import { agreement, missedBars } from "../measure/agreement.js";
+import { buildWorkload } from "../measure/workload.js";
 import { groupByHead } from "../prompt/groups.js";
 import { PromptBuilder } from "../prompt/tokens.js";
-import type { Engine } from "./engine.js";
+import type { ConcreteEngine, Engine, EngineSelection, EngineTrialResult } from "./engine.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
-
-/** A concrete engine: what `engine: "auto"` resolves to. */
-export interface ConcreteEngine {
-  engine: "llama" | "onnx";
-  onnxPrecision?: OnnxPrecision | undefined;
-}
-
-/** One candidate's calibration figures. */
-export interface EngineTrialResult {
-  /** "llama", "onnx int8", ... */
-  name: string;
-  pairsPerSecond: number;
-  /** The agreement bars it misses against the reference (empty: meets them, or is the reference). */
-  missed: string[];
-  /** Why it could not run (did not fit, failed to load). */
-  error?: string | undefined;
-  /** Its agreement with the reference in words, when compared (the llama.cpp engine's is shown, not gated). */
-  agreement?: string | undefined;
-}
-
-/** Which engine runs, and why; shown in /info, /stats, doctor and the log. */
-export interface EngineSelection extends ConcreteEngine {
-  /** In words, with the figures. */
-  reason: string;
-  /**
-   * "asked": the caller named the engine (`engine: "llama" | "onnx"`, or an onnx precision);
-   * "rule": `engine: "auto"` decided from this machine, the install, the model file and the settings
-   * (selectByRule), measuring nothing; "measured": a calibration of this model file on this CPU with
-   * these threads (`doctor --engines`), kept in engine-choice.json and used from then on.
-   */
-  source: "asked" | "rule" | "measured";
-  /** The candidates measured (empty unless measured). */
-  trials: EngineTrialResult[];
-  /** What a calibration is kept under: model fingerprint, CPU kernel flags, threads ("" when none applies). */
-  key: string;
-  /** When it was decided or measured (ISO 8601). */
-  measuredAt: string;
-}
 
 /** What the rule of `engine: "auto"` looks at; each field is known before any engine loads. */
 export interface RuleFacts {

@@ -1,20 +1,8 @@
 import type { PrefixGroup } from "../prompt/groups.js";
 import type { PromptTokenizer } from "../prompt/tokens.js";
 import type { HeadCacheStats } from "./head-cache.js";
-import type { EngineSelection } from "./engine-selection.js";
-
-/** How the model file produces the yes/no decision (docs/architecture.md, "GGUF flavours"). */
-export type ModelFlavor = "causal" | "rank";
-
-/** The Qwen3 hyper-parameters an engine found in the model (used for FLOP accounting). */
-export interface ModelShape {
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  ffn: number;
-}
+import type { ModelFlavor, ModelShape } from "../model/facts.js";
+import type { OnnxPrecision } from "./onnx/precision.js";
 
 /** What an engine is and can do; nothing else about the engine leaks above the interface. */
 export interface EngineInfo {
@@ -112,4 +100,42 @@ export interface Engine {
   readonly tokenizer: PromptTokenizer;
   score(groups: readonly PrefixGroup[], options?: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }>;
   dispose(): Promise<void>;
+}
+
+/** A concrete engine: what `engine: "auto"` resolves to. */
+export interface ConcreteEngine {
+  engine: "llama" | "onnx";
+  onnxPrecision?: OnnxPrecision | undefined;
+}
+
+/** One candidate's calibration figures. */
+export interface EngineTrialResult {
+  /** "llama", "onnx int8", ... */
+  name: string;
+  pairsPerSecond: number;
+  /** The agreement bars it misses against the reference (empty: meets them, or is the reference). */
+  missed: string[];
+  /** Why it could not run (did not fit, failed to load). */
+  error?: string | undefined;
+  /** Its agreement with the reference in words, when compared (the llama.cpp engine's is shown, not gated). */
+  agreement?: string | undefined;
+}
+
+/** Which engine runs, and why; shown in /info, /stats, doctor and the log. */
+export interface EngineSelection extends ConcreteEngine {
+  /** In words, with the figures. */
+  reason: string;
+  /**
+   * "asked": the caller named the engine (`engine: "llama" | "onnx"`, or an onnx precision);
+   * "rule": `engine: "auto"` decided from this machine, the install, the model file and the settings
+   * (selectByRule), measuring nothing; "measured": a calibration of this model file on this CPU with
+   * these threads (`doctor --engines`), kept in engine-choice.json and used from then on.
+   */
+  source: "asked" | "rule" | "measured";
+  /** The candidates measured (empty unless measured). */
+  trials: EngineTrialResult[];
+  /** What a calibration is kept under: model fingerprint, CPU kernel flags, threads ("" when none applies). */
+  key: string;
+  /** When it was decided or measured (ISO 8601). */
+  measuredAt: string;
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import type { Engine } from "./engine.js";
-import type { EngineSelection } from "./engine-selection.js";
+import type { EngineSelection } from "./engine.js";
 import type { LlamaEngineOptions } from "./llama/options.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
 
@@ -94,7 +94,7 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
     return { engine: "onnx", onnxPrecision: precision, reason: `onnx ${precision}: asked for (${kind === "onnx" ? "engine onnx" : "an onnx precision"})`, source: "asked", trials: [], key: "", measuredAt };
   }
   const [{ sharedLlama }, { resolveModelSource }, { ggufFingerprint }, cpu, selection, { onnxFit }, { memoryRoom }] = await Promise.all([
-    import("./llama/llama-engine.js"),
+    import("./llama/runtime.js"),
     import("./llama/model-source.js"),
     import("../gguf/fingerprint.js"),
     import("./cpu-features.js"),

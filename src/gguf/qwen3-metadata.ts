@@ -1,4 +1,4 @@
-import type { ModelShape } from "../engines/engine.js";
+import type { ModelShape } from "../model/facts.js";
 import { QWEN3_RERANK_TEMPLATE } from "../prompt/template.js";
 import type { GgufVocab } from "./vocab.js";
 import type { GgufValue } from "./writer.js";

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { ModelShape } from "../engines/engine.js";
+import type { ModelShape } from "../model/facts.js";
 import { RerankError } from "../errors/errors.js";
 import type { HfTokenizerConfig, HfTokenizerJson } from "../gguf/vocab.js";
 import type { SafetensorsTensor } from "./safetensors.js";

@@ -1,4 +1,4 @@
-import type { ModelSourceOptions } from "../engines/llama/model-source.js";
+import type { ConvertType } from "./convert.js";
 import { openCheckpoint } from "./checkpoint.js";
 import { cachedConversion } from "./conversion-cache.js";
 import { locateCheckpoint } from "./hub-cache.js";
@@ -8,7 +8,15 @@ import { bytesProgress } from "./progress.js";
  * The GGUF of a Hugging Face checkpoint (a folder, or an id in the local hub cache), with the rank
  * head: converted on first use into the conversion cache, reused after (the log says which).
  */
-export function checkpointGguf(source: string, options: ModelSourceOptions, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+/** Where a checkpoint's conversion is kept, and the GGUF type it is converted to. */
+export interface CheckpointOptions {
+  /** The conversion cache's parent folder. Default: ~/.cache/qwen-rerank. */
+  modelsDirectory?: string | undefined;
+  /** Default "f16". */
+  convertType?: ConvertType | undefined;
+}
+
+export function checkpointGguf(source: string, options: CheckpointOptions, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const { dir, name } = locateCheckpoint(source);
   const ckpt = openCheckpoint(dir);
   const type = options.convertType ?? "f16";

@@ -4,7 +4,7 @@ import type { PipelineResult } from "../pipeline/pipeline.js";
 import type { BatchInfo, SchedulerState } from "../scheduler/scheduler.js";
 import type { CacheStats } from "../scoring/logit-cache.js";
 import type { SharedCacheStats } from "../scoring/shared-cache.js";
-import type { ModelStatus } from "./model-pool.js";
+import type { ModelStatus } from "./model-status.js";
 
 /** What the metrics read at scrape time, summed over the loaded models. */
 export interface MetricsSources {

@@ -1,5 +1,6 @@
 import { RerankError, ValidationError } from "../errors/errors.js";
 import type { ServedModel } from "./served-model.js";
+import type { ModelState, ModelStatus } from "./model-status.js";
 
 /** A model the server can serve: its name, how to load it, and what it is guessed to need before it ever loaded. */
 export interface ModelSpec {
@@ -25,19 +26,6 @@ export type ModelEvent =
   | { event: "model_loaded"; model: string; ms: number; bytes: number | undefined }
   | { event: "model_load_failed"; model: string; error: string }
   | { event: "model_unloaded"; model: string; reason: "max_loaded_models" | "memory_budget" | "shutdown" };
-
-export type ModelState = "unloaded" | "loading" | "loaded" | "unloading" | "failed";
-
-/** One row of GET /v1/models. */
-export interface ModelStatus {
-  name: string;
-  state: ModelState;
-  /** Measured once loaded, else the estimate. */
-  bytes: number | undefined;
-  lastUsed: number | undefined;
-  activeRequests: number;
-  error: string | undefined;
-}
 
 interface Entry {
   spec: ModelSpec;

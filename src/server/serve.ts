@@ -6,7 +6,7 @@ import { basename } from "node:path";
 import { isCheckpointSource, isUri } from "../engines/llama/model-source.js";
 import { RerankError } from "../errors/errors.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import type { RerankerOptions } from "../pipeline/stack.js";
+import type { RerankerOptions } from "../compose/stack.js";
 import type { SchedulerOptions } from "../scheduler/scheduler.js";
 import type { ServerOptions } from "./app.js";
 import { createApp } from "./app.js";

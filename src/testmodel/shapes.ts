@@ -1,4 +1,4 @@
-import type { ModelShape } from "../engines/engine.js";
+import type { ModelShape } from "../model/facts.js";
 
 /** Hyper-parameters of a Qwen3 model (the fields llama.cpp's qwen3 loader reads). */
 export interface Qwen3Shape extends ModelShape {

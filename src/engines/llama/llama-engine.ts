@@ -2,24 +2,24 @@ import { ggufFingerprint } from "../../gguf/fingerprint.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import type { CustomBatchingPrioritizationStrategy, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { getLlama, GgufFileType, LlamaLogLevel, TokenBias } from "node-llama-cpp";
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import { GgufFileType, TokenBias } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
-import type { ContextShape, Engine, EngineInfo, MemoryBackoff, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import type { ContextShape, Engine, EngineInfo, EngineSelection, MemoryBackoff, ScoreRequestOptions, ScoreStats } from "../engine.js";
 import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
-import type { EngineSelection } from "../engine-selection.js";
 import { lmHeadMatchesRankHead } from "./head-check.js";
 import { describeShape, isMemoryError, memoryLadder } from "./memory-ladder.js";
-import { memoryRoom } from "../memory-room.js";
-import bytes from "bytes";
 import { readModelFacts } from "./metadata.js";
 import { resolveModelSource } from "./model-source.js";
-import type { KvCacheType, LlamaEngineOptions } from "./options.js";
+import type { LlamaDiagnostics, LlamaEngineOptions } from "./options.js";
 import { DEFAULT_MEMORY_RESERVE_BYTES } from "./options.js";
-import { checkNodeLlamaCppVersion, rankPoolingContextOptions, rankPoolingOutput, serializeSampling } from "./internals.js";
+import { llamaTokenizer, sharedLlama, singleToken } from "./runtime.js";
+import type { ContextSettings } from "./context-allocation.js";
+import { allocateContext, sameShape } from "./context-allocation.js";
+import { checkNodeLlamaCppVersion, rankPoolingOutput, serializeSampling } from "./internals.js";
 
 // yes/no get the same finite bias so that top-k 2 keeps exactly them without materialising the
 // 151k-entry probability map (~170 ms per pair); a common offset leaves logit(yes) - logit(no)
@@ -34,30 +34,6 @@ const SOFTMAX_SCALE = 16;
 const LOAD_FLOOR_TOKENS = 512;
 
 
-const kvTypeName: Record<KvCacheType, string> = { f32: "F32", f16: "F16", bf16: "BF16", q8_0: "Q8_0", q4_0: "Q4_0" };
-const logLevelOf = { error: LlamaLogLevel.error, warn: LlamaLogLevel.warn, info: LlamaLogLevel.info, debug: LlamaLogLevel.debug };
-
-const llamaInstances = new Map<string, Promise<Llama>>();
-
-/** One llama.cpp runtime per GPU setting and process; loading it twice wastes seconds and memory. */
-export function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<LlamaEngineOptions["logLevel"]>): Promise<Llama> {
-  const key = `${String(gpu)}:${logLevel}`;
-  let llama = llamaInstances.get(key);
-  if (!llama) {
-    // build "never": a missing prebuilt binary is an error, never a download or a compile.
-    llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], progressLogs: false }).catch((error: unknown) => {
-      // node-llama-cpp says "NoBinaryFoundError" when the build for a named GPU is not installed.
-      if (error instanceof Error && /NoBinaryFound/.test(`${error.name} ${error.message}`) && gpu) {
-        throw new RerankError("engine_unavailable", `no llama.cpp build for --gpu ${String(gpu)} is installed here (or its drivers are missing); use --gpu auto (the best one this machine can run) or --gpu cpu`, { cause: error });
-      }
-      throw error;
-    });
-    llamaInstances.set(key, llama);
-    // A failed start is not remembered: the next engine tries again.
-    llama.catch(() => llamaInstances.delete(key));
-  }
-  return llama;
-}
 
 interface Slot {
   sequence: LlamaContextSequence;
@@ -67,79 +43,17 @@ interface Slot {
   head: readonly number[] | undefined;
 }
 
-/**
- * One sequence's tokens per llama_decode. node-llama-cpp's default strategy packs the pending
- * tokens of every sequence into one batch, and llama.cpp then splits that batch into ubatches
- * whose shapes depend on the other sequences; its kernels round differently for different
- * shapes (CPU flash attention takes another path for more query rows), so a pair's log-odds would
- * depend on its neighbours. Decoding one sequence at a time keeps every pair's computation a
- * function of its own tokens; a long input is still cut into batch-size chunks from its start.
- */
-const oneSequencePerDecode: CustomBatchingPrioritizationStrategy = ({ items, size }) => {
-  const first = items[0];
-  return first ? [{ item: first, processAmount: Math.min(first.tokens.length, size) }] : [];
-};
-
-/** The runtime and the model file, as `doctor` sees them. */
-export interface LlamaDiagnostics {
-  /** "cpu", "cuda", "vulkan" or "metal". */
-  device: string;
-  gpuDevices: string[];
-  /** llama.cpp's feature line ("CPU : SSE3 = 1 | AVX2 = 1 | ..."): the CPU variant in use. */
-  systemInfo: string;
-  buildType: "localBuild" | "prebuilt";
-  cpuMathCores: number;
-  threads: number;
-  vram: { total: number; free: number } | undefined;
-  gpuLayers: number;
-  /** Bytes of weights. */
-  modelBytes: number;
-  /** GGUF general.file_type, e.g. "MOSTLY_Q8_0". */
-  fileType: string | undefined;
-  kvCacheType: KvCacheType;
-  /** The context that was asked for (`capacity` in EngineInfo is what it holds now). */
-  asked: ContextShape;
-}
-
-/** The settings of every context this engine creates, besides its shape. */
-interface ContextSettings {
-  scoringPath: EngineInfo["scoringPath"];
-  threads: number;
-  flashAttention: boolean;
-  kvCacheType: KvCacheType;
-  /** e.g. "cpu": the backend part of EngineInfo.numerics. */
-  device: string;
-  /** `memoryReserveBytes`: what a new context must leave the process. */
-  reserveBytes: number;
-}
 
 /** A decode ran out of memory twice: the engine backs off and scores the remaining pairs again. */
 class DecodeOutOfMemory extends Error {}
 
-const sameShape = (a: ContextShape, b: ContextShape) => a.contextSize === b.contextSize && a.sequences === b.sequences && a.batchSize === b.batchSize;
+
 
 function sameTokens(a: readonly number[], b: readonly number[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** The GGUF's own tokenizer, through llama.cpp (both engines use it). */
-export function llamaTokenizer(model: LlamaModel): PromptTokenizer {
-  return {
-    tokenize: (text, parseSpecial) => model.tokenize(text, parseSpecial),
-    detokenize: (tokens) => model.detokenize(tokens as Token[]),
-  };
-}
-
-/** The id of a word that must be one token in a Qwen3 vocabulary ("yes", "no"). */
-export function singleToken(model: LlamaModel, text: string): number {
-  const ids = model.tokenize(text, false);
-  if (ids.length !== 1 || ids[0] === undefined) {
-    throw new RerankError("model_unsupported", `the model's tokenizer splits "${text}" into ${ids.length} tokens; not a Qwen3 vocabulary`);
-  }
-  return ids[0];
 }
 
 /** In-process engine on llama.cpp through node-llama-cpp: both GGUF flavours, parallel sequences, prefix reuse. */
@@ -217,7 +131,7 @@ export class LlamaEngine implements Engine {
         reserveBytes: Math.max(0, options.memoryReserveBytes ?? DEFAULT_MEMORY_RESERVE_BYTES),
       };
       const floor = Math.min(contextSize, LOAD_FLOOR_TOKENS);
-      const { context, shape, reason } = await LlamaEngine.allocate(model, settings, memoryLadder(target, floor));
+      const { context, shape, reason } = await allocateContext(model, settings, memoryLadder(target, floor));
       const base: Omit<EngineInfo, "prefixCache"> = {
         backend: `llama.cpp via node-llama-cpp (${device})`,
         model: basename(path),
@@ -240,65 +154,6 @@ export class LlamaEngine implements Engine {
       await model.dispose();
       throw error;
     }
-  }
-
-  private static createContext(model: LlamaModel, settings: ContextSettings, shape: ContextShape): Promise<LlamaContext> {
-    return model.createContext({
-      // node-llama-cpp keeps one cell free and shifts the context (erasing its beginning) when a
-      // sequence would fill it: one extra cell lets a pair of exactly contextSize tokens fit.
-      contextSize: shape.contextSize + 1,
-      sequences: shape.sequences,
-      batchSize: shape.batchSize,
-      threads: settings.threads,
-      flashAttention: settings.flashAttention,
-      // The ladder below decides what to try next; node-llama-cpp must not shrink on its own.
-      failedCreationRemedy: false,
-      batching: { itemPrioritizationStrategy: oneSequencePerDecode },
-      experimentalKvCacheKeyType: kvTypeName[settings.kvCacheType] as never,
-      experimentalKvCacheValueType: kvTypeName[settings.kvCacheType] as never,
-      ...(settings.scoringPath === "rank-pooling" ? rankPoolingContextOptions : {}),
-    });
-  }
-
-  /**
-   * Creates the first context of `ladder` that fits in memory and leaves the process its reserve.
-   * `reason` says why the last configuration that did not fit failed (undefined when the first one fit).
-   */
-  private static async allocate(
-    model: LlamaModel,
-    settings: ContextSettings,
-    ladder: Iterable<ContextShape>,
-  ): Promise<{ context: LlamaContext; shape: ContextShape; reason: string | undefined }> {
-    let reason: string | undefined;
-    let asked: ContextShape | undefined;
-    let last: ContextShape | undefined;
-    for (const shape of ladder) {
-      asked ??= shape;
-      last = shape;
-      let context: LlamaContext;
-      try {
-        context = await LlamaEngine.createContext(model, settings, shape);
-      } catch (error) {
-        if (!isMemoryError(error)) {
-          throw new RerankError("engine_unavailable", `cannot create a llama.cpp context (${describeShape(shape)}): ${(error as Error).message}`, { cause: error });
-        }
-        reason = (error as Error).message;
-        continue;
-      }
-      const room = settings.reserveBytes > 0 ? memoryRoom() : undefined;
-      if (room && room.bytes < settings.reserveBytes) {
-        await context.dispose();
-        reason = `it left ${bytes.format(room.bytes)} free by ${room.limitedBy}, under the ${bytes.format(settings.reserveBytes)} reserve (memoryReserveBytes)`;
-        continue;
-      }
-      return { context, shape, reason };
-    }
-    throw new RerankError(
-      "insufficient_memory",
-      `not enough memory for a llama.cpp context of ${asked ? describeShape(asked) : "any size"}` +
-        (last && asked && !sameShape(last, asked) ? `, nor for one as small as ${describeShape(last)}` : "") +
-        `: ${reason ?? "no configuration to try"}. Lower max_length, sequences or batch size, or use --kv-cache-type q8_0.`,
-    );
   }
 
   /** Makes `context` the engine's: fresh slots, and the info that describes it. */
@@ -327,7 +182,7 @@ export class LlamaEngine implements Engine {
     this.heads.clear();
     await this.context.dispose();
     try {
-      const { context, shape, reason } = await LlamaEngine.allocate(this.model, this.settings, ladder);
+      const { context, shape, reason } = await allocateContext(this.model, this.settings, ladder);
       this.install(context, shape);
       this.onBackoff?.({ trigger, from, to: shape, neededTokens, reason: reason ?? why });
     } catch (error) {
@@ -347,7 +202,7 @@ export class LlamaEngine implements Engine {
   private async restore(from: ContextShape, trigger: MemoryBackoff["trigger"]): Promise<void> {
     const floor = Math.min(from.contextSize, LOAD_FLOOR_TOKENS);
     try {
-      const { context, shape, reason } = await LlamaEngine.allocate(this.model, this.settings, memoryLadder(from, floor));
+      const { context, shape, reason } = await allocateContext(this.model, this.settings, memoryLadder(from, floor));
       this.install(context, shape);
       if (!sameShape(shape, from)) this.onBackoff?.({ trigger, from, to: shape, neededTokens: floor, reason: reason ?? "" });
     } catch (error) {
@@ -359,9 +214,9 @@ export class LlamaEngine implements Engine {
   /** A call after `restore` found no room: tries again, from the configuration asked for down. */
   private async regain(lost: { trigger: MemoryBackoff["trigger"]; reason: string }): Promise<void> {
     const floor = Math.min(this.target.contextSize, LOAD_FLOOR_TOKENS);
-    let allocated: Awaited<ReturnType<typeof LlamaEngine.allocate>>;
+    let allocated: Awaited<ReturnType<typeof allocateContext>>;
     try {
-      allocated = await LlamaEngine.allocate(this.model, this.settings, memoryLadder(this.target, floor));
+      allocated = await allocateContext(this.model, this.settings, memoryLadder(this.target, floor));
     } catch (error) {
       throw new RerankError("insufficient_memory", `the engine holds no llama.cpp context since memory ran out (${lost.reason}), and still cannot allocate one: ${(error as Error).message}`, { cause: error });
     }

@@ -1,6 +1,6 @@
 import type { GgufFileInfo } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
-import type { ModelFlavor, ModelShape } from "../engine.js";
+import type { ModelFlavor, ModelShape } from "../../model/facts.js";
 
 interface Qwen3Metadata {
   block_count?: number;

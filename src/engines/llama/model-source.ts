@@ -3,6 +3,7 @@ import { RerankError } from "../../errors/errors.js";
 import { isCheckpointDir } from "../../hf/checkpoint.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { isHubId } from "../../hf/hub-cache.js";
+import type { CheckpointOptions } from "../../hf/resolve.js";
 
 /** Whether a model source is a URI to resolve (hf:, https:) rather than a local path. */
 export const isUri = (s: string): boolean => /^(hf:|huggingface:|https?:\/\/)/i.test(s);
@@ -11,7 +12,7 @@ export const isUri = (s: string): boolean => /^(hf:|huggingface:|https?:\/\/)/i.
 export const isCheckpointSource = (s: string): boolean => !isUri(s) && (isCheckpointDir(s) || (!existsSync(s) && isHubId(s)));
 
 /** What a model source may be resolved with. */
-export interface ModelSourceOptions {
+export interface ModelSourceOptions extends CheckpointOptions {
   /** Where `hf:` downloads and checkpoint conversions are cached. */
   modelsDirectory?: string | undefined;
   /** Let `hf:` URIs download. Default true. */

@@ -1,5 +1,5 @@
 import type { ConvertType } from "../../hf/convert.js";
-import type { MemoryBackoff } from "../engine.js";
+import type { ContextShape, MemoryBackoff } from "../engine.js";
 
 /** Default of `memoryReserveBytes` (engine options). */
 export const DEFAULT_MEMORY_RESERVE_BYTES = 256 * 1024 ** 2;
@@ -83,4 +83,25 @@ export interface LlamaEngineOptions {
    * vocabulary (a '</s>' token "probably a bug in the model") are harmless and read like failures.
    */
   logLevel?: "error" | "warn" | "info" | "debug" | undefined;
+}
+
+/** The runtime and the model file, as `doctor` sees them. */
+export interface LlamaDiagnostics {
+  /** "cpu", "cuda", "vulkan" or "metal". */
+  device: string;
+  gpuDevices: string[];
+  /** llama.cpp's feature line ("CPU : SSE3 = 1 | AVX2 = 1 | ..."): the CPU variant in use. */
+  systemInfo: string;
+  buildType: "localBuild" | "prebuilt";
+  cpuMathCores: number;
+  threads: number;
+  vram: { total: number; free: number } | undefined;
+  gpuLayers: number;
+  /** Bytes of weights. */
+  modelBytes: number;
+  /** GGUF general.file_type, e.g. "MOSTLY_Q8_0". */
+  fileType: string | undefined;
+  kvCacheType: KvCacheType;
+  /** The context that was asked for (`capacity` in EngineInfo is what it holds now). */
+  asked: ContextShape;
 }

@@ -21,7 +21,7 @@ test("stages: as many layers as fit the byte budget, at least one each, covering
 });
 
 test("a long pair's memory in the onnx engine: the fp32 cache once, plus one layer's attention working set", async () => {
-  const { longPairBytes } = await import("./onnx-engine.js");
+  const { longPairBytes } = await import("./onnx-fit.js");
   const shape = { layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, ffn: 3072 };
   // One fp32 copy of a 32k-token cache on the 0.6B shape is 7.3 GB: held once, with one layer's
   // transposed/expanded copies and a run's scores, it fits in 24 GB (it was killed at 24.2 GB when held ~4 times).

@@ -3,7 +3,7 @@ import type { onnx as proto } from "onnx-proto";
 
 // A CommonJS package: its namespace comes as the default export.
 const { onnx } = onnxProto;
-import type { ModelShape } from "../engine.js";
+import type { ModelShape } from "../../model/facts.js";
 import type { OnnxPrecision } from "./precision.js";
 import type { InitializerSink } from "./initializers.js";
 import { inlineInitializers } from "./initializers.js";

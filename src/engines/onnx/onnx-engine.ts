@@ -9,9 +9,9 @@ import { ggufFingerprint } from "../../gguf/fingerprint.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
-import type { EngineSelection } from "../engine-selection.js";
-import type { Engine, EngineInfo, ModelShape, ScoreRequestOptions, ScoreStats } from "../engine.js";
-import { llamaTokenizer, sharedLlama, singleToken } from "../llama/llama-engine.js";
+import type { Engine, EngineInfo, EngineSelection, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import type { ModelShape } from "../../model/facts.js";
+import { llamaTokenizer, sharedLlama, singleToken } from "../llama/runtime.js";
 import { readModelFacts } from "../llama/metadata.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
@@ -22,15 +22,15 @@ import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
 import { cacheDir } from "../../files/cache-dir.js";
 import { PACKAGE_VERSION } from "../../version.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
-import type { GraphSource, StageModelsRequest } from "./graph-cache.js";
-import { discardCache, GRAPH_FORMAT, graphCacheFolder, stageModels } from "./graph-cache.js";
+import { GRAPH_FORMAT, graphCacheFolder } from "./graph-cache.js";
 import type { InitializerSink } from "./initializers.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
 import type { OnnxPrecision } from "./precision.js";
 import { ONNX_PRECISIONS } from "./precision.js";
 import type { WeightMatrix } from "./weights.js";
 import { decodeRow, GgufWeights } from "./weights.js";
-import { DEFAULT_STAGE_BYTES, layerWeightBytes, onnxMemoryEstimate } from "./onnx-fit.js";
+import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
+import { loadStages } from "./stage-sessions.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
 export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCacheBytes"> {
@@ -446,57 +446,4 @@ export class OnnxEngine implements Engine {
     await Promise.all(this.stages.map((s) => s.session.release()));
     await this.vocab.dispose();
   }
-}
-
-/**
- * One ONNX Runtime session per stage, from the graph cache (or built now, src/engines/onnx/graph-cache.ts).
- * A cache whose files fail their sha256 (checked while the sessions load) or that ONNX Runtime
- * cannot load is discarded and built again, once.
- */
-async function loadStages(ort: Ort, request: StageModelsRequest, sessionOptions: OrtModule.InferenceSession.SessionOptions, model: string): Promise<{ stages: Array<{ stage: GraphStage; session: Session }>; source: GraphSource }> {
-  for (let attempt = 0; ; attempt++) {
-    const found = await stageModels(request);
-    const stages: Array<{ stage: GraphStage; session: Session }> = [];
-    // A failed check must not leave an unhandled rejection while the sessions still load.
-    const verified = found.verified.then(
-      () => undefined,
-      (error: unknown) => error as Error,
-    );
-    let damage: Error | undefined;
-    try {
-      for (const { stage, model: source } of found.models) {
-        try {
-          // A file path lets ONNX Runtime memory-map the weights (no copy in memory); the overloads take one or the other.
-          const session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
-          stages.push({ stage, session });
-        } catch (error) {
-          if (found.source !== "cache") throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${model} (layers ${stage.first}-${stage.end - 1}): ${(error as Error).message}`, { cause: error });
-          damage = error as Error;
-          break;
-        }
-      }
-      damage ??= await verified;
-    } catch (error) {
-      await Promise.all(stages.map((s) => s.session.release()));
-      throw error;
-    }
-    if (!damage) return { stages, source: found.source };
-    await Promise.all(stages.map((s) => s.session.release()));
-    if (attempt > 0 || !request.dir) throw new RerankError("engine_failure", `the onnx graphs of ${model} could not be loaded: ${damage.message}`, { cause: damage });
-    request.warn(`the onnx graph cache in ${request.dir} is damaged (${damage.message}); rebuilding it`);
-    discardCache(request.dir);
-  }
-}
-
-/**
- * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values
- * once (the engine's buffers; each run returns only its own), plus what one layer's attention
- * holds at the last run (the past transposed, expanded and concatenated with the run's keys and
- * values, the keys transposed again: about 4 copies of one layer's cache), plus one run's
- * attention scores and probabilities.
- */
-export function longPairBytes(shape: ModelShape, tokens: number, step: number): number {
-  const kv = shape.layers * 2 * shape.kvHeads * shape.headDim * 4 * tokens;
-  const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
-  return kv + (4 * kv) / shape.layers + scores;
 }

@@ -1,5 +1,6 @@
 import { readGgufFileInfo } from "node-llama-cpp";
 import { readModelFacts } from "../llama/metadata.js";
+import type { ModelShape } from "../../model/facts.js";
 import type { OnnxPrecision } from "./precision.js";
 import { GgufWeights } from "./weights.js";
 
@@ -42,3 +43,15 @@ export async function onnxFit(path: string): Promise<{ bytes: (precision: OnnxPr
   return { bytes: (precision) => onnxMemoryEstimate(weights, layers, precision), unreadable: weights.unreadableType() };
 }
 
+/**
+ * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values
+ * once (the engine's buffers; each run returns only its own), plus what one layer's attention
+ * holds at the last run (the past transposed, expanded and concatenated with the run's keys and
+ * values, the keys transposed again: about 4 copies of one layer's cache), plus one run's
+ * attention scores and probabilities.
+ */
+export function longPairBytes(shape: ModelShape, tokens: number, step: number): number {
+  const kv = shape.layers * 2 * shape.kvHeads * shape.headDim * 4 * tokens;
+  const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
+  return kv + (4 * kv) / shape.layers + scores;
+}

@@ -16,10 +16,10 @@ import { AdaptiveController, adaptiveOptionsSchema } from "../monitor/adaptive.j
 import { AdjustmentLog } from "../monitor/adjustments.js";
 import type { MonitorOptions } from "../monitor/monitor.js";
 import { Monitor } from "../monitor/monitor.js";
-import type { LogOddsSource } from "./log-odds.js";
-import { CachedSource, EngineSource } from "./log-odds.js";
-import type { PipelineSettings } from "./pipeline.js";
-import { Pipeline } from "./pipeline.js";
+import type { LogOddsSource } from "../pipeline/log-odds.js";
+import { CachedSource, EngineSource } from "../pipeline/log-odds.js";
+import type { PipelineSettings } from "../pipeline/pipeline.js";
+import { Pipeline } from "../pipeline/pipeline.js";
 
 /**
  * Options of createReranker: the engine's, the knob defaults every call starts from (one per row

@@ -2,10 +2,10 @@ import type { Job } from "bullmq";
 import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import type { PreparedPair } from "../pipeline/log-odds.js";
-import type { ScoringStack } from "../pipeline/stack.js";
+import type { ScoringStack } from "../compose/stack.js";
 import { engineIdentity } from "../scoring/logit-cache.js";
-import type { ScoringJob, ScoringResult, WorkerAdvert } from "./queue.js";
-import { WORKERS_KEY, WORKER_TIMEOUT_MS, connectionFrom, queueNameFor, workerId } from "./queue.js";
+import type { ScoringJob, ScoringResult, WorkerAdvert } from "../distributed/queue.js";
+import { WORKERS_KEY, WORKER_TIMEOUT_MS, connectionFrom, queueNameFor, workerId } from "../distributed/queue.js";
 
 export interface WorkerOptions {
   /** `redis://HOST:PORT[/DB]` of the queue. */
