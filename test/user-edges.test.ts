@@ -66,6 +66,19 @@ describe("HTTP: what an answer left out or cut, and refusals in the caller's wor
     for (const x of results) assert.deepEqual(x.document, documents[x.index]);
   });
 
+  test("Jina's clients get documents back by default on /v1/rerank, Cohere's do not", async () => {
+    const body = { query: QUERY_EN, documents: DOCUMENTS.slice(0, 2), top_p: 1 };
+    const jina = await send(`${server.url}/v1/rerank`, { ...body, model: "jina-reranker-v2-base-multilingual" });
+    assert.deepEqual(
+      (jina.json.results as Array<{ index: number; document?: { text: string } }>).map((r) => r.document?.text),
+      (jina.json.results as Array<{ index: number }>).map((r) => DOCUMENTS[r.index]),
+    );
+    const cohere = await send(`${server.url}/v1/rerank`, { ...body, model: "rerank-english-v3.0" });
+    assert.ok((cohere.json.results as Array<{ document?: unknown }>).every((r) => r.document === undefined));
+    const asked = await send(`${server.url}/v1/rerank`, { ...body, model: "jina-reranker-v2-base-multilingual", return_documents: false });
+    assert.ok((asked.json.results as Array<{ document?: unknown }>).every((r) => r.document === undefined));
+  });
+
   test("errors name the request's own fields and what is accepted", async () => {
     const cases: Array<[unknown, RegExp]> = [
       [{ query: "q", documents: ["a"], max_length: 20000 }, /^max_length: 20000 is more than the 256 tokens this model was loaded for .*--max-length 20000/],
@@ -185,6 +198,11 @@ describe("one rule for what the API key guards", () => {
     for (const path of ["/stats", "/info", "/metrics", "/v1/models"]) assert.equal((await fetch(`${server.url}${path}`)).status, 401, path);
     assert.equal((await send(`${server.url}/tokenize`, { prompt: "a" })).status, 401);
     assert.equal((await send(`${server.url}/tokenize`, { prompt: "a" }, { headers: { authorization: "Bearer sesame" } })).status, 200);
+    // A scanner's paths are refused without growing the metrics' label set.
+    assert.equal((await fetch(`${server.url}/wp-admin/setup.php`)).status, 401);
+    const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer sesame" } })).text();
+    assert.match(metrics, /qwen_rerank_requests_total\{endpoint="unmatched",status="401"\} 1/);
+    assert.doesNotMatch(metrics, /wp-admin/);
     const [wrong, missing] = await cliMany([
       ["stats", server.url, "--api-key", "open-up", "--json"],
       ["stats", server.url, "--json"],

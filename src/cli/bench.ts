@@ -183,7 +183,7 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
 export function registerBench(program: Command): void {
   const cmd = program
     .command("bench")
-    .description("benchmark scoring throughput against node-llama-cpp's own LlamaRankingContext (and with --engine onnx, the onnx engine's precisions next to the llama.cpp engine), side by side in one run")
+    .description("benchmark scoring: the default engine (with the llama.cpp engine beside it when the default is another), node-llama-cpp's own rankAll (LlamaRankingContext) and optionally the server, side by side in one run; --engine onnx compares the onnx precisions")
     .option("-m, --model <file>", "GGUF or Hugging Face checkpoint to benchmark (default: a generated model of --shape/--flavor/--type)")
     .option("--baseline-model <file>", "rank-head GGUF for the baseline (default: --model when it is rank-head, else the generated rank twin)")
     .addOption(new Option("--shape <shape>", "shape of the generated model").choices(Object.keys(SHAPES)).default("0.6b"))

@@ -23,7 +23,7 @@ export interface ConfigExtras {
   presets?: Preset[] | undefined;
   /** Language -> instruction (`languageInstructions:` mapping). */
   languageInstructions?: Record<string, string> | undefined;
-  /** Served name -> GGUF path or hf: URI (`models:` mapping; serve only). */
+  /** Served name -> GGUF path, hf: URI, checkpoint folder or hub id (`models:` mapping; serve only). */
   models?: Record<string, string> | undefined;
 }
 
@@ -143,7 +143,7 @@ export function applyConfigFile(cmd: Command, path: string, profile?: string): C
     if (!map || typeof map !== "object" || Array.isArray(map)) throw new ValidationError(`${where}: must be a mapping of model names to GGUF paths`);
     for (const [name, source] of Object.entries(map)) {
       if (!MODEL_NAME.test(name)) throw new ValidationError(`${where}.${name}: a model name uses letters, digits and . _ : / @ + -`);
-      if (typeof source !== "string" || source.length === 0) throw new ValidationError(`${where}.${name}: must be a GGUF path or hf: URI`);
+      if (typeof source !== "string" || source.length === 0) throw new ValidationError(`${where}.${name}: must be a GGUF path, an hf: URI, or a Hugging Face checkpoint folder or hub id`);
     }
     if (record.model !== undefined) throw new ValidationError(`${where}: give either model: or models:, not both`);
     extras.models = map as Record<string, string>;

@@ -7,7 +7,7 @@ import { Option } from "commander";
 import { parameterCount, SHAPES } from "../testmodel/shapes.js";
 import type { ShapeName } from "../testmodel/shapes.js";
 import type { ModelFlavor, WeightType } from "../testmodel/generate.js";
-import { intArg } from "./flags.js";
+import { intArg, sizeAtLeast } from "./flags.js";
 
 export function registerDev(program: Command): void {
   const dev = program.command("dev").description("developer tools").showHelpAfterError("(run with --help for usage)");
@@ -16,7 +16,7 @@ export function registerDev(program: Command): void {
     .description("write a GGUF (or, with --format hf, a Hugging Face checkpoint folder) with the real Qwen3 architecture and tokenizer and seeded random weights (for tests and benchmarks)")
     .addOption(new Option("--format <format>", "gguf: one GGUF file; hf: a checkpoint folder as the official Qwen3-Reranker repos ship it (config.json, safetensors, tokenizer files), the causal model with the same weights").choices(["gguf", "hf"]).default("gguf"))
     .addOption(new Option("--dtype <dtype>", "with --format hf: the safetensors element type").choices(["bf16", "f16", "f32"]).default("bf16"))
-    .option("--shard-size <bytes>", "with --format hf: largest shard before the next starts", intArg(1), 5_000_000_000)
+    .addOption(new Option("--shard-size <size>", "with --format hf: largest shard before the next starts, e.g. 5GB or 200MB").argParser(sizeAtLeast(1)).default(5_000_000_000, "5GB (5000000000 bytes, as Hugging Face shards)"))
     .addOption(new Option("--shape <shape>", "model shape").choices(Object.keys(SHAPES)).default("tiny"))
     .addOption(new Option("--flavor <flavor>", "causal LM head or llama.cpp rank head").choices(["causal", "rank"]).default("causal"))
     .addOption(new Option("--type <type>", "weight type (default: f32 for tiny, q8_0 otherwise)").choices(["f32", "f16", "q8_0"]))

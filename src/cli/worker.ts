@@ -20,7 +20,7 @@ export function registerWorker(program: Command): void {
     .command("worker")
     .description("score jobs from a BullMQ/Redis queue for coordinators (`score --input`, eval, tune, calibrate with --queue); run any number, anywhere")
     .requiredOption("--queue <redis-url>", "the BullMQ/Redis queue (redis://HOST:PORT/DB)", redisUrlArg)
-    .option("-m, --model <file>", "GGUF file or hf: URI: jobs come only from coordinators with the same model file (by content) and engine flags")
+    .option("-m, --model <file>", "a Qwen3-Reranker model: GGUF file, hf: URI, Hugging Face checkpoint folder or hub id; jobs come only from coordinators with the same model file (by content) and engine flags")
     .option("--max-length <n>", "longest pair this worker accepts, in tokens (the engine's context)", intArg(16, 1_000_000), DEFAULT_MAX_LENGTH)
     .option("--lock-ms <ms>", "a job's lock: when this worker dies mid-job, another takes the job after about this long", intArg(500), 30_000)
     .option("--quiet", "no per-job log lines");

@@ -78,7 +78,7 @@ export interface ScoringStack {
 /** Loads the model and builds the stack. The caller owns it and must `dispose()` it. */
 export async function openStack(options: RerankerOptions): Promise<ScoringStack> {
   if (!options || typeof options.model !== "string" || options.model.length === 0) {
-    throw new ValidationError("a GGUF path or hf: URI is required", "model");
+    throw new ValidationError("a model is required: a GGUF path, an hf: URI, or a Hugging Face checkpoint folder or hub id", "model");
   }
   const { presets, onWarning, cache, sharedCache: sharedOptions, queue, monitor: monitorOptions, adaptive: adaptiveOptions, ...rest } = options;
   const { knobs, rest: engineOptions } = splitDefaultKnobs(rest);

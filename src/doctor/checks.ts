@@ -3,7 +3,7 @@ import type { ModelShape } from "../model/facts.js";
 import type { KvCacheType } from "../engines/llama/options.js";
 import { percentileOf } from "../monitor/monitor.js";
 
-export type CheckStatus = "ok" | "warn" | "fail";
+type CheckStatus = "ok" | "warn" | "fail";
 
 /** One finding of `qwen-rerank doctor`: "fail" blocks (exit 1), "warn" costs quality or speed. */
 export interface Check {

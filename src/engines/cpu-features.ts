@@ -22,7 +22,7 @@ export function cpuFeatures(): CpuFeatures {
 }
 
 /** The flags that decide the engines' matrix kernels (what benchmark lines print, and what engine choices key on). */
-export const KERNEL_FLAGS = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"] as const;
+const KERNEL_FLAGS = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"] as const;
 
 /** e.g. "x64 avx2 fma f16c avx512f avx512bw avx512_vnni": the architecture and the kernel flags this CPU has. */
 export function kernelFlagsLine(features: CpuFeatures = cpuFeatures()): string {

@@ -60,7 +60,7 @@ export function selectByRule(facts: RuleFacts, measuredAt = new Date().toISOStri
 type Opener = (choice: ConcreteEngine) => Promise<Engine>;
 
 /** The calibration workload: small enough for a first start, long enough that load noise does not decide. */
-export const CALIBRATION = { documents: 8, tokens: 160, seed: 7 } as const;
+const CALIBRATION = { documents: 8, tokens: 160, seed: 7 } as const;
 
 /** An onnx mode must be this much faster than the llama.cpp engine to be chosen (it gives up batch invariance, memory back-off, GPUs). */
 export const MIN_GAIN = 1.1;

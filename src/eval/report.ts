@@ -107,7 +107,7 @@ export function deltaChart(before: MetricReport, after: MetricReport, measure: s
 }
 
 /** A self-contained HTML page (Chart.js inlined, no network) with the report's tables and charts. */
-export function renderReport(report: Report): string {
+function renderReport(report: Report): string {
   const charts: ChartConfig[] = [];
   const body = report.sections
     .map((s) => {

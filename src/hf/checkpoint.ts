@@ -7,7 +7,7 @@ import type { SafetensorsTensor } from "./safetensors.js";
 import { readSafetensorsHeader } from "./safetensors.js";
 
 /** The fields of a Qwen3 `config.json` that the GGUF needs (transformers' Qwen3Config). */
-export interface Qwen3Config extends ModelShape {
+interface Qwen3Config extends ModelShape {
   architecture: string;
   vocabSize: number;
   ropeTheta: number;
@@ -34,10 +34,10 @@ export interface Checkpoint {
 }
 
 export const CONFIG_FILE = "config.json";
-export const INDEX_FILE = "model.safetensors.index.json";
-export const SINGLE_SHARD = "model.safetensors";
-export const TOKENIZER_FILE = "tokenizer.json";
-export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
+const INDEX_FILE = "model.safetensors.index.json";
+const SINGLE_SHARD = "model.safetensors";
+const TOKENIZER_FILE = "tokenizer.json";
+const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
 
 /** Whether a directory looks like a Hugging Face model folder (what `--model` tells apart from a GGUF). */
 export const isCheckpointDir = (path: string): boolean => {
@@ -59,7 +59,7 @@ const readJson = (dir: string, file: string): unknown => {
 };
 
 /** Reads config.json; anything that is not Qwen3 (or not a shape we can write) is refused by name. */
-export function parseQwen3Config(raw: unknown, dir: string): Qwen3Config {
+function parseQwen3Config(raw: unknown, dir: string): Qwen3Config {
   const c = (raw ?? {}) as Record<string, unknown>;
   const architectures = Array.isArray(c.architectures) ? c.architectures.map(String) : [];
   const architecture = architectures[0] ?? (typeof c.model_type === "string" ? c.model_type : "an unknown architecture");

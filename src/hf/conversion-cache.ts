@@ -11,7 +11,7 @@ import { convertCheckpoint } from "./convert.js";
 const CONVERTER_VERSION = 1;
 
 /** Where converted checkpoints live: `modelsDirectory`/converted when given, else ~/.cache/qwen-rerank/converted. */
-export function conversionCacheDir(modelsDirectory?: string, env: NodeJS.ProcessEnv = process.env): string {
+function conversionCacheDir(modelsDirectory?: string, env: NodeJS.ProcessEnv = process.env): string {
   return cacheDir("converted", modelsDirectory, env);
 }
 
@@ -39,7 +39,7 @@ function contentHash(file: string, memo: Record<string, string>): string {
 }
 
 /** The cache key of a conversion: the checkpoint's content (every file it is made of) and the output's settings. */
-export function conversionKey(ckpt: Checkpoint, type: ConvertType, head: HeadKind, cacheDir: string): string {
+function conversionKey(ckpt: Checkpoint, type: ConvertType, head: HeadKind, cacheDir: string): string {
   const memoFile = join(cacheDir, "content-hashes.json");
   let memo: Record<string, string> = {};
   try {

@@ -57,7 +57,7 @@ export function agreement(z: readonly number[], reference: readonly number[]): A
  * most 2 of the top 10 exchanged. For scale: the llama.cpp engine's own Q8_0 arithmetic measured
  * 0.16 / 0.95 / 10 on the plain 0.6B bench workload and 0.57 / 0.87 / 8 with damped outliers.
  */
-export const AGREEMENT_BARS = { maxAbsDz: 0.5, kendallTau: 0.9, top10Missed: 2 } as const;
+const AGREEMENT_BARS = { maxAbsDz: 0.5, kendallTau: 0.9, top10Missed: 2 } as const;
 
 /** The bars `a` misses, in words (empty: it meets them all); `n` is the number of documents. */
 export function missedBars(a: Agreement, n: number): string[] {

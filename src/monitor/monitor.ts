@@ -30,7 +30,7 @@ export interface RequestRecord {
 }
 
 /** Histogram bins of scores over [0, 1]. */
-export const SCORE_BINS = 10;
+const SCORE_BINS = 10;
 
 /** What the window keeps of a request: its own figures, and sums in place of its scores. */
 interface Entry extends Omit<RequestRecord, "scores" | "logits"> {

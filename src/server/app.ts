@@ -202,10 +202,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     });
   /**
    * A request refused before any model saw it (unauthorized, too large, no such route): counted in
-   * the metrics and /stats' errors, and logged, like every other. Unknown paths share one metric
-   * label, so that a scanner cannot grow the label set.
+   * the metrics and /stats' errors, and logged, like every other. Paths that are no route share one
+   * metric label, so that a scanner cannot grow the label set.
    */
-  const refused = (c: Context<Env>, status: number, code: string, endpoint = c.req.path) => {
+  const refused = (c: Context<Env>, status: number, code: string) => {
+    const path = c.req.path.replace(/(.)\/$/, "$1");
+    const endpoint = app.routes.some((r) => r.path === path && r.method !== "ALL") ? path : "unmatched";
     deps.metrics.requests.inc({ endpoint, status: String(status) });
     monitorOf(undefined)?.recordError(code, 0);
     logRequest(c, { status, ms: 0, error: code });
@@ -288,7 +290,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // What this request ran with, so a client can see adaptive control at work.
       c.header("x-temperature", String(outcome.knobs.temperature));
       c.header("x-batch-size", String(lease.model.limits().maxBatchPairs));
-      // Nothing left out or cut silently (docs/server.md, "What an answer says it changed").
+      // Nothing left out or cut silently (docs/server.md, "Nothing changed silently").
       const { topP, threshold, topN } = outcome.omitted;
       c.header("x-omitted-documents", String(topP + threshold + topN));
       const omitted = describeOmitted(outcome.omitted, { topP: outcome.knobs.topP, threshold: outcome.knobs.threshold, topN: call.knobs.topN }, call.documents.length);
@@ -427,7 +429,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.header("allow", allowed.join(", "));
       return c.json({ error: { type: "invalid_request_error", code: "method_not_allowed", message: `${c.req.path} takes ${allowed.join(" or ")}, not ${c.req.method}` } }, 405);
     }
-    refused(c, 404, "not_found", "unmatched");
+    refused(c, 404, "not_found");
     return c.json({ error: { type: "invalid_request_error", code: "not_found", message: `no route for ${c.req.method} ${c.req.path} (GET /docs lists them)` } }, 404);
   });
   app.onError((error, c) => {

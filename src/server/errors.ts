@@ -4,7 +4,7 @@ import { OverloadedError } from "../errors/errors.js";
 import { httpStatusOf } from "../errors/status.js";
 
 /** The body of every error answer: `{"error": {"type", "code", "message"}}`. */
-export function errorBody(error: RerankError): { error: { type: string; code: string; message: string } } {
+function errorBody(error: RerankError): { error: { type: string; code: string; message: string } } {
   const status = httpStatusOf[error.code];
   const type = status >= 500 ? "server_error" : status === 429 ? "rate_limit_error" : status === 401 ? "authentication_error" : "invalid_request_error";
   return { error: { type, code: error.code, message: error.message } };

@@ -22,7 +22,7 @@ export interface ModelPoolOptions {
   onEvent?: ((event: ModelEvent) => void) | undefined;
 }
 
-export type ModelEvent =
+type ModelEvent =
   | { event: "model_loaded"; model: string; ms: number; bytes: number | undefined }
   | { event: "model_load_failed"; model: string; error: string }
   | { event: "model_unloaded"; model: string; reason: "max_loaded_models" | "memory_budget" | "shutdown" };

@@ -19,7 +19,7 @@ export interface StartServerOptions {
   /** The model (`model`) and the options every served model is opened with. */
   reranker: RerankerOptions;
   /**
-   * Several models: name -> GGUF path or hf: URI, each opened with `reranker`'s other options; the
+   * Several models: name -> GGUF path, hf: URI, checkpoint folder or hub id, each opened with `reranker`'s other options; the
    * request's `model` field picks one. The first loads at start, the others on first use.
    * Default: the one model of `reranker.model`, named `server.modelName`.
    */

@@ -1,7 +1,7 @@
 import type { ContextShape } from "../engine.js";
 
 /** Smallest batch the ladder tries: below it prompt processing slows down more than it saves memory. */
-export const MIN_BATCH = 64;
+const MIN_BATCH = 64;
 
 const halve = (n: number, min: number) => Math.max(min, Math.floor(n / 2));
 

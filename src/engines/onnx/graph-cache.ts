@@ -15,7 +15,7 @@ import { ExternalInitializers, inlineInitializers } from "./initializers.js";
 export const GRAPH_FORMAT = 1;
 
 /** What a stage's graph is loaded from: a model file (its weights in a data file beside it, memory-mapped by ONNX Runtime), or bytes in memory. */
-export interface StageModel {
+interface StageModel {
   stage: GraphStage;
   model: string | Uint8Array;
 }

@@ -52,7 +52,7 @@ const rerankV1Fields = {
   rank_fields: nullable(z.array(z.string())),
   ...extensionFields,
 };
-export const rerankV1Schema = z.object(rerankV1Fields).loose();
+const rerankV1Schema = z.object(rerankV1Fields).loose();
 
 /** vLLM's own: `documents` may be one string, `top_n: 0` means all, `use_activation: false` gives log-odds. */
 const vllmRerankSchema = z
@@ -82,8 +82,8 @@ const sentObject = (documents: unknown) => (index: number) => {
   return d !== null && typeof d === "object" && !Array.isArray(d) ? (d as Record<string, unknown>) : undefined;
 };
 
-const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResult) => object) => (b: V1Body & { documents: unknown }, outcome: PipelineResult, ctx: { modelName: string; documents: readonly string[] }) => {
-  const results = relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault, b.return_logits, sentObject(b.documents));
+const v1Respond = (documentsByDefault: (b: V1Body) => boolean, trailer: (outcome: PipelineResult) => object) => (b: V1Body & { documents: unknown }, outcome: PipelineResult, ctx: { modelName: string; documents: readonly string[] }) => {
+  const results = relevanceResults(outcome, ctx.documents, b.return_documents ?? documentsByDefault(b), b.return_logits, sentObject(b.documents));
   return {
     id: randomUUID(),
     model: b.model ?? ctx.modelName,
@@ -97,7 +97,7 @@ const v1Respond = (documentsByDefault: boolean, trailer: (outcome: PipelineResul
 /** Cohere v1, Jina and vLLM's rerank answer (vLLM's has no `meta`). */
 const rerankV1Response = z.object({ id: z.string(), model: z.string(), results: z.array(relevanceResultSchema), usage: usageSchema, meta: cohereMetaSchema.optional() });
 
-/** Cohere v1 and Jina: POST /v1/rerank. */
+/** Cohere v1 and Jina: POST /v1/rerank (documents returned by default for a jina-* model name, as Jina does). */
 export const cohereV1 = defineDialect({
   name: "cohere-v1",
   title: "Cohere v1 and Jina rerank",
@@ -105,7 +105,12 @@ export const cohereV1 = defineDialect({
   paths: ["/v1/rerank"],
   schema: rerankV1Schema,
   call: (b) => v1Call(b, b.documents, false),
-  respond: v1Respond(false, (outcome) => ({ meta: cohereMeta("1", outcome) })),
+  // Jina's clients (a jina-* model name) get the documents back unless they say otherwise, as Jina
+  // answers; Cohere's do not.
+  respond: v1Respond(
+    (b) => (b.model ?? "").startsWith("jina-"),
+    (outcome) => ({ meta: cohereMeta("1", outcome) }),
+  ),
 });
 
 const scoreShaped = (json: unknown) => json !== null && typeof json === "object" && ("text_1" in json || "data_1" in json || "queries" in json);
@@ -122,7 +127,10 @@ export const vllmRerank = defineDialect({
   claims: (json) => !scoreShaped(json),
   schema: vllmRerankSchema,
   call: (b) => v1Call(b, typeof b.documents === "string" ? [b.documents] : b.documents, true),
-  respond: v1Respond(true, () => ({})),
+  respond: v1Respond(
+    () => true,
+    () => ({}),
+  ),
 });
 
 /** Cohere v2: POST /v2/rerank, string documents, max_tokens_per_doc. */

@@ -20,7 +20,7 @@ const TEI_ERRORS: Record<ErrorCode, [status: number, type: string]> = {
 };
 
 /** TEI's error body on every error of its dialect: `{"error": message, "error_type": type}`. */
-export const teiErrorFormat: ErrorFormat = (e) => {
+const teiErrorFormat: ErrorFormat = (e) => {
   const [status, type] = e instanceof EmptyInputError ? [400, "Empty"] : TEI_ERRORS[e.code];
   return { status, body: { error: e.message, error_type: type } };
 };
