@@ -1,7 +1,6 @@
 import { ggufFingerprint } from "../../gguf/fingerprint.js";
-import { mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { GgufFileType, TokenBias } from "node-llama-cpp";
 import { RerankError } from "../../errors/errors.js";
@@ -9,7 +8,8 @@ import type { PrefixGroup } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { ContextShape, Engine, EngineInfo, EngineSelection, MemoryBackoff, ScoreRequestOptions, ScoreStats } from "../engine.js";
-import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
+import { DEFAULT_PREFIX_CACHE_BYTES } from "../head-cache.js";
+import { HeadFiles, sameTokens } from "./head-files.js";
 import { lmHeadMatchesRankHead } from "./head-check.js";
 import { describeShape, isMemoryError, memoryLadder } from "./memory-ladder.js";
 import { readModelFacts } from "./metadata.js";
@@ -48,14 +48,6 @@ interface Slot {
 class DecodeOutOfMemory extends Error {}
 
 
-
-function sameTokens(a: readonly number[], b: readonly number[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** In-process engine on llama.cpp through node-llama-cpp: both GGUF flavours, parallel sequences, prefix reuse. */
 export class LlamaEngine implements Engine {
   readonly tokenizer: PromptTokenizer;
@@ -65,10 +57,7 @@ export class LlamaEngine implements Engine {
   private slots: Slot[] = [];
   /** Set when no context could be put back after memory ran out (the old one is disposed). */
   private lost: { trigger: MemoryBackoff["trigger"]; reason: string } | undefined;
-  /** Heads saved as sequence-state files (llama.cpp copies a sequence's KV cells out and back bit for bit). */
-  private readonly heads: HeadCache<string>;
-  private headFolder: string | undefined;
-  private headFiles = 0;
+  private readonly heads: HeadFiles;
 
   private constructor(
     base: Omit<EngineInfo, "prefixCache">,
@@ -84,7 +73,7 @@ export class LlamaEngine implements Engine {
     prefixCacheBytes: number,
   ) {
     this.tokenizer = llamaTokenizer(model);
-    this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0, (file) => rmSync(file, { force: true }));
+    this.heads = new HeadFiles(prefixReuse ? prefixCacheBytes : 0);
     this.current = base;
     this.install(context, shape);
   }
@@ -382,32 +371,16 @@ export class LlamaEngine implements Engine {
   }
 
   /** Loads the saved head of `prefix` into the (empty) slot; false when none is saved or it did not load. */
+  /** Puts a saved head back into the slot; a miss (or a file that no longer holds it) leaves the slot empty. */
   private async restoreHead(slot: Slot, prefix: readonly number[]): Promise<boolean> {
-    const file = this.heads.get(prefix);
-    if (file === undefined) return false;
-    try {
-      await slot.sequence.loadStateFromFile(file, { acceptRisk: true });
-      // The file holds the tokens it was saved with: a sequence that does not hold exactly the head is not used.
-      if (sameTokens(slot.sequence.contextTokens, prefix)) return true;
-    } catch {
-      // An unreadable file (deleted from the temporary folder, disk full) is a miss.
-    }
-    this.heads.delete(prefix);
+    if (await this.heads.restore(slot.sequence, prefix)) return true;
     await this.clear(slot);
     return false;
   }
 
-  /** Saves the slot's freshly evaluated head (the slot holds exactly `prefix`), unless it can never fit. */
+  /** Saves the slot's freshly evaluated head (the slot holds exactly `prefix`). */
   private async saveHead(slot: Slot, prefix: readonly number[]): Promise<void> {
-    if (this.heads.capacityBytes === 0) return;
-    try {
-      this.headFolder ??= mkdtempSync(join(tmpdir(), "qwen-rerank-heads-"));
-      const file = join(this.headFolder, `${this.headFiles++}.state`);
-      const { fileSize } = await slot.sequence.saveStateToFile(file);
-      this.heads.set(prefix, file, fileSize);
-    } catch {
-      // A head that cannot be saved is evaluated again next time: slower, never wrong.
-    }
+    await this.heads.save(slot.sequence, prefix);
   }
 
   private yesNoBias: TokenBias | undefined;
@@ -453,8 +426,7 @@ export class LlamaEngine implements Engine {
     if (this.disposed) return;
     this.disposed = true;
     await this.queue.catch(() => undefined);
-    this.heads.clear();
-    if (this.headFolder) rmSync(this.headFolder, { recursive: true, force: true });
+    this.heads.dispose();
     if (!this.lost) await this.context.dispose();
     await this.model.dispose();
   }
