@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -17,14 +17,22 @@ const model = testModel("causal");
 describe("CLI: what was left out, in the user's words (built binary)", () => {
   test("preset and threshold selections are told; flags are named as typed; a shared config file works for score", async () => {
     const m = ["score", "-m", model, ...["--max-length", "256", "--threads", "1"]];
-    const [preset, none, maxLength, emptyQuery, badTopN, config] = await cliMany([
+    // A GPU build that is not there is a sentence with the fix (on a machine with CUDA it would run).
+    const cuda = existsSync("/usr/bin/nvidia-smi") ? undefined : [...m, "--gpu", "cuda", "-q", "q", "-d", "a"];
+    const [preset, none, maxLength, emptyQuery, badTopN, config, noCuda] = await cliMany([
       [...m, "--preset", "ecommerce", "-q", "65W USB-C charger", "-d", "GaN charger", "-d", "HDMI cable", "-d", "a tomato"],
       [...m, "--threshold", "0.9999", "-q", "q", "-d", "a", "-d", "b", "--json"],
       [...m, "--max-length", "10", "-q", "q", "-d", "a"],
       [...m, "-q", "", "-d", "a"],
       [...m, "--top-n", "abc", "-q", "q", "-d", "a"],
       ["score", "--config", `${repoRoot}/examples/server.yaml`, "--profile", "shop", "-m", model, "--max-length", "256", "-q", "65W USB-C charger", "-d", "GaN charger", "-d", "HDMI cable", "-d", "a tomato"],
+      ...(cuda ? [cuda] : []),
     ]);
+    if (cuda) {
+      assert.equal(noCuda?.code, 3, noCuda?.stderr);
+      assert.match(noCuda?.stderr ?? "", /no llama\.cpp build for --gpu cuda is installed here \(or its drivers are missing\); use --gpu auto .* or --gpu cpu/);
+      assert.doesNotMatch(noCuda?.stderr ?? "", /NoBinaryFoundError|\n\s+at /);
+    }
     assert.equal(preset?.code, 0, preset?.stderr);
     const shown = (preset?.stdout ?? "").split("\n").filter((l) => /^\s+\d+\s+\d+\s/.test(l)).length;
     assert.ok(shown < 3, preset?.stdout);

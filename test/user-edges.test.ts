@@ -185,6 +185,22 @@ describe("library: a disposed reranker says so", () => {
   });
 });
 
+describe("without the monitor, its page says so as /stats does", () => {
+  test("/stats and /dashboard both answer 404 under --no-monitor", async () => {
+    const server = await startServer({ reranker: { model, maxLength: 256, monitor: false, ...exactEngine }, port: 0 });
+    try {
+      await server.ready;
+      for (const path of ["/stats", "/dashboard"]) {
+        const r = await fetch(`${server.url}${path}`);
+        assert.equal(r.status, 404, path);
+        assert.match(((await r.json()) as { error: { message: string } }).error.message, /monitoring is off \(serve without --no-monitor\)/);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("one rule for what the API key guards", () => {
   let server: RunningServer;
   before(async () => {
