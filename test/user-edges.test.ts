@@ -7,6 +7,7 @@ import { OPEN_WITHOUT_KEY } from "../src/server/app.js";
 import type { RunningServer } from "../src/server/serve.js";
 import { startServer } from "../src/server/serve.js";
 import { cliMany } from "./fixtures/cli.js";
+import { freePort } from "./fixtures/redis.js";
 import { exactEngine, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, QUERY_EN } from "./fixtures/pairs.js";
 
@@ -219,10 +220,16 @@ describe("one rule for what the API key guards", () => {
     const metrics = await (await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer sesame" } })).text();
     assert.match(metrics, /qwen_rerank_requests_total\{endpoint="unmatched",status="401"\} 1/);
     assert.doesNotMatch(metrics, /wp-admin/);
-    const [wrong, missing] = await cliMany([
+    const closed = await freePort();
+    const [wrong, missing, nobody, blocked] = await cliMany([
       ["stats", server.url, "--api-key", "open-up", "--json"],
       ["stats", server.url, "--json"],
+      ["stats", `http://127.0.0.1:${closed}`, "--json"],
+      ["stats", "http://127.0.0.1:1", "--json"],
     ]);
+    assert.equal(nobody?.code, 3);
+    assert.match(nobody?.stderr ?? "", /cannot reach http:\/\/127\.0\.0\.1:\d+\/stats: nothing listens there \(is `qwen-rerank serve` running, on that port\?\) \(ECONNREFUSED\)/);
+    assert.match(blocked?.stderr ?? "", /cannot reach http:\/\/127\.0\.0\.1:1\/stats: Node's fetch refuses port 1 \(a port browsers block\): serve on another one/);
     assert.equal(wrong?.code, 2);
     assert.match(wrong?.stderr ?? "", /refused the API key given with --api-key/);
     assert.equal(missing?.code, 2);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { sizeArg, sizeAtLeast } from "./flags.js";
+import { intArg, sizeArg, sizeAtLeast } from "./flags.js";
 import { parseModelArgument, servedModels } from "./served-models.js";
 
 test("--model takes a path, a URI, or NAME=PATH", () => {
@@ -32,4 +32,7 @@ test("--models-memory takes sizes", () => {
   assert.equal(sizeAtLeast(0)("0"), 0, "0 where 0 means off");
   assert.equal(sizeAtLeast(1024)("64kb"), 64 * 1024);
   assert.throws(() => sizeAtLeast(1024)("100"), /at least 1KB/);
+  // An unbounded count says so, not "from 1 to 9007199254740991".
+  assert.throws(() => intArg(1)("0"), /^InvalidArgumentError: expected a whole number >= 1$/);
+  assert.throws(() => intArg(1, 10)("11"), /expected an integer from 1 to 10/);
 });

@@ -24,7 +24,11 @@ async function fetchStats(base: string, apiKey: string | undefined): Promise<Sta
   try {
     res = await fetch(url, { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {}, signal: AbortSignal.timeout(5000) });
   } catch (error) {
-    throw new RerankError("engine_unavailable", `cannot reach ${url.href}: ${(error as Error).message}`);
+    // fetch says "fetch failed"; the reason is its cause (ECONNREFUSED, ENOTFOUND, a timeout).
+    const reason = (error as { cause?: { code?: string; message?: string } }).cause;
+    const cause = reason?.code ?? (reason?.message === "bad port" ? "bad port" : (error as Error).name);
+    const why: Record<string, string> = { ECONNREFUSED: "nothing listens there (is `qwen-rerank serve` running, on that port?)", ENOTFOUND: "no such host", TimeoutError: "no answer within 5 s", ECONNRESET: "the connection was reset", "bad port": `Node's fetch refuses port ${url.port} (a port browsers block): serve on another one` };
+    throw new RerankError("engine_unavailable", `cannot reach ${url.href}: ${why[cause] ?? (error as Error).message}${why[cause] ? ` (${cause})` : ""}`);
   }
   if (res.status === 401) throw new ValidationError(apiKey ? `${url.href} refused the API key given with --api-key: check it against the server's --api-key` : `${url.href} wants an API key: give --api-key KEY`);
   if (!res.ok) throw new RerankError("engine_unavailable", `${url.href} answered ${res.status}: ${await res.text()}`);

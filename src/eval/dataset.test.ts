@@ -23,7 +23,7 @@ test("readQrels reads TREC and BEIR formats and locates malformed lines", async 
   await assert.rejects(readQrels(file("c.qrels", "q1 0 d1 1\nq1 0 d2 high\n")), /c\.qrels:2: relevance must be an integer/);
   await assert.rejects(readQrels(file("d.qrels", "q1 0 d1 1\nq1 0 d1 2\n")), /d\.qrels:2: document d1 of query q1 is judged twice/);
   await assert.rejects(readQrels(file("e.qrels", "q1 d1\n")), /e\.qrels:1: expected/);
-  await assert.rejects(readQrels(join(dir, "missing.qrels")), /cannot read .*missing\.qrels: ENOENT/);
+  await assert.rejects(readQrels(join(dir, "missing.qrels")), /cannot read .*missing\.qrels: no such file \(ENOENT\)/);
 });
 
 test("readRun ignores the rank column, rejects duplicates and bad scores with file:line", async () => {

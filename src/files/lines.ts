@@ -2,6 +2,7 @@ import { createReadStream } from "node:fs";
 import { access } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { ValidationError } from "../errors/errors.js";
+import { fileErrorInWords } from "./file-errors.js";
 
 /** A failure in an input file, located at its line: `path:line: message`. */
 export class FileLineError extends ValidationError {
@@ -22,7 +23,7 @@ export async function* readLines(path: string): AsyncGenerator<{ text: string; l
     try {
       await access(path);
     } catch (error) {
-      throw new ValidationError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      throw new ValidationError(`cannot read ${path}: ${fileErrorInWords(error)}`);
     }
   }
   const lines = createInterface({ input: path === "-" ? process.stdin : createReadStream(path, "utf8"), crlfDelay: Infinity });

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import { ValidationError } from "../errors/errors.js";
+import { fileErrorInWords } from "./file-errors.js";
 
 /** A YAML (or JSON) file's data, and where each key is, for `path:line: key: ...` errors. */
 export interface YamlFile {
@@ -17,7 +18,7 @@ export function readYamlFile(path: string): YamlFile {
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ValidationError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ValidationError(`cannot read ${path}: ${fileErrorInWords(error)}`);
   }
   const doc = parseDocument(text);
   const parseError = doc.errors[0];
