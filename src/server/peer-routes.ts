@@ -51,8 +51,10 @@ function teiTokens(planner: Planner, text: string): Array<{ id: number; text: st
   const out: Array<{ id: number; text: string; special: boolean; start: number; stop: number }> = [];
   let start = 0;
   for (let i = 0; i < ids.length; i++) {
-    // A token may hold part of a character (byte-level BPE): its span ends where the decoded prefix does.
-    const stop = (planner.detokenize(ids.slice(0, i + 1)) ?? "").length;
+    // A token decodes alone, unless it holds part of a character (byte-level BPE, U+FFFD): then its
+    // span ends where the decoded prefix does. Decoding every prefix would be quadratic in a long text.
+    const piece = planner.detokenize(ids.slice(i, i + 1)) ?? "";
+    const stop = piece.includes("\uFFFD") ? (planner.detokenize(ids.slice(0, i + 1)) ?? "").length : Math.min(text.length, start + piece.length);
     out.push({ id: ids[i] ?? 0, text: text.slice(start, stop), special: false, start, stop });
     start = Math.max(start, stop);
   }
