@@ -28,7 +28,7 @@ test("bench runs both engines side by side and reports the ratio (tiny model, sm
   const names = out.results.map((x) => x.engine);
   const chosen = names.findIndex((n) => n.startsWith("qwen-rerank default: "));
   assert.ok(chosen >= 0, names.join(" | "));
-  if (!names[chosen]?.startsWith("qwen-rerank default: llama")) assert.match(names[chosen - 1] ?? "", /^qwen-rerank \(/);
+  if (!names[chosen]?.startsWith("qwen-rerank default: llama")) assert.match(names[chosen - 1] ?? "", /^qwen-rerank llama \(/);
   assert.match(names.at(-2) ?? "", /serve/);
   assert.match(names.at(-1) ?? "", /LlamaRankingContext/);
   // library and server score the same pairs the same way (the same default engine)

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { CLI, cliMany } from "./fixtures/cli.js";
+import { writeToyDatasets } from "./fixtures/datasets.js";
 import { repoRoot, testModel } from "./fixtures/models.js";
 
 const work = mkdtempSync(join(tmpdir(), "qr-doctor-"));
@@ -24,7 +25,8 @@ const data = join(work, "data.jsonl");
 writeFileSync(
   data,
   [
-    { query: "What is the capital of China?", documents: ["Beijing is the capital of China.", "Paris is in France.", "Rivers flow to the sea."] },
+    // A document may be a string or {"text"} as in eval's data sets (score --input reads both).
+    { query: "What is the capital of China?", documents: ["Beijing is the capital of China.", "Paris is in France.", { text: "Rivers flow to the sea.", relevance: 0 }] },
     { query: "中国的首都是哪里？", documents: ["北京是中国的首都。", "巴黎在法国。"] },
     { query: "history of rivers", documents: [`Rivers ${"shaped the history of cities and trade for centuries. ".repeat(30)}`, "Mountains are tall."] },
   ]
@@ -37,9 +39,9 @@ test("doctor on a healthy setup: every check in JSON, none failed, exit 0", () =
   assert.equal(r.code, 0, r.stderr);
   const { checks } = JSON.parse(r.stdout) as Checks;
   const ids = checks.map((c) => c.id);
-  // The llama.cpp engine reports its threads, memory and quantization too (the default engine depends on the CPU).
-  const llamaOnly = checks.find((c) => c.id === "engine")?.message.startsWith("llama.cpp") ? ["threads", "memory", "quantization"] : [];
-  for (const id of ["engine", "cpu", "backend", ...llamaOnly, "model-flavor", "yes-no-tokens", "context-length", "instruction-language", "flat-logits", "score-saturation", "truncation", "language-gap", "speed"]) {
+  // The llama.cpp engine reports its threads and quantization too (the default engine depends on the CPU).
+  const llamaOnly = checks.find((c) => c.id === "engine")?.message.startsWith("llama.cpp") ? ["threads", "quantization"] : [];
+  for (const id of ["engine", "cpu", "backend", "memory", ...llamaOnly, "model-flavor", "yes-no-tokens", "context-length", "instruction-language", "flat-logits", "score-saturation", "truncation", "language-gap", "speed"]) {
     assert.ok(ids.includes(id), `${id} in ${ids.join(",")}`);
   }
   for (const c of checks) {
@@ -49,6 +51,18 @@ test("doctor on a healthy setup: every check in JSON, none failed, exit 0", () =
   assert.match(checks.find((c) => c.id === "yes-no-tokens")?.message ?? "", /9693.*2152/);
   assert.match(checks.find((c) => c.id === "language-gap")?.message ?? "", /en .*zh /);
   assert.match(checks.find((c) => c.id === "speed")?.message ?? "", /pairs\/s/);
+});
+
+test("doctor on a BEIR folder takes its candidates from --run, as eval does, and compares nDCG@10 by language", () => {
+  const toy = writeToyDatasets(join(work, "toy"));
+  const r = doctor(["--model", model, "--dataset", toy.beir, "--run", toy.run, "--top-k", "5", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const gap = (JSON.parse(r.stdout) as Checks).checks.find((c) => c.id === "language-gap");
+  // Seven short English queries (not Latvian, as tinyld alone guesses one of them) and one Chinese.
+  assert.match(gap?.message ?? "", /^nDCG@10 by query language: en [\d.]+ \(7 queries\), zh [\d.]+ \(1 query\)/);
+  const none = doctor(["--model", model, "--dataset", toy.beir]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /needs --run/);
 });
 
 test("doctor finds settings that cost quality and prints fixes to paste; warnings do not fail (exit 0)", () => {

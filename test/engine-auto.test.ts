@@ -36,7 +36,7 @@ describe("the default engine", { skip: onnxRuntimeInstalled ? false : "onnxrunti
     const llama = await openEngine({ ...options, ...exactEngine });
     try {
       assert.equal(llama.info.selection?.engine, "llama");
-      assert.match(llama.info.selection?.reason ?? "", /--kv-cache-type, --\[no-\]flash-attention are settings of the llama\.cpp engine only/);
+      assert.match(llama.info.selection?.reason ?? "", /kvCacheType \(--kv-cache-type\), flashAttention \(--\[no-\]flash-attention\) are settings of the llama\.cpp engine only/);
     } finally {
       await llama.dispose();
     }

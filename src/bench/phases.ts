@@ -30,10 +30,10 @@ export interface PhaseResult {
   logits?: number[];
 }
 
-/** "onnx int8 " or "" for the llama.cpp engine named by the caller (the names the bench table has always used); "default: onnx int8 " for the engine chosen for them. */
+/** "onnx int8 " or "llama " for the engine named by the caller; "default: onnx int8 " for the engine chosen for them. */
 function engineLabel(selection: EngineSelection | undefined): string {
-  const name = selection?.engine === "onnx" ? `onnx ${selection.onnxPrecision ?? "int8"} ` : "";
-  return selection && selection.source !== "asked" ? `default: ${name || "llama "}` : name;
+  const name = selection?.engine === "onnx" ? `onnx ${selection.onnxPrecision ?? "int8"} ` : "llama ";
+  return selection && selection.source !== "asked" ? `default: ${name}` : name;
 }
 
 const peakRssMB = (): number => process.resourceUsage().maxRSS / 1024;

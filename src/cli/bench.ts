@@ -152,7 +152,7 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
   process.stdout.write(`${line(header)}\n${rows.map(line).join("\n")}\n`);
-  const ours = results.find((r) => r.engine.startsWith("qwen-rerank (") || r.engine.startsWith("qwen-rerank default: llama"));
+  const ours = results.find((r) => r.engine.startsWith("qwen-rerank llama (") || r.engine.startsWith("qwen-rerank default: llama"));
   const onnx = results.filter((r) => r.engine.startsWith("qwen-rerank onnx") || r.engine.startsWith("qwen-rerank default: onnx"));
   // Each onnx precision against the onnx fp32 run (else the llama.cpp engine) on the same pairs.
   const reference = onnx.find((r) => r.engine.startsWith("qwen-rerank onnx fp32")) ?? ours;

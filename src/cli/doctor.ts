@@ -7,6 +7,7 @@ import type { Check, EngineTrial } from "../doctor/checks.js";
 import {
   cpuCheck,
   engineChoiceCheck,
+  onnxMemoryCheck,
   instructionLanguageCheck,
   heldKvBytes,
   kvBytesPerToken,
@@ -26,6 +27,8 @@ import type { EvalSet } from "../eval/dataset.js";
 import { evaluateRun, parseMeasures } from "../eval/metrics.js";
 import type { Run } from "../eval/trec.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
+import { documentTexts } from "./input-documents.js";
+import { addCandidateFlags } from "./eval-common.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { RerankerOptions, ScoringStack } from "../compose/stack.js";
 import { openStack } from "../compose/stack.js";
@@ -38,6 +41,10 @@ import { addModelFlags, intArg, rerankerOptionsFrom } from "./flags.js";
 interface DoctorFlags extends ModelFlagValues {
   engines?: boolean;
   dataset?: string;
+  run?: string;
+  qrels?: string;
+  split: string;
+  topK: number;
   input?: string;
   maxQueries: number;
   json?: boolean;
@@ -55,7 +62,7 @@ const NO_ID = 2152;
 async function readData(flags: DoctorFlags): Promise<DoctorData | undefined> {
   if (flags.dataset && flags.input) throw new ValidationError("give --dataset or --input, not both");
   if (flags.dataset) {
-    const set = await loadEvalSet({ dataset: flags.dataset });
+    const set = await loadEvalSet({ dataset: flags.dataset, run: flags.run, qrels: flags.qrels, split: flags.split, topK: flags.topK });
     const queries = set.queries.slice(0, flags.maxQueries).map((q) => ({ qid: q.qid, text: q.text, documents: q.candidates.map((c) => c.text), docids: q.candidates.map((c) => c.docid) }));
     return { queries, labels: set.qrels };
   }
@@ -65,8 +72,7 @@ async function readData(flags: DoctorFlags): Promise<DoctorData | undefined> {
     for await (const { text, line } of readLines(flags.input)) {
       const o = parseJsonLine(flags.input, line, text);
       if (typeof o.query !== "string") throw new FileLineError(flags.input, line, '"query" must be a string');
-      if (!Array.isArray(o.documents) || o.documents.some((d) => typeof d !== "string")) throw new FileLineError(flags.input, line, '"documents" must be an array of strings');
-      const documents = o.documents as string[];
+      const documents = documentTexts(flags.input, line, o.documents);
       queries.push({ qid: String(line), text: o.query, documents, docids: documents.map((_, i) => String(i)) });
       if (queries.length >= flags.maxQueries) break;
     }
@@ -92,6 +98,12 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
     const cpu = cpuFeatures();
     checks.push(cpuCheck(cpu.flags, cpu.model, "cpu"));
     checks.push({ id: "backend", status: "ok", message: `${info.backend}, numerics: ${info.numerics}`, fix: null });
+    const shape = info.shape;
+    if (shape) {
+      const { longPairBytes } = await import("../engines/onnx/onnx-fit.js");
+      const room = memoryRoom();
+      checks.push(onnxMemoryCheck({ maxLength: info.maxSequenceLength, pairBytes: (t) => longPairBytes(shape, t, info.capacity.batchSize), roomBytes: room.bytes, limitedBy: room.limitedBy }));
+    }
   }
   if (engine instanceof LlamaEngine) {
     const d = await engine.diagnostics();
@@ -140,12 +152,14 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
       fix: lowBits ? "compare with a Q8_0 file on your data: qwen-rerank eval --model A.gguf ... and --model B.gguf" : null,
     });
   }
+  const llama = engine instanceof LlamaEngine;
   checks.push({
     id: "model-flavor",
     // Parallel sequences matter on a GPU; on a CPU one sequence is the default anyway.
-    status: info.scoringPath === "rank-pooling" && !info.backend.includes("(cpu)") ? "warn" : "ok",
-    message:
-      info.scoringPath === "lm-head"
+    status: llama && info.scoringPath === "rank-pooling" && !info.backend.includes("(cpu)") ? "warn" : "ok",
+    message: !llama
+      ? `${info.flavor === "rank" ? "rank-head GGUF, scored from its rank head's" : "causal GGUF, scored from the LM head's"} yes/no rows at each document's last token (the onnx engine's graph)`
+      : info.scoringPath === "lm-head"
         ? `${info.flavor === "rank" ? "rank-head" : "causal"} GGUF, scored from the LM head's yes/no logits at the last position (${info.sequences} parallel sequence${info.sequences === 1 ? "" : "s"})`
         : "rank-head GGUF whose head is not the LM head's yes/no rows: scored through llama.cpp's rank pooling, one sequence at a time (no parallel sequences)",
     fix: null,
@@ -308,7 +322,8 @@ export function registerDoctor(program: Command): void {
   const cmd = program
     .command("doctor")
     .description("diagnose a setup (machine, model file, settings, and your data's scores) and print fixes to paste")
-    .option("--dataset <path>", "labelled data: BEIR folder or JSONL of {query, documents: [{text, relevance}]} (per-language nDCG)")
+    .option("--dataset <path>", "labelled data: BEIR folder (with --run) or JSONL of {query, documents: [{text, relevance}]} (per-language nDCG)");
+  addCandidateFlags(cmd)
     .option("-i, --input <file>", "unlabelled data: JSONL of {query, documents: [...]}, as `score --input` reads")
     .option("--max-queries <n>", "queries of the data to score", intArg(1), 50)
     .option("--engines", "also time every engine and mode (llama; onnx fp32, block8, int8) on 8 generated documents, name the fastest that keeps onnx fp32's ranking (the agreement bars of `bench --engine onnx`), and keep it as the default engine for this model, CPU and thread count")

@@ -33,14 +33,19 @@ export interface DatasetFlags {
   json?: boolean;
 }
 
-/** Flags for reading a data set and writing results, shared by eval, tune and calibrate. */
-export function addDatasetFlags(cmd: Command, withMeasures = true): Command {
-  cmd
-    .option("--dataset <path>", "BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or JSONL file of {query, documents: [{text, relevance}]}")
+/** Where a BEIR folder's candidates and judgements come from: eval, tune, calibrate and doctor. */
+export function addCandidateFlags(cmd: Command): Command {
+  return cmd
     .option("--run <file>", "first-stage TREC run (qid Q0 docno rank score tag) whose top-k documents are reranked")
     .option("--qrels <file>", "relevance judgements (TREC qrels or BEIR TSV); default: the BEIR folder's qrels/SPLIT.tsv")
     .option("--split <name>", "BEIR qrels split", "test")
-    .option("--top-k <n>", "candidates per query taken from the run", intArg(1, 100_000), 100)
+    .option("--top-k <n>", "candidates per query taken from the run", intArg(1, 100_000), 100);
+}
+
+/** Flags for reading a data set and writing results, shared by eval, tune and calibrate. */
+export function addDatasetFlags(cmd: Command, withMeasures = true): Command {
+  cmd.option("--dataset <path>", "BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or JSONL file of {query, documents: [{text, relevance}]}");
+  addCandidateFlags(cmd)
     .option("--max-queries <n>", "use only the first n queries (a quick look before a full run; default: all)", intArg(1))
     .option("--relevance-level <n>", "judged relevance at or above which a document is relevant (trec_eval -l)", intArg(-1000, 1000), 1);
   if (withMeasures) cmd.option("--measure <names...>", "measures, trec_eval style: ndcg_cut.10 map recip_rank P.5,10 recall.100 success.1 set_F ... (also ndcg@10, mrr)");

@@ -95,7 +95,8 @@ interface RerankingOutcome {
     seconds: number;
     pairsPerSecond: number;
     evaluatedTokens: number;
-    queryLatencyMs: { p50: number; p95: number; max: number };
+    /** null when queries were scored in groups (on a queue), where no query has a latency of its own. */
+    queryLatencyMs: { p50: number; p95: number; max: number } | null;
   };
 }
 
@@ -138,7 +139,7 @@ async function evaluateReranking(flags: EvalFlags, measures: Measure[], set: Eva
       seconds: scores.seconds,
       pairsPerSecond: scores.seconds > 0 ? scores.scoredPairs / scores.seconds : 0,
       evaluatedTokens: scores.evaluatedTokens,
-      queryLatencyMs: { p50: percentile(scores.queryMs, 50), p95: percentile(scores.queryMs, 95), max: percentile(scores.queryMs, 100) },
+      queryLatencyMs: scores.queryMs.length === 0 ? null : { p50: percentile(scores.queryMs, 50), p95: percentile(scores.queryMs, 95), max: percentile(scores.queryMs, 100) },
     },
   };
 }
@@ -177,7 +178,10 @@ function rerankingText(o: RerankingOutcome, flags: EvalFlags, output: string | u
       text += `${qid}\t${measures.map((m) => `${m.name} ${(before.perQuery.get(qid)?.[m.name] ?? 0).toFixed(4)} -> ${(v[m.name] ?? 0).toFixed(4)}`).join("\t")}\n`;
     }
   }
-  text += `\nscoring: ${scoring.scoredPairs} pairs scored, ${scoring.cachedPairs} from the cache; ${scoring.pairsPerSecond.toFixed(2)} pairs/s; query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms\n`;
+  // With every pair from the cache there is no speed to report: a rate of 0 would read as a failure.
+  const latency = scoring.queryLatencyMs ? `query latency p50 ${scoring.queryLatencyMs.p50.toFixed(0)} ms, p95 ${scoring.queryLatencyMs.p95.toFixed(0)} ms` : "queries scored in groups by the workers (no per-query latency)";
+  const speed = scoring.scoredPairs === 0 ? "no model time" : `${scoring.pairsPerSecond.toFixed(2)} pairs/s; ${latency}`;
+  text += `\nscoring: ${scoring.scoredPairs} pairs scored, ${scoring.cachedPairs} from the cache; ${speed}\n`;
   return `${text}${output ? `wrote reranked run ${output}` : "the reranked run was not written (--out FILE writes it in TREC format)"}\n`;
 }
 
@@ -241,7 +245,7 @@ function rerankReport(o: RerankingOutcome): Report {
       kind: "table",
       title: "Scoring",
       columns: ["pairs scored", "from cache", "pairs/s", "query p50 ms", "query p95 ms"],
-      rows: [[scoring.scoredPairs, scoring.cachedPairs, scoring.pairsPerSecond, scoring.queryLatencyMs.p50, scoring.queryLatencyMs.p95]],
+      rows: [[scoring.scoredPairs, scoring.cachedPairs, scoring.pairsPerSecond, scoring.queryLatencyMs?.p50 ?? "-", scoring.queryLatencyMs?.p95 ?? "-"]],
     },
   ];
   return { title: "qwen-rerank eval: reranking", subtitle: `${source}: ${after.queries} queries`, sections };

@@ -3,6 +3,7 @@ import type { CallKnobs } from "../config/knobs.js";
 import { extensionFields, knobsFromWire, wireOfField } from "../config/knobs.js";
 import { ValidationError } from "../errors/errors.js";
 import { FileLineError, parseJsonLine, readLines } from "../files/lines.js";
+import { documentTexts } from "./input-documents.js";
 import type { RerankReport } from "../reranker.js";
 import { Reranker } from "../reranker.js";
 import type { ConfigExtras } from "./config-file.js";
@@ -42,12 +43,7 @@ async function* readJobs(path: string): AsyncGenerator<Job> {
   for await (const { text, line } of readLines(path)) {
     const o = parseJsonLine(path, line, text);
     if (typeof o.query !== "string") throw new FileLineError(path, line, '"query" must be a string');
-    if (!Array.isArray(o.documents)) throw new FileLineError(path, line, '"documents" must be an array of strings or {"text": ...} objects');
-    const documents = (o.documents as unknown[]).map((d, i) => {
-      if (typeof d === "string") return d;
-      if (d !== null && typeof d === "object" && typeof (d as { text?: unknown }).text === "string") return (d as { text: string }).text;
-      throw new FileLineError(path, line, `documents.${i}: must be a string or an object with a string "text"`);
-    });
+    const documents = documentTexts(path, line, o.documents);
     const unknown = Object.keys(o).find((k) => !LINE_KEYS.has(k));
     if (unknown !== undefined) throw new FileLineError(path, line, `unknown key "${unknown}" (a line takes query, documents, id, top_n and the knobs ${Object.keys(extensionFields).join(", ")})`);
     if (o.id !== undefined && typeof o.id !== "string" && typeof o.id !== "number") throw new FileLineError(path, line, '"id" must be a string or a number');

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SHAPES } from "../testmodel/shapes.js";
 import type { EngineTrial } from "./checks.js";
-import { cpuCheck, engineChoiceCheck, kvBytesPerToken, languageGapCheck, memoryCheck, scoreShapeChecks, truncationCheck } from "./checks.js";
+import { cpuCheck, engineChoiceCheck, kvBytesPerToken, languageGapCheck, memoryCheck, onnxMemoryCheck, scoreShapeChecks, truncationCheck } from "./checks.js";
 
 const GiB = 1024 ** 3;
 
@@ -24,6 +24,17 @@ test("memory: fits, fewer sequences fit, one shorter sequence fits, nothing fits
   assert.match(shorter.fix ?? "", /^--sequences 1 --max-length \d+$/);
   assert.equal(memoryCheck({ ...base, maxLength: 32768, sequences: 1, freeBytes: 0.65 * GiB }).status, "fail");
   assert.equal(memoryCheck({ ...base, modelBytes: 30 * GiB, maxLength: 512, sequences: 1, freeBytes: 20 * GiB }).status, "fail");
+});
+
+test("onnx memory: a max_length pair fits, or the longest that fits is the fix, or only the llama.cpp engine", () => {
+  // 1 MiB a token (about the fp32 cache of a 4B shape), measured against what is left after the weights.
+  const pairBytes = (t: number) => t * 1024 ** 2;
+  assert.equal(onnxMemoryCheck({ maxLength: 8192, pairBytes, roomBytes: 20 * GiB, limitedBy: "available memory" }).status, "ok");
+  const long = onnxMemoryCheck({ maxLength: 32768, pairBytes, roomBytes: 20 * GiB, limitedBy: "available memory" });
+  assert.equal(long.status, "warn");
+  assert.equal(long.fix, "--max-length 18432 (or --engine llama: F16 keys and values)");
+  assert.match(long.message, /32768 tokens needs 32\.00 GiB .* 20\.00 GiB left \(available memory\): longer pairs than about 18432 tokens will be refused/);
+  assert.match(onnxMemoryCheck({ maxLength: 8192, pairBytes, roomBytes: 0.3 * GiB, limitedBy: "ulimit -v" }).fix ?? "", /^--engine llama/);
 });
 
 test("saturated scores with spread log-odds ask for a temperature; flat log-odds ask for an instruction", () => {

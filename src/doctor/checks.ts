@@ -42,6 +42,25 @@ export function cpuCheck(flags: ReadonlySet<string>, model: string, device: stri
 }
 
 /**
+ * The onnx engine, measured with its weights loaded: whether one pair of `maxLength` tokens (its
+ * fp32 keys and values and a run's attention, `pairBytes`) fits in the memory left. Such a pair is
+ * refused before it runs (insufficient_memory), so this warns ahead of the first long request.
+ */
+export function onnxMemoryCheck(o: { maxLength: number; pairBytes: (tokens: number) => number; roomBytes: number; limitedBy: string }): Check {
+  const needed = o.pairBytes(o.maxLength);
+  const message = `one pair of max_length ${o.maxLength} tokens needs ${gib(needed)} (fp32 keys and values) beside the loaded weights; ${gib(o.roomBytes)} left (${o.limitedBy})`;
+  if (needed <= o.roomBytes * 0.9) return { id: "memory", status: "ok", message, fix: null };
+  let fits = 0;
+  for (let t = 256; t < o.maxLength && o.pairBytes(t) <= o.roomBytes * 0.9; t += 256) fits = t;
+  return {
+    id: "memory",
+    status: "warn",
+    message: `${message}: longer pairs than ${fits > 0 ? `about ${fits}` : "a few hundred"} tokens will be refused`,
+    fix: fits >= 512 ? `--max-length ${fits} (or --engine llama: F16 keys and values)` : "--engine llama (F16 keys and values), or free memory",
+  };
+}
+
+/**
  * Whether the weights and the KV cache of `sequences` x `maxLength` tokens fit in the free memory
  * of the device that holds them, and if not, the settings that do.
  */
@@ -175,7 +194,7 @@ export function languageGapCheck(figures: readonly LanguageFigures[], routing: b
   const best = Math.max(...langs.map(value));
   const gap = labelled ? 0.1 : 0.2;
   const lagging = langs.filter((f) => best - value(f) > gap);
-  const describe = langs.map((f) => `${f.language} ${value(f).toFixed(3)} (${f.queries} queries)`).join(", ");
+  const describe = langs.map((f) => `${f.language} ${value(f).toFixed(3)} (${f.queries} ${f.queries === 1 ? "query" : "queries"})`).join(", ");
   const measure = labelled ? "nDCG@10" : "mean score";
   if (lagging.length === 0) return { id: "language-gap", status: "ok", message: `${measure} by query language: ${describe}`, fix: null };
   const example = lagging[0]?.language ?? "xx";

@@ -16,7 +16,10 @@ export interface EngineInfo {
    */
   fingerprint: string;
   flavor: ModelFlavor;
-  /** Where z comes from: the yes/no rows of the LM head at the last position, or llama.cpp's rank pooling. */
+  /**
+   * Where z comes from: the yes/no rows of the LM head at the last position, or the rank head
+   * (`cls.output`: llama.cpp's rank pooling; the onnx engine reads its yes/no rows the same way).
+   */
   scoringPath: "lm-head" | "rank-pooling";
   /** Longest sequence the model was trained for (GGUF context_length). */
   trainContext: number;

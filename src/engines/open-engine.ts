@@ -76,14 +76,18 @@ async function openConcrete(options: Concrete): Promise<Engine> {
   });
 }
 
-/** The options only the llama.cpp engine has, by their CLI flag, and whether a value asks for something (mmap on is what the onnx engine does too): one sends `auto` to llama.cpp. */
+/**
+ * The options only the llama.cpp engine has, named as in the library and a config file and then as
+ * the CLI flag (the reason reaches all three), and whether a value asks for something (mmap on is
+ * what the onnx engine does too): one sends `auto` to llama.cpp.
+ */
 const LLAMA_ONLY: ReadonlyArray<[string, (o: LlamaEngineOptions) => boolean]> = [
-  ["--kv-cache-type", (o) => o.kvCacheType !== undefined],
-  ["--[no-]flash-attention", (o) => o.flashAttention !== undefined],
-  ["--gpu-layers", (o) => o.gpuLayers !== undefined],
-  ["--no-mmap", (o) => o.mmap === false],
+  ["kvCacheType (--kv-cache-type)", (o) => o.kvCacheType !== undefined],
+  ["flashAttention (--[no-]flash-attention)", (o) => o.flashAttention !== undefined],
+  ["gpuLayers (--gpu-layers)", (o) => o.gpuLayers !== undefined],
+  ["mmap: false (--no-mmap)", (o) => o.mmap === false],
   ["rankHead", (o) => o.rankHead !== undefined && o.rankHead !== "auto"],
-  ["--memory-reserve-bytes", (o) => o.memoryReserveBytes !== undefined],
+  ["memoryReserveBytes (--memory-reserve-bytes)", (o) => o.memoryReserveBytes !== undefined],
 ];
 
 async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined): Promise<EngineSelection> {

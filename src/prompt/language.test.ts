@@ -18,6 +18,10 @@ test("query languages: English, Chinese, Spanish, Japanese, mixed, short queries
   assert.equal(detectLanguage("vuelos baratos", ["en", "es"]), "es");
   assert.equal(detectLanguage("precio del portátil", ["en", "es"]), "es");
   assert.equal(detectLanguage("1234"), UNDETERMINED);
+  // Short English queries that tinyld alone ties with another language at near-zero confidence.
+  assert.equal(detectLanguage("symptoms of vitamin d deficiency"), "en");
+  assert.equal(detectLanguage("python list comprehension syntax"), "en");
+  assert.equal(detectLanguage("quelle est la capitale de la France"), "fr");
 });
 
 test("non-English instructions are recognised", () => {

@@ -23,9 +23,17 @@ export function detectLanguage(text: string, candidates?: readonly string[]): st
   const letters = t.replace(/[^\p{L}]/gu, "");
   const han = [...letters].filter((c) => HAN.test(c)).length;
   if (letters.length > 0 && han / [...letters].length > 0.5) return "zh";
-  const only = candidates && candidates.length > 0 ? [...candidates] : undefined;
-  const guess = detect(t, only ? { only } : {});
-  return guess === "" ? UNDETERMINED : guess;
+  if (candidates && candidates.length > 0) {
+    const guess = detect(t, { only: [...candidates] });
+    return guess === "" ? UNDETERMINED : guess;
+  }
+  // Among every language, a short English query's top guess is often another one at near-zero
+  // confidence, tied with English ("symptoms of vitamin d deficiency": Latvian 0.036, English
+  // 0.036): below MIN_CONFIDENCE, English wins when it is about as likely.
+  const [top, ...rest] = detectAll(t);
+  if (!top) return UNDETERMINED;
+  const english = top.lang === "en" ? top : rest.find((g) => g.lang === "en");
+  return top.accuracy < MIN_CONFIDENCE && english && english.accuracy >= top.accuracy * 0.8 ? "en" : top.lang;
 }
 
 /**
