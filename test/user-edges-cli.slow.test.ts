@@ -19,13 +19,14 @@ describe("CLI: what was left out, in the user's words (built binary)", () => {
     const m = ["score", "-m", model, ...["--max-length", "256", "--threads", "1"]];
     // A GPU build that is not there is a sentence with the fix (on a machine with CUDA it would run).
     const cuda = existsSync("/usr/bin/nvidia-smi") ? undefined : [...m, "--gpu", "cuda", "-q", "q", "-d", "a"];
-    const [preset, none, maxLength, emptyQuery, badTopN, config, noCuda] = await cliMany([
+    const [preset, none, maxLength, emptyQuery, badTopN, config, contradiction, noCuda] = await cliMany([
       [...m, "--preset", "ecommerce", "-q", "65W USB-C charger", "-d", "GaN charger", "-d", "HDMI cable", "-d", "a tomato"],
       [...m, "--threshold", "0.9999", "-q", "q", "-d", "a", "-d", "b", "--json"],
       [...m, "--max-length", "10", "-q", "q", "-d", "a"],
       [...m, "-q", "", "-d", "a"],
       [...m, "--top-n", "abc", "-q", "q", "-d", "a"],
       ["score", "--config", `${repoRoot}/examples/server.yaml`, "--profile", "shop", "-m", model, "--max-length", "256", "-q", "65W USB-C charger", "-d", "GaN charger", "-d", "HDMI cable", "-d", "a tomato"],
+      [...m, "--engine", "onnx", "--kv-cache-type", "f32", "-q", "q", "-d", "a"],
       ...(cuda ? [cuda] : []),
     ]);
     if (cuda) {
@@ -43,12 +44,16 @@ describe("CLI: what was left out, in the user's words (built binary)", () => {
       [maxLength, /^qwen-rerank: --max-length: must be at least \d+ tokens/],
       [emptyQuery, /^qwen-rerank: --query: must be a non-empty string/],
       [badTopN, /--top-n <n>' argument 'abc' is invalid\. must be a whole number >= 1/],
+      // A llama.cpp-only setting with the onnx engine asked for would be ignored: refused instead.
+      [contradiction, /^qwen-rerank: kvCacheType \(--kv-cache-type\) is a setting of the llama\.cpp engine only, and engine onnx asks for the onnx engine/],
     ] as const) {
       assert.equal(r?.code, 2, r?.stderr);
       assert.match(r?.stderr.split("\n").find((l) => !l.startsWith("qwen-rerank: engine")) ?? "", message);
     }
-    // examples/server.yaml holds serve's options too (host, port): score skips them.
+    // examples/server.yaml holds serve's options too (host, port): score skips them. It names no
+    // llama.cpp-only setting, so it runs the default engine (it pinned the llama.cpp engine once).
     assert.equal(config?.code, 0, config?.stderr);
+    assert.doesNotMatch(config?.stderr ?? "", /of the llama\.cpp engine only/);
     assert.match(config?.stdout ?? "", /documents returned: top_p 0\.8 left out/);
   });
 });

@@ -180,6 +180,20 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
   }
 }
 
+/** The flags of the llama.cpp engine only, with their value when they take one: in `bench --engine onnx` they set its llama.cpp row, and the onnx engine refuses them. */
+const LLAMA_ONLY_FLAGS = new Map([["--kv-cache-type", 1], ["--gpu-layers", 1], ["--memory-reserve-bytes", 1], ["--flash-attention", 0], ["--no-flash-attention", 0], ["--no-mmap", 0]]);
+
+function withoutLlamaOnly(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const [flag = "", inline] = (args[i] ?? "").split("=", 2);
+    const values = LLAMA_ONLY_FLAGS.get(flag);
+    if (values === undefined) out.push(args[i] ?? "");
+    else if (inline === undefined) i += values;
+  }
+  return out;
+}
+
 export function registerBench(program: Command): void {
   const cmd = program
     .command("bench")
@@ -249,7 +263,7 @@ export function registerBench(program: Command): void {
       for (let round = 0; round < flags.rounds; round++) {
         const results = [await runPhase("ours", [...withoutEngine, "--engine", "llama", "--model", model, "--threads", String(threads)])];
         for (const precision of precisions) {
-          results.push(await runPhase("ours", [...withoutEngine, "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
+          results.push(await runPhase("ours", [...withoutLlamaOnly(withoutEngine), "--engine", "onnx", "--onnx-precision", precision, "--model", model, "--threads", String(threads)]));
         }
         rounds.push(results);
       }

@@ -3,6 +3,7 @@ import type { Engine } from "./engine.js";
 import type { EngineSelection } from "./engine.js";
 import type { LlamaEngineOptions } from "./llama/options.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
+import { ValidationError } from "../errors/errors.js";
 
 /** The in-process engines, and "auto": the fastest that keeps the scores on this machine (the default). */
 export type EngineKind = "llama" | "onnx" | "auto";
@@ -94,6 +95,13 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
   const measuredAt = new Date().toISOString();
   if (kind === "llama") return { engine: "llama", reason: "llama: asked for (engine llama)", source: "asked", trials: [], key: "", measuredAt };
   if (kind === "onnx" || onnxPrecision !== undefined) {
+    // Ignored, they would leave the user believing the scores follow them.
+    const llamaOnly = LLAMA_ONLY.filter(([, given]) => given(options)).map(([name]) => name);
+    if (llamaOnly.length > 0) {
+      throw new ValidationError(
+        `${llamaOnly.join(", ")} ${llamaOnly.length > 1 ? "are settings" : "is a setting"} of the llama.cpp engine only, and ${kind === "onnx" ? "engine onnx" : "an onnx precision"} asks for the onnx engine (fp32 keys and values, no flash attention, weights memory-mapped): remove one or the other`,
+      );
+    }
     const precision = onnxPrecision ?? "int8";
     return { engine: "onnx", onnxPrecision: precision, reason: `onnx ${precision}: asked for (${kind === "onnx" ? "engine onnx" : "an onnx precision"})`, source: "asked", trials: [], key: "", measuredAt };
   }
