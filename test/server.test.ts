@@ -453,6 +453,8 @@ test("a request over its timeout answers 504 and the server keeps serving", asyn
     const r = await post(`${server.url}/v1/rerank`, { query: "q", documents: DOCUMENTS });
     assert.equal(r.status, 504);
     assert.equal((r.json as { error: { code: string } }).error.code, "timeout");
+    // The whole timeout the server was given, in whole milliseconds (not the fraction that was left).
+    assert.match((r.json as { error: { message: string } }).error.message, /^the request did not finish within the server's request timeout of 1 ms \((queued or being scored|waiting for its model to load)\); a retry may succeed/);
   } finally {
     await server.close();
   }

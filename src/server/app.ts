@@ -300,7 +300,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
       lastEngineError = undefined;
       response = c.json(respond(outcome, lease.name) as object, 200);
     } catch (error) {
-      const raised = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      const thrown = isRerankError(error) ? error : new RerankError("engine_failure", `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      // The scheduler knows only the time that was left; the caller set the whole timeout.
+      const raised =
+        thrown.code === "timeout" && o.requestTimeoutMs !== undefined
+          ? new RerankError("timeout", `the request did not finish within the server's request timeout of ${o.requestTimeoutMs} ms (${reachedPipeline ? "queued or being scored" : "waiting for its model to load"}); a retry may succeed when the server is less busy`)
+          : thrown;
       // A library field ("maxLength") is told by the request body's name for it ("max_length").
       const e = raised instanceof ValidationError ? raised.renamed(wireOfField) : raised;
       if (e.code === "engine_failure") lastEngineError = e.message;
