@@ -27,8 +27,10 @@ test("the example server config parses into the serve options", () => {
   assert.deepEqual(o.model, [{ name: undefined, source: "models/demo-tiny.gguf" }]);
   assert.equal(o.maxLength, 4096);
   assert.equal(o.maxBatchPairs, 64);
-  assert.equal(o.flashAttention, true);
-  assert.equal(o.kvCacheType, "f16");
+  assert.equal(o.requestTimeout, 120000);
+  // It names no llama.cpp-only setting, so the default engine runs (README, "Choosing the engine").
+  assert.equal(o.flashAttention, undefined);
+  assert.equal(o.kvCacheType, undefined);
 });
 
 test("precedence: command line, then environment, then config file", () => {
