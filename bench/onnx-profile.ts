@@ -14,6 +14,7 @@ import { readModelFacts } from "../src/engines/llama/metadata.js";
 import { buildQwen3Graph } from "../src/engines/onnx/graph.js";
 import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
 import type { OnnxPrecision } from "../src/engines/onnx/precision.js";
+import { kvCacheOf } from "../src/engines/onnx/precision.js";
 import { GgufWeights } from "../src/engines/onnx/weights.js";
 
 const { values } = parseArgs({
@@ -34,7 +35,7 @@ if (!facts.shape) throw new Error("not a Qwen3 GGUF");
 const shape = facts.shape;
 const rank = facts.flavor === "rank";
 // The yes/no rows only decide z's value, not the cost: rank files' rows 0/1, else any two rows.
-const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct() });
+const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct(), kvCache: kvCacheOf(values.precision as OnnxPrecision) });
 const dir = mkdtempSync(join(tmpdir(), "qr-profile-"));
 const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: join(dir, "run") });
 const { hidden: H, headDim: D, kvHeads } = shape;
@@ -49,7 +50,19 @@ const feeds: Record<string, ort.Tensor> = {
 };
 // The cached positions' values only change z, not the cost.
 const past = Float32Array.from({ length: P * kvHeads * D }, (_, i) => Math.cos(i) * 0.5);
-for (let l = 0; l < shape.layers; l++) for (const k of ["k", "v"]) feeds[`past_${k}.${l}`] = new ort.Tensor("float32", past, [1, P, kvHeads, D]);
+const past8 = Int8Array.from({ length: P * kvHeads * D }, (_, i) => Math.round(Math.cos(i) * 127));
+for (let l = 0; l < shape.layers; l++) {
+  if (kvCacheOf(values.precision as OnnxPrecision) === "fp32") {
+    for (const k of ["k", "v"]) feeds[`past_${k}.${l}`] = new ort.Tensor("float32", past, [1, P, kvHeads, D]);
+    continue;
+  }
+  for (const k of ["k", "v"]) {
+    feeds[`past_${k}.${l}`] = new ort.Tensor("int8", past8, [1, P, kvHeads, D]);
+    feeds[`past_${k}_scale.${l}`] = new ort.Tensor("float32", new Float32Array(P * kvHeads).fill(0.004), [1, P, kvHeads, 1]);
+  }
+  feeds[`k_center.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D), [1, 1, kvHeads, D]);
+  feeds[`k_gain.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D).fill(1), [1, 1, kvHeads, D]);
+}
 const runs = 3;
 for (let r = 0; r < runs; r++) await session.run(feeds, ["z"]);
 session.endProfiling();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { readGgufFileInfo } from "node-llama-cpp";
 import type { ModelFlavor } from "../src/model/facts.js";
-import type { OnnxPrecision } from "../src/engines/onnx/precision.js";
+import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 import { GgufWeights } from "../src/engines/onnx/weights.js";
 import { groupByHead } from "../src/prompt/groups.js";
@@ -12,6 +12,7 @@ import { cliAsync } from "./fixtures/cli.js";
 import { onnxRuntimeInstalled, testModel } from "./fixtures/models.js";
 import { DOCUMENTS, LONG_DOCUMENT, QUERY_EN, QUERY_ZH } from "./fixtures/pairs.js";
 import { ReferenceQwen3 } from "./fixtures/reference-forward.js";
+import { SHAPES } from "../src/testmodel/shapes.js";
 
 const MAX_LENGTH = 160;
 
@@ -180,6 +181,63 @@ describe("the outlier generator and int8's defences", { skip }, () => {
       t.diagnostic(figures);
       assert.ok(allQuantized > 3 * plain, figures);
       assert.ok(dampedDrift <= 2 * plain + 0.02 && undampedDrift <= 2 * plain + 0.02 && undampedDrift < allQuantized / 3, figures);
+    } finally {
+      reference.close();
+    }
+  });
+});
+
+describe("int8's cache of keys and values against planted key outliers", { skip }, () => {
+  test("keys with a few channels 30x the rest: the int8 cache keeps int8 as close to fp32 as on the plain model, over many runs of a long document", async (t) => {
+    const keyed = testModel("causal", "tiny", "f32", 1, { channels: 0, magnitude: 1, keys: { channels: 4, magnitude: 30 } });
+    // The planted channels as the model computes them: per key head, its 4th largest mean |k| against the median channel.
+    const outlierRatio = (model: string, tokens: readonly number[]) => {
+      const reference = new ReferenceQwen3(model);
+      let lowest = Infinity;
+      try {
+        reference.logOdds(tokens, (_layer, keys) => {
+          const width = keys[0]?.length ?? 0;
+          const mean = Array.from({ length: width }, (_, c) => keys.reduce((sum, k) => sum + Math.abs(k[c] ?? 0), 0) / keys.length);
+          const headDim = width / SHAPES.tiny.kvHeads;
+          for (let head = 0; head < SHAPES.tiny.kvHeads; head++) {
+            const sorted = mean.slice(head * headDim, (head + 1) * headDim).sort((a, b) => b - a);
+            lowest = Math.min(lowest, (sorted[3] ?? 0) / (sorted[Math.floor(headDim / 2)] ?? 1));
+          }
+        });
+      } finally {
+        reference.close();
+      }
+      return lowest;
+    };
+    // Runs of 24 tokens: the long document goes through several runs, each over the int8 cache of the ones before.
+    const score = async (model: string, precision: OnnxPrecision, kvCache: KvCacheType) => {
+      const engine = await OnnxEngine.open({ model, precision, kvCache, threads: 1, sequences: 1, batchSize: 24, contextSize: MAX_LENGTH, logLevel: "error" });
+      try {
+        assert.match(engine.info.numerics, new RegExp(` kv=${kvCache} `));
+        const pairs = buildPairs(engine);
+        return { pairs, z: await scoreInOrder(engine, pairs) };
+      } finally {
+        await engine.dispose();
+      }
+    };
+    const drift = (a: Float64Array, b: Float64Array) => Math.max(...[...a].map((z, i) => Math.abs(z - (b[i] ?? Number.NaN))));
+    const reference = new ReferenceQwen3(keyed);
+    try {
+      const exact = await score(keyed, "fp32", "fp32");
+      const sample = exact.pairs[0]?.tokens ?? [];
+      const [keyedRatio, plainRatio] = [outlierRatio(keyed, sample), outlierRatio(testModel("causal"), sample)];
+      assert.ok(keyedRatio >= 10 && plainRatio < 5, `planted key channels against the median channel, lowest over layers and heads: ${keyedRatio} (plain model ${plainRatio})`);
+      exact.pairs.forEach((p, i) => assert.ok(Math.abs((exact.z[i] ?? Number.NaN) - reference.logOdds(p.tokens)) <= 1e-3, `fp32 pair ${i} on the key-outlier model`));
+      // What the 8-bit cache adds to int8's products, on each model: the products' own error is
+      // larger on the keyed model (its key weights' rows carry the planted weight), so the bar is on the cache's share.
+      const cacheShare = async (model: string) => {
+        const [withCache, withoutCache] = [await score(model, "int8", "int8"), await score(model, "int8", "fp32")];
+        return { cache: drift(withCache.z, withoutCache.z), products: drift(withoutCache.z, model === keyed ? exact.z : (await score(model, "fp32", "fp32")).z) };
+      };
+      const [plain, keyedShare] = [await cacheShare(testModel("causal")), await cacheShare(keyed)];
+      const figures = `max |dz| the int8 cache adds: plain model ${plain.cache}, key-outlier model ${keyedShare.cache} (int8 products against fp32: ${plain.products}, ${keyedShare.products})`;
+      t.diagnostic(figures);
+      assert.ok(keyedShare.cache <= 2 * plain.cache + 0.02, figures);
     } finally {
       reference.close();
     }

@@ -98,11 +98,10 @@ async function engineChecks(stack: ScoringStack, backoffs: readonly MemoryBackof
     const cpu = cpuFeatures();
     checks.push(cpuCheck(cpu.flags, cpu.model, "cpu"));
     checks.push({ id: "backend", status: "ok", message: `${info.backend}, numerics: ${info.numerics}`, fix: null });
-    const shape = info.shape;
-    if (shape) {
-      const { longPairBytes } = await import("../engines/onnx/onnx-fit.js");
+    const { OnnxEngine } = await import("../engines/onnx/onnx-engine.js");
+    if (engine instanceof OnnxEngine) {
       const room = memoryRoom();
-      checks.push(onnxMemoryCheck({ maxLength: info.maxSequenceLength, pairBytes: (t) => longPairBytes(shape, t, info.capacity.batchSize), roomBytes: room.bytes, limitedBy: room.limitedBy }));
+      checks.push(onnxMemoryCheck({ maxLength: info.maxSequenceLength, pairBytes: (t) => engine.longPairBytes(t), kvCache: engine.kvCacheType, roomBytes: room.bytes, limitedBy: room.limitedBy }));
     }
   }
   if (engine instanceof LlamaEngine) {

@@ -26,15 +26,17 @@ test("memory: fits, fewer sequences fit, one shorter sequence fits, nothing fits
   assert.equal(memoryCheck({ ...base, modelBytes: 30 * GiB, maxLength: 512, sequences: 1, freeBytes: 20 * GiB }).status, "fail");
 });
 
-test("onnx memory: a max_length pair fits, or the longest that fits is the fix, or only the llama.cpp engine", () => {
+test("onnx memory: a max_length pair fits, or the longest that fits is the fix, or the other cache and engine", () => {
   // 1 MiB a token (about the fp32 cache of a 4B shape), measured against what is left after the weights.
   const pairBytes = (t: number) => t * 1024 ** 2;
-  assert.equal(onnxMemoryCheck({ maxLength: 8192, pairBytes, roomBytes: 20 * GiB, limitedBy: "available memory" }).status, "ok");
-  const long = onnxMemoryCheck({ maxLength: 32768, pairBytes, roomBytes: 20 * GiB, limitedBy: "available memory" });
+  assert.equal(onnxMemoryCheck({ maxLength: 8192, pairBytes, kvCache: "fp32", roomBytes: 20 * GiB, limitedBy: "available memory" }).status, "ok");
+  const long = onnxMemoryCheck({ maxLength: 32768, pairBytes, kvCache: "fp32", roomBytes: 20 * GiB, limitedBy: "available memory" });
   assert.equal(long.status, "warn");
-  assert.equal(long.fix, "--max-length 18432 (or --engine llama: F16 keys and values)");
-  assert.match(long.message, /32768 tokens needs 32\.00 GiB .* 20\.00 GiB left \(available memory\): longer pairs than about 18432 tokens will be refused/);
-  assert.match(onnxMemoryCheck({ maxLength: 8192, pairBytes, roomBytes: 0.3 * GiB, limitedBy: "ulimit -v" }).fix ?? "", /^--engine llama/);
+  assert.equal(long.fix, "--max-length 18432 (or --onnx-precision int8: 8-bit keys and values, or --engine llama: flash attention)");
+  assert.match(long.message, /32768 tokens needs 32\.00 GiB \(fp32 keys and values, a run's attention scores\) .* 20\.00 GiB left \(available memory\): longer pairs than about 18432 tokens will be refused/);
+  // The int8 cache already: only the llama.cpp engine is left to suggest.
+  const tight = onnxMemoryCheck({ maxLength: 8192, pairBytes, kvCache: "int8", roomBytes: 0.3 * GiB, limitedBy: "ulimit -v" });
+  assert.equal(tight.fix, "--engine llama: flash attention; or free memory");
 });
 
 test("saturated scores with spread log-odds ask for a temperature; flat log-odds ask for an instruction", () => {

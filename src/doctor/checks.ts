@@ -43,20 +43,22 @@ export function cpuCheck(flags: ReadonlySet<string>, model: string, device: stri
 
 /**
  * The onnx engine, measured with its weights loaded: whether one pair of `maxLength` tokens (its
- * fp32 keys and values and a run's attention, `pairBytes`) fits in the memory left. Such a pair is
- * refused before it runs (insufficient_memory), so this warns ahead of the first long request.
+ * keys and values as `kvCache` keeps them and a run's attention, `pairBytes`) fits in the memory
+ * left. Such a pair is refused before it runs (insufficient_memory), so this warns ahead of the
+ * first long request.
  */
-export function onnxMemoryCheck(o: { maxLength: number; pairBytes: (tokens: number) => number; roomBytes: number; limitedBy: string }): Check {
+export function onnxMemoryCheck(o: { maxLength: number; pairBytes: (tokens: number) => number; kvCache: "fp32" | "int8"; roomBytes: number; limitedBy: string }): Check {
   const needed = o.pairBytes(o.maxLength);
-  const message = `one pair of max_length ${o.maxLength} tokens needs ${gib(needed)} (fp32 keys and values) beside the loaded weights; ${gib(o.roomBytes)} left (${o.limitedBy})`;
+  const message = `one pair of max_length ${o.maxLength} tokens needs ${gib(needed)} (${o.kvCache} keys and values, a run's attention scores) beside the loaded weights; ${gib(o.roomBytes)} left (${o.limitedBy})`;
   if (needed <= o.roomBytes * 0.9) return { id: "memory", status: "ok", message, fix: null };
   let fits = 0;
   for (let t = 256; t < o.maxLength && o.pairBytes(t) <= o.roomBytes * 0.9; t += 256) fits = t;
+  const others = `${o.kvCache === "fp32" ? "--onnx-precision int8: 8-bit keys and values, or " : ""}--engine llama: flash attention`;
   return {
     id: "memory",
     status: "warn",
     message: `${message}: longer pairs than ${fits > 0 ? `about ${fits}` : "a few hundred"} tokens will be refused`,
-    fix: fits >= 512 ? `--max-length ${fits} (or --engine llama: F16 keys and values)` : "--engine llama (F16 keys and values), or free memory",
+    fix: fits >= 512 ? `--max-length ${fits} (or ${others})` : `${others}; or free memory`,
   };
 }
 

@@ -99,7 +99,7 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
     const llamaOnly = LLAMA_ONLY.filter(([, given]) => given(options)).map(([name]) => name);
     if (llamaOnly.length > 0) {
       throw new ValidationError(
-        `${llamaOnly.join(", ")} ${llamaOnly.length > 1 ? "are settings" : "is a setting"} of the llama.cpp engine only, and ${kind === "onnx" ? "engine onnx" : "an onnx precision"} asks for the onnx engine (fp32 keys and values, no flash attention, weights memory-mapped): remove one or the other`,
+        `${llamaOnly.join(", ")} ${llamaOnly.length > 1 ? "are settings" : "is a setting"} of the llama.cpp engine only, and ${kind === "onnx" ? "engine onnx" : "an onnx precision"} asks for the onnx engine (its own cache of keys and values, no flash attention, weights memory-mapped): remove one or the other`,
       );
     }
     const precision = onnxPrecision ?? "int8";

@@ -42,14 +42,27 @@ export interface MakeModelOptions {
 }
 
 export interface PlantedOutliers {
+  /** Activation-outlier dimensions of the hidden state; 0 for none. */
   channels: number;
   magnitude: number;
   /** Default "damped". */
   weights?: "damped" | "unchanged" | undefined;
+  /**
+   * Key-outlier channels as trained LLMs' keys have them (SageAttention: a few channels of every
+   * key tens of times larger than the rest, with the same sign in every token: a bias the keys
+   * share), planted the way they arise: one hidden dimension with the same positive value in every
+   * token embedding (a "massive activation"), read with a large weight by `channels` output
+   * channels of each key head (in the slowly rotating half, which RoPE barely moves), so those
+   * channels come out about `magnitude` times the rest after the key norm, in every layer. The
+   * yes/no log-odds do not see the embedding's constant (it is the same for both rows of a tied
+   * head). Default: none.
+   */
+  keys?: { channels: number; magnitude: number } | undefined;
 }
 
 /** The file-name suffix of a model with planted outliers (tests and bench share generated files). */
-export const outliersSuffix = (o: PlantedOutliers | undefined): string => (o ? `-outliers${o.channels}x${o.magnitude}${o.weights === "unchanged" ? "-undamped" : ""}` : "");
+export const outliersSuffix = (o: PlantedOutliers | undefined): string =>
+  o ? `${o.channels > 0 ? `-outliers${o.channels}x${o.magnitude}${o.weights === "unchanged" ? "-undamped" : ""}` : ""}${o.keys ? `-keys${o.keys.channels}x${o.keys.magnitude}` : ""}` : "";
 
 /** A generated model before it is written: its GGUF metadata and tensors (rows on demand). */
 export interface TestModelParts {
@@ -118,6 +131,25 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
       for (const c of outlierChannels) row[c] = magnitude;
     },
   });
+  const keyCount = options.outliers?.keys?.channels ?? 0;
+  // The last channels of each head: RoPE pairs them at its lowest frequencies, so the bias survives position (as in trained models).
+  const keyChannels = new Set(Array.from({ length: keyCount }, (_, i) => shape.headDim - keyCount + i));
+  // The hidden dimension every token carries (not one of the activation outliers' dimensions).
+  const massive = keyCount > 0 ? (Math.floor(offset * h) + 1) % h : -1;
+  const withMassive = (spec: TensorSpec, value: number): TensorSpec => ({
+    ...spec,
+    fillRow: (r, row) => {
+      spec.fillRow(r, row);
+      row[massive] = value;
+    },
+  });
+  const keyBiased = (spec: TensorSpec): TensorSpec => ({
+    ...spec,
+    fillRow: (r, row) => {
+      spec.fillRow(r, row);
+      if (keyChannels.has(r % shape.headDim)) row[massive] = (options.outliers?.keys?.magnitude ?? 1) / Math.sqrt(h);
+    },
+  });
   const damped = (spec: TensorSpec): TensorSpec => ({
     ...spec,
     fillRow: (r, row) => {
@@ -127,7 +159,9 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
   });
 
   const headScale = 2 / Math.sqrt(h);
-  const embd = matrix("token_embd.weight", h, VOCAB_ROWS, headScale);
+  // 16x the embedding's scale: large enough to survive the layers' residual additions (trained
+  // models' massive activations are hundreds of times the median).
+  const embd = keyCount > 0 ? withMassive(matrix("token_embd.weight", h, VOCAB_ROWS, headScale), 16 * headScale) : matrix("token_embd.weight", h, VOCAB_ROWS, headScale);
   const lmHeadName = shape.tiedEmbeddings ? "token_embd.weight" : "output.weight";
   const lmHeadRow = uniform(lmHeadName, headScale);
 
@@ -149,7 +183,7 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
     tensors.push(
       amplified(norm(`${p}attn_norm.weight`, h)),
       damped(matrix(`${p}attn_q.weight`, h, qDim)),
-      damped(matrix(`${p}attn_k.weight`, h, kvDim)),
+      keyBiased(damped(matrix(`${p}attn_k.weight`, h, kvDim))),
       damped(matrix(`${p}attn_v.weight`, h, kvDim)),
       matrix(`${p}attn_output.weight`, qDim, h),
       norm(`${p}attn_q_norm.weight`, shape.headDim),
@@ -162,7 +196,7 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
   }
 
   const meta = qwen3Metadata({
-    name: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${options.outliers ? `, ${options.outliers.channels} outlier channels x${magnitude}${outlierWeights === "damped" ? "" : " (weights unchanged)"}` : ""})`,
+    name: `qwen-rerank test model (Qwen3-Reranker ${options.shape} shape, ${flavor}, seed ${seed}${channels > 0 ? `, ${channels} outlier channels x${magnitude}${outlierWeights === "damped" ? "" : " (weights unchanged)"}` : ""}${options.outliers?.keys ? `, ${options.outliers.keys.channels} key outlier channels x${options.outliers.keys.magnitude}` : ""})`,
     fileType: fileTypeOf[type],
     shape,
     contextLength: shape.contextLength,

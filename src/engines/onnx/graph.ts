@@ -4,7 +4,7 @@ import type { onnx as proto } from "onnx-proto";
 // A CommonJS package: its namespace comes as the default export.
 const { onnx } = onnxProto;
 import type { ModelShape } from "../../model/facts.js";
-import type { OnnxPrecision } from "./precision.js";
+import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import type { InitializerSink } from "./initializers.js";
 import { inlineInitializers } from "./initializers.js";
 import type { GgufWeights, WeightMatrix } from "./weights.js";
@@ -53,6 +53,11 @@ export interface GraphPrecision {
    * wrong one costs 20x (VNNI) or saturates (AVX2).
    */
   signedActivations: boolean;
+  /**
+   * How the past keys and values come in: fp32, or int8 per token and head with the pair's key
+   * center and gain (src/engines/onnx/kv-quant.ts). No default: kvCacheOf(precision).
+   */
+  kvCache: KvCacheType;
 }
 
 /** Builds nodes with unique output names. */
@@ -123,7 +128,7 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
 export function buildQwen3Graph(
   weights: GgufWeights,
   facts: Qwen3Facts,
-  { precision, outlierChannels, signedActivations }: GraphPrecision,
+  { precision, outlierChannels, signedActivations, kvCache }: GraphPrecision,
   stage: GraphStage = { first: 0, end: facts.shape.layers },
   sink: InitializerSink = inlineInitializers,
 ): Uint8Array {
@@ -242,6 +247,7 @@ export function buildQwen3Graph(
   const groupShape = g.ints("group_shape", [0, kvH, rep, -1, D]);
   const headsShape = g.ints("heads_shape", [0, nH, -1, D]);
   const flatShape = g.ints("flat_shape", [0, 0, nH * D]);
+  const gainShape = kvCache === "int8" ? g.ints("gain_shape", [1, kvH, 1, 1, D]) : "";
   const scale = g.scalar("attn_scale", 1 / Math.sqrt(D));
   const one = g.ints("one", [1]);
   // The past, shared by the batch: [1,P,kvH,D] transposed and expanded to [B,kvH,P,D], one layer at a time.
@@ -263,10 +269,24 @@ export function buildQwen3Graph(
     g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
     g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
     const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
-    const keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
-    const values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
-    const grouped = g.one("Reshape", [q, groupShape]);
+    let grouped = g.one("Reshape", [q, groupShape]);
+    let keys: string;
+    let values: string;
+    if (kvCache === "int8") {
+      // The past in 8 bits: int8 per token and head, times its scale (the transposes move int8).
+      // Keys are stored as (k - center) / gain: every key of the run is taken the same way and the
+      // queries multiplied by the gain instead, so q·k loses only q·center, which is the same for
+      // every key of a row and which softmax does not see.
+      const dequantized = (kind: "k" | "v") => g.one("Mul", [g.one("Cast", [headMajor(`past_${kind}.${l}`)], [intAttr("to", T.FLOAT)]), headMajor(`past_${kind}_scale.${l}`)]);
+      const kRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
+      keys = g.op("Concat", [g.one("Expand", [dequantized("k"), pastShape]), headMajor(kRelative)], [intAttr("axis", 2)])[0] ?? "";
+      values = g.op("Concat", [g.one("Expand", [dequantized("v"), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
+      grouped = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
+    } else {
+      keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
+      values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
+    }
     const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
     const scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), "mask"]);
     const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
@@ -304,9 +324,11 @@ export function buildQwen3Graph(
   }
   for (let l = stage.first; l < stage.end; l++) {
     for (const kind of ["k", "v"]) {
-      inputs.push(valueInfo(`past_${kind}.${l}`, T.FLOAT, [1, "P", kvH, D]));
+      inputs.push(valueInfo(`past_${kind}.${l}`, kvCache === "int8" ? T.INT8 : T.FLOAT, [1, "P", kvH, D]));
+      if (kvCache === "int8") inputs.push(valueInfo(`past_${kind}_scale.${l}`, T.FLOAT, [1, "P", kvH, 1]));
       outputs.push(valueInfo(`new_${kind}.${l}`, T.FLOAT, ["B", "S", kvH, D]));
     }
+    if (kvCache === "int8") inputs.push(valueInfo(`k_center.${l}`, T.FLOAT, [1, 1, kvH, D]), valueInfo(`k_gain.${l}`, T.FLOAT, [1, 1, kvH, D]));
   }
   const model: proto.IModelProto = {
     irVersion: 8,

@@ -25,12 +25,14 @@ import type { GraphStage, Qwen3Facts } from "./graph.js";
 import { GRAPH_FORMAT, graphCacheFolder } from "./graph-cache.js";
 import type { InitializerSink } from "./initializers.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
-import type { OnnxPrecision } from "./precision.js";
-import { ONNX_PRECISIONS } from "./precision.js";
+import type { KvCacheType, OnnxPrecision } from "./precision.js";
+import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { WeightMatrix } from "./weights.js";
 import { decodeRow, GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
 import { loadStages } from "./stage-sessions.js";
+import type { EvaluatedHead } from "./kv-cache.js";
+import { emptyPast, GrowingCache, pastInputs } from "./kv-cache.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
 export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCacheBytes"> {
@@ -61,6 +63,12 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    * caps one graph at 2 GB) runs as several graphs in a row, each a range of layers. Default 1.5e9.
    */
   stageBytes?: number | undefined;
+  /**
+   * How keys and values are kept between runs (a long document's earlier runs, a group's prompt
+   * head): "int8" in about a quarter of fp32's bytes (src/engines/onnx/kv-quant.ts), or "fp32".
+   * Default: "int8" with int8 precision, "fp32" with the others (kvCacheOf).
+   */
+  kvCache?: KvCacheType | undefined;
   /** int8 precision: input features per matrix product multiplied in fp32 (the batch's largest, the activation outliers); 0 = none. Default 16. */
   outlierChannels?: number | undefined;
   /**
@@ -92,11 +100,6 @@ async function loadOrt(): Promise<Ort> {
   }
 }
 
-/** One evaluated prompt head: its keys and values per layer, [1,kvH,P,D]. */
-interface EvaluatedHead {
-  length: number;
-  past: Record<string, TensorType>;
-}
 
 /**
  * Qwen3-Reranker on ONNX Runtime's CPU kernels, from the user's GGUF (no conversion step): the
@@ -120,6 +123,8 @@ export class OnnxEngine implements Engine {
     ropeTheta: number,
     private readonly prefixReuse: boolean,
     prefixCacheBytes: number,
+    /** How this engine keeps keys and values between runs (OnnxEngineOptions.kvCache). */
+    readonly kvCacheType: KvCacheType,
   ) {
     this.tokenizer = llamaTokenizer(vocab);
     this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0);
@@ -136,6 +141,7 @@ export class OnnxEngine implements Engine {
   static async open(options: OnnxEngineOptions): Promise<OnnxEngine> {
     const precision = options.precision ?? "fp32";
     if (!ONNX_PRECISIONS.includes(precision)) throw new RerankError("invalid_request", `unknown onnx precision ${String(precision)}: use ${ONNX_PRECISIONS.join(", ")}`);
+    if (options.kvCache !== undefined && !KV_CACHE_TYPES.includes(options.kvCache)) throw new RerankError("invalid_request", `unknown onnx kvCache ${String(options.kvCache)}: use ${KV_CACHE_TYPES.join(", ")}`);
     const ort = await loadOrt();
     const path = await resolveModelSource(options.model, options);
     let info;
@@ -171,6 +177,7 @@ export class OnnxEngine implements Engine {
       const outlierChannels = Math.max(0, Math.floor(options.outlierChannels ?? 16));
       const threads = options.threads ?? availableParallelism();
       const signedActivations = !hasUnsignedDotProduct();
+      const kvCache = options.kvCache ?? kvCacheOf(precision);
       const layerBytes = layerWeightBytes(weights, precision);
       const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
       if (needed > totalmem()) {
@@ -182,7 +189,7 @@ export class OnnxEngine implements Engine {
       }
       const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
@@ -192,7 +199,7 @@ export class OnnxEngine implements Engine {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
         stages: planStages(facts.shape.layers, layerBytes, stageBytes),
-        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations }, stage, sink),
+        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache }, stage, sink),
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
@@ -220,13 +227,13 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} docs<=${sequences} tokens<=${batchSize}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES));
+      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache);
     } catch (error) {
       await vocabLoading.then(
         (v) => v.dispose(),
@@ -258,12 +265,12 @@ export class OnnxEngine implements Engine {
         }
       }
       // Refused before the first run: past the memory, the kernel kills the process (seen at 32k tokens on the 0.6B shape, 24 GB).
-      const needed = longPairBytes(this.shape, longest, this.base.capacity.batchSize);
+      const needed = this.longPairBytes(longest);
       const room = longest > this.base.capacity.batchSize ? memoryRoom() : undefined;
       if (room && needed > room.bytes) {
         throw new RerankError(
           "insufficient_memory",
-          `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (fp32 keys and values), ${gb(room.bytes)} GB are left (${room.limitedBy}): use the llama.cpp engine (F16 keys and values) or a smaller max_length`,
+          `a pair of ${longest} tokens needs about ${gb(needed)} GB in the onnx engine (its ${this.kvCacheType} keys and values and one run's attention scores), ${gb(room.bytes)} GB are left (${room.limitedBy}): use a smaller max_length, ${this.kvCacheType === "fp32" ? "the int8 precision (8-bit keys and values), " : ""}or the llama.cpp engine (flash attention keeps no score tensors)`,
         );
       }
       // Every pair is its head, evaluated alone from position 0, then its document over it: with
@@ -312,7 +319,7 @@ export class OnnxEngine implements Engine {
     if (cached) return cached;
     const head = await this.evaluateHead(prefix, stats);
     let bytes = 0;
-    for (const t of Object.values(head.past)) bytes += (t.data as Float32Array).byteLength;
+    for (const t of Object.values(head.past)) bytes += (t.data as Float32Array | Int8Array).byteLength;
     this.heads.set(prefix, head, bytes);
     return head;
   }
@@ -331,38 +338,14 @@ export class OnnxEngine implements Engine {
    * whole, position-major: each run reads the positions before it as a view and appends its own.
    */
   private async extend(past: EvaluatedHead | undefined, tokens: readonly number[]): Promise<EvaluatedHead> {
-    const { kvHeads, headDim, layers } = this.shape;
-    const { Tensor } = this.ort;
-    const row = kvHeads * headDim;
-    const total = (past?.length ?? 0) + tokens.length;
-    const caches: Array<{ input: string; output: string; buffer: Float32Array }> = [];
-    for (let l = 0; l < layers; l++) {
-      for (const kind of ["k", "v"]) {
-        const buffer = new Float32Array(total * row);
-        const before = past?.past[`past_${kind}.${l}`]?.data;
-        if (before instanceof Float32Array) buffer.set(before);
-        caches.push({ input: `past_${kind}.${l}`, output: `new_${kind}.${l}`, buffer });
-      }
-    }
-    const view = (length: number): EvaluatedHead => {
-      const tensors: Record<string, TensorType> = {};
-      for (const { input, buffer } of caches) tensors[input] = new Tensor("float32", buffer.subarray(0, length * row), [1, length, kvHeads, headDim]);
-      return { length, past: tensors };
-    };
-    let length = past?.length ?? 0;
+    const cache = new GrowingCache(this.ort, this.shape, this.kvCacheType, past, (past?.length ?? 0) + tokens.length);
     const step = this.base.capacity.batchSize;
     for (let start = 0; start < tokens.length; start += step) {
       const piece = tokens.slice(start, start + step);
-      const out = await this.run([piece], length > 0 ? view(length) : undefined, true);
-      for (const { output, buffer } of caches) {
-        const added = out[output]?.data;
-        if (!(added instanceof Float32Array) || added.length !== piece.length * row) throw new RerankError("engine_failure", `ONNX Runtime returned no ${output} for the run`);
-        buffer.set(added, length * row);
-      }
-      length += piece.length;
+      cache.append(await this.run([piece], cache.tokens > 0 ? cache.view() : undefined, true), piece.length);
     }
-    if (length === 0) throw new RerankError("engine_failure", "internal: an empty run of tokens");
-    return view(length);
+    if (cache.tokens === 0) throw new RerankError("engine_failure", "internal: an empty run of tokens");
+    return cache.view();
   }
 
   /** z of one document longer than a run: all but its last run extend the head's cache, then the last run scores. */
@@ -379,10 +362,15 @@ export class OnnxEngine implements Engine {
     return z;
   }
 
+  /** Memory one pair of `tokens` takes beside the loaded weights (its cache and a run's attention): the guard above, and doctor's check. */
+  longPairBytes(tokens: number): number {
+    return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType);
+  }
+
   /** One run of the graph: `sequences` right-padded to the longest, after the head's cache (or none); `wantNew` fetches the run's own keys and values. */
   private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, wantNew: boolean): Promise<Record<string, TensorType>> {
     const { Tensor } = this.ort;
-    const { hidden: H, headDim: D, kvHeads, layers } = this.shape;
+    const { hidden: H, headDim: D, layers } = this.shape;
     const B = sequences.length;
     const S = Math.max(...sequences.map((s) => s.length));
     const P = head?.length ?? 0;
@@ -411,7 +399,6 @@ export class OnnxEngine implements Engine {
       mask: new Tensor("float32", mask, [S, P + S]),
       last: new Tensor("int64", BigInt64Array.from(sequences.map((s) => BigInt(s.length - 1))), [B]),
     };
-    const empty = new Tensor("float32", new Float32Array(0), [1, 0, kvHeads, D]);
     const out: Record<string, TensorType> = {};
     for (const { stage, session } of this.stages) {
       const isLast = stage.end === layers;
@@ -419,10 +406,13 @@ export class OnnxEngine implements Engine {
       if (!isLast) delete stageFeeds.last;
       const fetches = [isLast ? "z" : "hidden_out"];
       for (let l = stage.first; l < stage.end; l++) {
-        for (const kind of ["k", "v"]) {
-          stageFeeds[`past_${kind}.${l}`] = head?.past[`past_${kind}.${l}`] ?? empty;
-          if (wantNew) fetches.push(`new_${kind}.${l}`);
+        const empty = head ? undefined : emptyPast(this.ort, this.shape, this.kvCacheType, l);
+        for (const name of pastInputs(this.kvCacheType, l)) {
+          const tensor = head?.past[name] ?? empty?.[name];
+          if (!tensor) throw new RerankError("engine_failure", `internal: no ${name} for the run`);
+          stageFeeds[name] = tensor;
         }
+        if (wantNew) fetches.push(`new_k.${l}`, `new_v.${l}`);
       }
       let result: Record<string, TensorType>;
       try {

@@ -1,7 +1,8 @@
 import { readGgufFileInfo } from "node-llama-cpp";
 import { readModelFacts } from "../llama/metadata.js";
 import type { ModelShape } from "../../model/facts.js";
-import type { OnnxPrecision } from "./precision.js";
+import type { KvCacheType, OnnxPrecision } from "./precision.js";
+import { cacheBytes } from "./kv-quant.js";
 import { GgufWeights } from "./weights.js";
 
 /** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
@@ -44,14 +45,14 @@ export async function onnxFit(path: string): Promise<{ bytes: (precision: OnnxPr
 }
 
 /**
- * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its fp32 keys and values
- * once (the engine's buffers; each run returns only its own), plus what one layer's attention
- * holds at the last run (the past transposed, expanded and concatenated with the run's keys and
- * values, the keys transposed again: about 4 copies of one layer's cache), plus one run's
- * attention scores and probabilities.
+ * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its cache of keys and
+ * values once, as `kvCache` keeps it (the engine's buffers; each run returns only its own), plus
+ * what one layer's attention holds at the last run (the past dequantized, transposed, expanded and
+ * concatenated with the run's keys and values, the keys transposed again: about 4 fp32 copies of one
+ * layer's keys and values, whatever the cache keeps), plus one run's attention scores and probabilities.
  */
-export function longPairBytes(shape: ModelShape, tokens: number, step: number): number {
-  const kv = shape.layers * 2 * shape.kvHeads * shape.headDim * 4 * tokens;
+export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType): number {
+  const fp32Layer = 2 * shape.kvHeads * shape.headDim * 4 * tokens;
   const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
-  return kv + (4 * kv) / shape.layers + scores;
+  return cacheBytes(shape, kvCache, tokens) + 4 * fp32Layer + scores;
 }

@@ -1,0 +1,146 @@
+import type * as OrtModule from "onnxruntime-node";
+import type { Tensor as TensorType } from "onnxruntime-node";
+import { RerankError } from "../../errors/errors.js";
+import type { ModelShape } from "../../model/facts.js";
+import type { KeyStats } from "./kv-quant.js";
+import { keyStats, quantizeRows } from "./kv-quant.js";
+import type { KvCacheType } from "./precision.js";
+
+
+/** Tokens evaluated so far: the graph's past inputs for the next run, position-major ([1, P, kv heads, ...]). */
+export interface EvaluatedHead {
+  length: number;
+  past: Record<string, TensorType>;
+}
+
+type Ort = typeof OrtModule;
+
+/** The past inputs of one layer, by cache type. */
+export function pastInputs(type: KvCacheType, layer: number): string[] {
+  return type === "fp32" ? [`past_k.${layer}`, `past_v.${layer}`] : [`past_k.${layer}`, `past_k_scale.${layer}`, `past_v.${layer}`, `past_v_scale.${layer}`, `k_center.${layer}`, `k_gain.${layer}`];
+}
+
+/**
+ * One layer's keys and values as the graph reads them for a run with no past: empty tensors, and
+ * for int8 a center of 0 and a gain of 1 (the run's own keys are used as computed).
+ */
+export function emptyPast(ort: Ort, shape: ModelShape, type: KvCacheType, layer: number): Record<string, TensorType> {
+  const { kvHeads, headDim } = shape;
+  if (type === "fp32") {
+    const empty = new ort.Tensor("float32", new Float32Array(0), [1, 0, kvHeads, headDim]);
+    return { [`past_k.${layer}`]: empty, [`past_v.${layer}`]: empty };
+  }
+  const empty8 = new ort.Tensor("int8", new Int8Array(0), [1, 0, kvHeads, headDim]);
+  const emptyScale = new ort.Tensor("float32", new Float32Array(0), [1, 0, kvHeads, 1]);
+  return {
+    [`past_k.${layer}`]: empty8,
+    [`past_k_scale.${layer}`]: emptyScale,
+    [`past_v.${layer}`]: empty8,
+    [`past_v_scale.${layer}`]: emptyScale,
+    [`k_center.${layer}`]: new ort.Tensor("float32", new Float32Array(kvHeads * headDim), [1, 1, kvHeads, headDim]),
+    [`k_gain.${layer}`]: new ort.Tensor("float32", new Float32Array(kvHeads * headDim).fill(1), [1, 1, kvHeads, headDim]),
+  };
+}
+
+interface LayerBuffers {
+  k: Float32Array | Int8Array;
+  v: Float32Array | Int8Array;
+  /** int8: one scale per token and head. */
+  kScale?: Float32Array;
+  vScale?: Float32Array;
+  /** int8: the pair's key statistics, from its first run. */
+  stats?: KeyStats;
+}
+
+/**
+ * A pair's cache while it grows: one buffer per layer and kind sized for `total` tokens, starting
+ * from `past` (copied), each run's new keys and values appended (quantized for int8), read back as
+ * a view of the first positions. Int8 keys take their center and gain from the first run appended
+ * after an empty past (the prompt head), and keep them for the whole pair.
+ */
+export class GrowingCache {
+  private readonly layers: LayerBuffers[] = [];
+  private length: number;
+
+  constructor(
+    private readonly ort: Ort,
+    private readonly shape: ModelShape,
+    private readonly type: KvCacheType,
+    past: EvaluatedHead | undefined,
+    total: number,
+  ) {
+    const row = shape.kvHeads * shape.headDim;
+    this.length = past?.length ?? 0;
+    for (let l = 0; l < shape.layers; l++) {
+      const data = (name: string) => past?.past[`${name}.${l}`]?.data;
+      if (type === "fp32") {
+        const [k, v] = [new Float32Array(total * row), new Float32Array(total * row)];
+        const [pk, pv] = [data("past_k"), data("past_v")];
+        if (pk instanceof Float32Array && pv instanceof Float32Array) {
+          k.set(pk);
+          v.set(pv);
+        }
+        this.layers.push({ k, v });
+        continue;
+      }
+      const buffers: LayerBuffers = { k: new Int8Array(total * row), v: new Int8Array(total * row), kScale: new Float32Array(total * shape.kvHeads), vScale: new Float32Array(total * shape.kvHeads) };
+      const [pk, ps, pv, pvs, center, gain] = ["past_k", "past_k_scale", "past_v", "past_v_scale", "k_center", "k_gain"].map(data);
+      if (pk instanceof Int8Array && pv instanceof Int8Array && ps instanceof Float32Array && pvs instanceof Float32Array) {
+        buffers.k.set(pk);
+        buffers.v.set(pv);
+        buffers.kScale?.set(ps);
+        buffers.vScale?.set(pvs);
+      }
+      if (this.length > 0 && center instanceof Float32Array && gain instanceof Float32Array) buffers.stats = { center, gain };
+      this.layers.push(buffers);
+    }
+  }
+
+  /** Appends a run of `tokens` tokens from its outputs `new_k.L` / `new_v.L` ([1, tokens, kv heads, head dim], fp32). */
+  append(out: Record<string, TensorType>, tokens: number): void {
+    const { kvHeads, headDim } = this.shape;
+    const row = kvHeads * headDim;
+    this.layers.forEach((layer, l) => {
+      const [k, v] = [out[`new_k.${l}`]?.data, out[`new_v.${l}`]?.data];
+      if (!(k instanceof Float32Array) || !(v instanceof Float32Array) || k.length !== tokens * row || v.length !== tokens * row) throw new RerankError("engine_failure", `ONNX Runtime returned no keys and values of layer ${l} for the run`);
+      if (layer.k instanceof Float32Array && layer.v instanceof Float32Array) {
+        layer.k.set(k, this.length * row);
+        layer.v.set(v, this.length * row);
+        return;
+      }
+      if (!(layer.k instanceof Int8Array) || !(layer.v instanceof Int8Array) || !layer.kScale || !layer.vScale) return;
+      layer.stats ??= keyStats(k, tokens, kvHeads, headDim);
+      quantizeRows(k, tokens, kvHeads, headDim, layer.k, layer.kScale, this.length, layer.stats);
+      quantizeRows(v, tokens, kvHeads, headDim, layer.v, layer.vScale, this.length);
+    });
+    this.length += tokens;
+  }
+
+  /** The positions appended so far as the graph's past inputs (views of the buffers, no copy). */
+  view(): EvaluatedHead {
+    const { Tensor } = this.ort;
+    const { kvHeads, headDim } = this.shape;
+    const n = this.length;
+    const row = kvHeads * headDim;
+    const past: Record<string, TensorType> = {};
+    this.layers.forEach((layer, l) => {
+      if (layer.k instanceof Float32Array && layer.v instanceof Float32Array) {
+        past[`past_k.${l}`] = new Tensor("float32", layer.k.subarray(0, n * row), [1, n, kvHeads, headDim]);
+        past[`past_v.${l}`] = new Tensor("float32", layer.v.subarray(0, n * row), [1, n, kvHeads, headDim]);
+        return;
+      }
+      if (!(layer.k instanceof Int8Array) || !(layer.v instanceof Int8Array) || !layer.kScale || !layer.vScale || !layer.stats) throw new RerankError("engine_failure", "internal: an int8 cache viewed before its first run");
+      past[`past_k.${l}`] = new Tensor("int8", layer.k.subarray(0, n * row), [1, n, kvHeads, headDim]);
+      past[`past_v.${l}`] = new Tensor("int8", layer.v.subarray(0, n * row), [1, n, kvHeads, headDim]);
+      past[`past_k_scale.${l}`] = new Tensor("float32", layer.kScale.subarray(0, n * kvHeads), [1, n, kvHeads, 1]);
+      past[`past_v_scale.${l}`] = new Tensor("float32", layer.vScale.subarray(0, n * kvHeads), [1, n, kvHeads, 1]);
+      past[`k_center.${l}`] = new Tensor("float32", layer.stats.center, [1, 1, kvHeads, headDim]);
+      past[`k_gain.${l}`] = new Tensor("float32", layer.stats.gain, [1, 1, kvHeads, headDim]);
+    });
+    return { length: n, past };
+  }
+
+  get tokens(): number {
+    return this.length;
+  }
+}
