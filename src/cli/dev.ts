@@ -35,8 +35,8 @@ export function registerDev(program: Command): void {
     .option("--outliers <n>", "plant n activation-outlier dimensions, as trained models have (default: none)", intArg(1, 64))
     .option("--outlier-magnitude <x>", "how many times larger the outlier dimensions are at the linear layers' inputs", intArg(2, 10_000), 60)
     .addOption(new Option("--outlier-weights <w>", "damped: the weights that read the outlier dimensions are divided by the magnitude (the function keeps its scale); unchanged: they are not").choices(["damped", "unchanged"]).default("damped"))
-    .option("--key-outliers <n>", "plant n key-outlier channels per head in every layer (a key norm weight of --key-outlier-magnitude), as trained models' keys have (default: none)", intArg(1, 64))
-    .option("--key-outlier-magnitude <x>", "how many times larger the key-outlier channels are", intArg(2, 10_000), 30)
+    .option("--key-outliers <n>", "plant n key-outlier channels per head (its last n, the slowest RoPE pairs): a hidden dimension every token carries, read by those channels of every layer's keys, so the keys share a bias many times their other channels, as trained models' keys do (default: none)", intArg(1, 64))
+    .option("--key-outlier-magnitude <x>", "about how many times larger the key-outlier channels are than the median channel (measured 5-30x over the layers with 30)", intArg(2, 10_000), 30)
     .requiredOption("-o, --out <path>", "output GGUF path (--format hf: the folder)")
     .option("--if-missing", "do nothing when the file already exists (generation is deterministic)")
     .action(async (flags: { shape: ShapeName; flavor: ModelFlavor; type?: WeightType; seed: number; out: string; ifMissing?: boolean; outliers?: number; outlierMagnitude: number; keyOutliers?: number; keyOutlierMagnitude: number; outlierWeights: "damped" | "unchanged"; format: "gguf" | "hf"; dtype: HfDtype; shardSize: number }) => {

@@ -48,14 +48,17 @@ export interface PlantedOutliers {
   /** Default "damped". */
   weights?: "damped" | "unchanged" | undefined;
   /**
-   * Key-outlier channels as trained LLMs' keys have them (SageAttention: a few channels of every
-   * key tens of times larger than the rest, with the same sign in every token: a bias the keys
-   * share), planted the way they arise: one hidden dimension with the same positive value in every
-   * token embedding (a "massive activation"), read with a large weight by `channels` output
-   * channels of each key head (in the slowly rotating half, which RoPE barely moves), so those
-   * channels come out about `magnitude` times the rest after the key norm, in every layer. The
-   * yes/no log-odds do not see the embedding's constant (it is the same for both rows of a tied
-   * head). Default: none.
+   * Key-outlier channels as trained LLMs' keys have them (SageAttention, KIVI: a few channels of
+   * every key tens of times larger than the rest, with the same sign in every token: a bias the
+   * keys share), planted the way they arise: one hidden dimension with the same positive value in
+   * every token embedding (a "massive activation"), read with weight magnitude/sqrt(hidden) by the
+   * last `channels` channels of each key head (the slowest RoPE pairs, so the bias survives
+   * position), with every later layer's attention norm weighing that dimension 12 times (it
+   * would fade as the residual stream grows). Measured with magnitude 30 (mean |k| of the planted
+   * channels over a head's median channel): 0.6B shape ~15x in the first layer, 5-20x deeper, the
+   * same sign in every token in most layers; tiny shape 20-30x in both layers.
+   * The yes/no log-odds do not see the embedding's constant (it is the same for both rows of a
+   * tied head). Default: none.
    */
   keys?: { channels: number; magnitude: number } | undefined;
 }
@@ -150,6 +153,16 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
       if (keyChannels.has(r % shape.headDim)) row[massive] = (options.outliers?.keys?.magnitude ?? 1) / Math.sqrt(h);
     },
   });
+  // Past the first layer the residual stream has grown around the massive dimension (the bias fell
+  // from 15x to 2-3x on the 0.6B shape): each later layer's attention norm weighs that dimension
+  // 12 times, as trained models' norms keep their massive activations in view.
+  const massiveNormed = (spec: TensorSpec, layer: number): TensorSpec => ({
+    ...spec,
+    fillRow: (r, row) => {
+      spec.fillRow(r, row);
+      if (keyCount > 0 && layer > 0) row[massive] = 12;
+    },
+  });
   const damped = (spec: TensorSpec): TensorSpec => ({
     ...spec,
     fillRow: (r, row) => {
@@ -181,7 +194,7 @@ export function testModelParts(options: Omit<MakeModelOptions, "out">): TestMode
   for (let l = 0; l < shape.layers; l++) {
     const p = `blk.${l}.`;
     tensors.push(
-      amplified(norm(`${p}attn_norm.weight`, h)),
+      massiveNormed(amplified(norm(`${p}attn_norm.weight`, h)), l),
       damped(matrix(`${p}attn_q.weight`, h, qDim)),
       keyBiased(damped(matrix(`${p}attn_k.weight`, h, kvDim))),
       damped(matrix(`${p}attn_v.weight`, h, kvDim)),

@@ -1,0 +1,73 @@
+// How far the onnx engine's faster modes are from its exact one on long documents (not part of `npm test`):
+//   node --import tsx bench/kv-fidelity.ts --model FILE.gguf [--lengths 256,4096,16384] [--docs 8,2,1] [--threads 2]
+// For each document length, scores the bench workload's documents (bench's own generator, sized
+// with the model's tokenizer) with onnx fp32 and its fp32 cache (the reference), int8 products with
+// the fp32 cache, and int8 products with the int8 cache (int8 precision's default), each engine in
+// turn, and prints max |dz|, Kendall tau and the top-10 overlap against the reference, with the
+// bars of src/measure/agreement.ts. Prints the CPU flags and the model's name beside the numbers.
+import { parseArgs } from "node:util";
+import { kernelFlagsLine } from "../src/engines/cpu-features.js";
+import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
+import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.js";
+import { agreement, missedBars } from "../src/measure/agreement.js";
+import { buildWorkload } from "../src/measure/workload.js";
+import { groupByHead } from "../src/prompt/groups.js";
+import type { PairTokens } from "../src/prompt/tokens.js";
+import { PromptBuilder } from "../src/prompt/tokens.js";
+
+const { values } = parseArgs({
+  options: {
+    model: { type: "string" },
+    lengths: { type: "string", default: "256,4096,16384" },
+    docs: { type: "string", default: "8,2,1" },
+    threads: { type: "string", default: "2" },
+  },
+});
+if (!values.model) throw new Error("--model FILE.gguf is required");
+const model = values.model;
+const lengths = values.lengths.split(",").map(Number);
+const docCounts = values.docs.split(",").map(Number);
+const modes: Array<{ precision: OnnxPrecision; kvCache: KvCacheType }> = [
+  { precision: "fp32", kvCache: "fp32" },
+  { precision: "int8", kvCache: "fp32" },
+  { precision: "int8", kvCache: "int8" },
+];
+
+async function score(mode: (typeof modes)[number], length: number, count: number): Promise<{ z: number[]; seconds: number; name: string }> {
+  const contextSize = length + 512;
+  const engine = await OnnxEngine.open({ model, ...mode, threads: Number(values.threads), sequences: 1, contextSize, logLevel: "error" });
+  try {
+    const prompt = new PromptBuilder(engine.tokenizer);
+    const workload = buildWorkload({ count, tokens: length, seed: 7 }, (text) => engine.tokenizer.tokenize(text, false).length);
+    const pairs: PairTokens[] = workload.documents.map((document) => prompt.build({ query: workload.query, document }, contextSize));
+    const { groups, indices } = groupByHead(pairs);
+    const started = performance.now();
+    const { logits } = await engine.score(groups);
+    const seconds = (performance.now() - started) / 1000;
+    const z = new Array<number>(pairs.length);
+    let k = 0;
+    for (const idx of indices) for (const i of idx) z[i] = logits[k++] ?? Number.NaN;
+    return { z, seconds, name: engine.info.model };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+console.log(`cpu: ${kernelFlagsLine()}`);
+for (const [i, length] of lengths.entries()) {
+  const count = docCounts[i] ?? docCounts.at(-1) ?? 1;
+  let reference: number[] | undefined;
+  for (const mode of modes) {
+    const { z, seconds, name } = await score(mode, length, count);
+    if (!reference) {
+      reference = z;
+      console.log(`${name}: ${count} documents of ~${length} tokens; onnx ${mode.precision}, ${mode.kvCache} cache: the reference (${seconds.toFixed(1)} s)`);
+      continue;
+    }
+    const a = agreement(z, reference);
+    const missed = missedBars(a, z.length);
+    console.log(
+      `  onnx ${mode.precision}, ${mode.kvCache} cache: max |dz| ${a.maxAbsDz.toFixed(4)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, z.length)}, ${missed.length === 0 ? "meets the bars" : `misses: ${missed.join("; ")}`} (${seconds.toFixed(1)} s)`,
+    );
+  }
+}
