@@ -1,9 +1,9 @@
 // How far the onnx engine's faster modes are from its exact one on long documents (not part of `npm test`):
-//   node --import tsx bench/kv-fidelity.ts --model FILE.gguf [--lengths 256,4096,16384] [--docs 8,2,1] [--threads 2]
+//   node --import tsx bench/kv-fidelity.ts --model FILE.gguf [--lengths 256,4096,16384] [--docs 8,2,1] [--threads 2] [--int8-attention]
 // For each document length, scores the bench workload's documents (bench's own generator, sized
 // with the model's tokenizer) with onnx fp32 and its fp32 cache (the reference), int8 products with
-// the fp32 cache, and int8 products with the int8 cache (int8 precision's default), each engine in
-// turn, and prints max |dz|, Kendall tau and the top-10 overlap against the reference, with the
+// the fp32 cache, int8 products with the int8 cache (int8 precision's default) and, with
+// --int8-attention, the same with QK^T in int8, each engine in turn (timed), and prints max |dz|, Kendall tau and the top-10 overlap against the reference, with the
 // bars of src/measure/agreement.ts. Prints the CPU flags and the model's name beside the numbers.
 import { parseArgs } from "node:util";
 import { kernelFlagsLine } from "../src/engines/cpu-features.js";
@@ -21,16 +21,18 @@ const { values } = parseArgs({
     lengths: { type: "string", default: "256,4096,16384" },
     docs: { type: "string", default: "8,2,1" },
     threads: { type: "string", default: "2" },
+    "int8-attention": { type: "boolean", default: false },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
 const model = values.model;
 const lengths = values.lengths.split(",").map(Number);
 const docCounts = values.docs.split(",").map(Number);
-const modes: Array<{ precision: OnnxPrecision; kvCache: KvCacheType }> = [
+const modes: Array<{ precision: OnnxPrecision; kvCache: KvCacheType; int8Attention?: boolean }> = [
   { precision: "fp32", kvCache: "fp32" },
   { precision: "int8", kvCache: "fp32" },
   { precision: "int8", kvCache: "int8" },
+  ...(values["int8-attention"] ? [{ precision: "int8" as const, kvCache: "int8" as const, int8Attention: true }] : []),
 ];
 
 async function score(mode: (typeof modes)[number], length: number, count: number): Promise<{ z: number[]; seconds: number; name: string }> {
@@ -67,7 +69,7 @@ for (const [i, length] of lengths.entries()) {
     const a = agreement(z, reference);
     const missed = missedBars(a, z.length);
     console.log(
-      `  onnx ${mode.precision}, ${mode.kvCache} cache: max |dz| ${a.maxAbsDz.toFixed(4)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, z.length)}, ${missed.length === 0 ? "meets the bars" : `misses: ${missed.join("; ")}`} (${seconds.toFixed(1)} s)`,
+      `  onnx ${mode.precision}, ${mode.kvCache} cache${mode.int8Attention ? ", int8 QK" : ""}: max |dz| ${a.maxAbsDz.toFixed(4)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, z.length)}, ${missed.length === 0 ? "meets the bars" : `misses: ${missed.join("; ")}`} (${seconds.toFixed(1)} s)`,
     );
   }
 }

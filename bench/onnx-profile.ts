@@ -1,5 +1,5 @@
 // Where the onnx engine's time goes, per operator type (not part of `npm test`):
-//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2]
+//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2] [--int8-attention]
 // Builds the engine's graph (src/engines/onnx/graph.ts) for the file, runs one batch of `--docs`
 // sequences of `--tokens` tokens after `--past` cached positions (the last run of a long document
 // is `--docs 1 --tokens 512 --past 3584`) three times with ONNX Runtime's profiler on, and prints
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "256" },
     past: { type: "string", default: "0" },
     threads: { type: "string", default: "2" },
+    "int8-attention": { type: "boolean", default: false },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
@@ -35,7 +36,7 @@ if (!facts.shape) throw new Error("not a Qwen3 GGUF");
 const shape = facts.shape;
 const rank = facts.flavor === "rank";
 // The yes/no rows only decide z's value, not the cost: rank files' rows 0/1, else any two rows.
-const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct(), kvCache: kvCacheOf(values.precision as OnnxPrecision) });
+const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct(), kvCache: kvCacheOf(values.precision as OnnxPrecision), int8Attention: values["int8-attention"] });
 const dir = mkdtempSync(join(tmpdir(), "qr-profile-"));
 const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: join(dir, "run") });
 const { hidden: H, headDim: D, kvHeads } = shape;

@@ -187,10 +187,10 @@ describe("the outlier generator and int8's defences", { skip }, () => {
   });
 });
 
-describe("int8's cache of keys and values against planted key outliers", { skip }, () => {
-  test("keys with a few channels 30x the rest: the int8 cache keeps int8 as close to fp32 as on the plain model, over many runs of a long document", async (t) => {
+describe("int8's 8-bit cache (and int8 QK) against planted key outliers", { skip }, () => {
+  test("keys with a few channels 20-30x the rest: the 8-bit cache, alone or with int8 QK, adds no more error than on the plain model, over many runs of a long document", async (t) => {
     const keyed = testModel("causal", "tiny", "f32", 1, { channels: 0, magnitude: 1, keys: { channels: 4, magnitude: 30 } });
-    // The planted channels as the model computes them: per key head, its 4th largest mean |k| against the median channel.
+    // The planted channels as the model computes them: per layer and key head, its 4th largest mean |k| against its median channel.
     const outlierRatio = (model: string, tokens: readonly number[]) => {
       const reference = new ReferenceQwen3(model);
       let lowest = Infinity;
@@ -209,11 +209,12 @@ describe("int8's cache of keys and values against planted key outliers", { skip 
       }
       return lowest;
     };
-    // Runs of 24 tokens: the long document goes through several runs, each over the int8 cache of the ones before.
-    const score = async (model: string, precision: OnnxPrecision, kvCache: KvCacheType) => {
-      const engine = await OnnxEngine.open({ model, precision, kvCache, threads: 1, sequences: 1, batchSize: 24, contextSize: MAX_LENGTH, logLevel: "error" });
+    type Mode = { precision: OnnxPrecision; kvCache: KvCacheType; int8Attention?: boolean };
+    // Runs of 24 tokens: the long document goes through several runs, each over the cache of the ones before.
+    const score = async (model: string, mode: Mode) => {
+      const engine = await OnnxEngine.open({ model, ...mode, threads: 1, sequences: 1, batchSize: 24, contextSize: MAX_LENGTH, logLevel: "error" });
       try {
-        assert.match(engine.info.numerics, new RegExp(` kv=${kvCache} `));
+        assert.match(engine.info.numerics, new RegExp(` kv=${mode.kvCache}${mode.int8Attention ? " qk=int8" : ""} `));
         const pairs = buildPairs(engine);
         return { pairs, z: await scoreInOrder(engine, pairs) };
       } finally {
@@ -223,21 +224,21 @@ describe("int8's cache of keys and values against planted key outliers", { skip 
     const drift = (a: Float64Array, b: Float64Array) => Math.max(...[...a].map((z, i) => Math.abs(z - (b[i] ?? Number.NaN))));
     const reference = new ReferenceQwen3(keyed);
     try {
-      const exact = await score(keyed, "fp32", "fp32");
+      const exact = await score(keyed, { precision: "fp32", kvCache: "fp32" });
       const sample = exact.pairs[0]?.tokens ?? [];
       const [keyedRatio, plainRatio] = [outlierRatio(keyed, sample), outlierRatio(testModel("causal"), sample)];
-      assert.ok(keyedRatio >= 10 && plainRatio < 5, `planted key channels against the median channel, lowest over layers and heads: ${keyedRatio} (plain model ${plainRatio})`);
+      t.diagnostic(`planted key channels against the median channel, lowest over layers and heads: ${keyedRatio} (plain model ${plainRatio})`);
+      assert.ok(keyedRatio >= 10 && plainRatio < 5, `${keyedRatio}, ${plainRatio}`);
       exact.pairs.forEach((p, i) => assert.ok(Math.abs((exact.z[i] ?? Number.NaN) - reference.logOdds(p.tokens)) <= 1e-3, `fp32 pair ${i} on the key-outlier model`));
-      // What the 8-bit cache adds to int8's products, on each model: the products' own error is
-      // larger on the keyed model (its key weights' rows carry the planted weight), so the bar is on the cache's share.
-      const cacheShare = async (model: string) => {
-        const [withCache, withoutCache] = [await score(model, "int8", "int8"), await score(model, "int8", "fp32")];
-        return { cache: drift(withCache.z, withoutCache.z), products: drift(withoutCache.z, model === keyed ? exact.z : (await score(model, "fp32", "fp32")).z) };
-      };
-      const [plain, keyedShare] = [await cacheShare(testModel("causal")), await cacheShare(keyed)];
-      const figures = `max |dz| the int8 cache adds: plain model ${plain.cache}, key-outlier model ${keyedShare.cache} (int8 products against fp32: ${plain.products}, ${keyedShare.products})`;
-      t.diagnostic(figures);
-      assert.ok(keyedShare.cache <= 2 * plain.cache + 0.02, figures);
+      // What the 8-bit cache (and int8 QK) add to int8's products, on each model: the same
+      // products with the fp32 cache are the comparison, and the bar is on that share.
+      for (const int8Attention of [false, true]) {
+        const share = async (model: string) => drift((await score(model, { precision: "int8", kvCache: "int8", int8Attention })).z, (await score(model, { precision: "int8", kvCache: "fp32" })).z);
+        const [plain, keyedShare] = [await share(testModel("causal")), await share(keyed)];
+        const figures = `max |dz| the 8-bit cache${int8Attention ? " and int8 QK" : ""} add${int8Attention ? "" : "s"} to int8: plain model ${plain}, key-outlier model ${keyedShare}`;
+        t.diagnostic(figures);
+        assert.ok(keyedShare <= 2 * plain + 0.02, figures);
+      }
     } finally {
       reference.close();
     }
@@ -245,6 +246,12 @@ describe("int8's cache of keys and values against planted key outliers", { skip 
 });
 
 describe("onnx engine: bad input", { skip }, () => {
+  test("a cache type it does not know, or int8 QK without the 8-bit cache, is refused in words", async () => {
+    const model = testModel("causal");
+    await assert.rejects(OnnxEngine.open({ model, kvCache: "int4" as KvCacheType, logLevel: "error" }), /unknown onnx kvCache int4: use fp32, int8/);
+    await assert.rejects(OnnxEngine.open({ model, precision: "fp32", int8Attention: true, logLevel: "error" }), /needs kvCache int8/);
+  });
+
   test("a tensor type the engine does not read is refused, naming it", async () => {
     const path = testModel("causal");
     const info = await readGgufFileInfo(path, { readTensorInfo: true });

@@ -39,7 +39,7 @@ export const numberArg =
 export function addEngineFlags(cmd: Command): Command {
   return cmd
     .addOption(new Option("--engine <kind>", "auto (onnx int8 on x86 CPUs with VNNI, llama.cpp on a GPU and elsewhere, or what `doctor --engines` measured here), llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime, CPU) (default: auto)").choices([...ENGINE_KINDS]))
-    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: int8 (int8 weights per column, activations per token, outlier features in fp32), block8 (8-bit blocks of 32) or fp32; implies --engine onnx (default: int8)").choices([...ONNX_PRECISIONS]))
+    .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: int8 (int8 weights per column, activations per token, outlier features in fp32; keys and values cached in 8 bits), block8 (8-bit blocks of 32) or fp32; implies --engine onnx (default: int8)").choices([...ONNX_PRECISIONS]))
     .option("--no-onnx-cache", "onnx engine: build its graphs in memory at every start instead of keeping them on disk (--models-dir or ~/.cache/qwen-rerank/onnx, about the model file's size)")
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))

@@ -58,6 +58,11 @@ export interface GraphPrecision {
    * center and gain (src/engines/onnx/kv-quant.ts). No default: kvCacheOf(precision).
    */
   kvCache: KvCacheType;
+  /**
+   * With the int8 cache: QK^T as an int8 product over it (MatMulIntegerToFloat) instead of fp32 on
+   * the dequantized keys. Default false (OnnxEngineOptions.int8Attention has why).
+   */
+  int8Attention?: boolean | undefined;
 }
 
 /** Builds nodes with unique output names. */
@@ -128,7 +133,7 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
 export function buildQwen3Graph(
   weights: GgufWeights,
   facts: Qwen3Facts,
-  { precision, outlierChannels, signedActivations, kvCache }: GraphPrecision,
+  { precision, outlierChannels, signedActivations, kvCache, int8Attention: int8AttentionAsked }: GraphPrecision,
   stage: GraphStage = { first: 0, end: facts.shape.layers },
   sink: InitializerSink = inlineInitializers,
 ): Uint8Array {
@@ -191,15 +196,16 @@ export function buildQwen3Graph(
   // every row, including the small rows that large activations meet, whose rounding they magnify.
   // Everything is 2-D [tokens, features] here: per-axis QuantizeLinear and Gemm want that. The
   // constants are in the graph only in int8 mode (ONNX Runtime warns of unused initializers).
-  const [zeroPoint, inv127, tiny, tokensShape] =
-    precision === "int8"
+  // (The int8 cache's attention quantizes its queries and keys with the same constants.)
+  const [zeroPoint, inv127, tiny] =
+    precision === "int8" || kvCache === "int8"
       ? [
           signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128)),
           g.scalar("inv_127", 1 / 127),
           g.scalar("tiny", 1e-30),
-          g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]),
         ]
-      : ["", "", "", ""];
+      : ["", "", ""];
+  const tokensShape = precision === "int8" ? g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]) : "";
   const outputShapes = new Map<number, string>();
   const outputShape = (n: number): string => {
     const known = outputShapes.get(n) ?? g.one("Concat", [tokensShape, g.ints(`n_${n}`, [n])], [intAttr("axis", 0)]);
@@ -255,6 +261,10 @@ export function buildQwen3Graph(
   const pastTail = g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("kv_h_p_d", [2, 1, 3])]);
   const pastShape = g.one("Concat", [batch, pastTail], [intAttr("axis", 0)]);
   const unsqueeze2 = g.ints("axis2", [2]);
+  // The int8 cache's past as int8 QK reads it, position-major: [B,P,kvH,D] and its scales [B,P,kvH,1].
+  const int8Attention = kvCache === "int8" && int8AttentionAsked === true;
+  const pastShapeByPosition = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("p_kv_h_d", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
+  const pastScaleShape = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k_scale.${stage.first}`]), g.ints("p_kv_h_1", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
 
   let x = "hidden";
   for (let l = stage.first; l < stage.end; l++) {
@@ -270,25 +280,53 @@ export function buildQwen3Graph(
     g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
     const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
-    let grouped = g.one("Reshape", [q, groupShape]);
-    let keys: string;
+    const grouped = g.one("Reshape", [q, groupShape]);
+    let scores: string;
     let values: string;
     if (kvCache === "int8") {
-      // The past in 8 bits: int8 per token and head, times its scale (the transposes move int8).
-      // Keys are stored as (k - center) / gain: every key of the run is taken the same way and the
-      // queries multiplied by the gain instead, so q·k loses only q·center, which is the same for
-      // every key of a row and which softmax does not see.
+      // The 8-bit cache (kv-quant.ts). Keys are stored as (k - center) / gain, int8 per token and
+      // head with their scales; the run's own keys are taken the same way and the queries
+      // multiplied by the gain instead, so q·k loses only q·center, the same for every key of a
+      // query row, which softmax does not see.
+      const keyRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
+      const perTokenScale = (x: string) => g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
+      const toInt8 = (x: string, xScale: string) => g.one("Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
+      const [keyScale, valueScale] = [perTokenScale(keyRelative), perTokenScale(vTokens)];
+      const keyInt8 = toInt8(keyRelative, keyScale);
+      // The run's keys and values as the cache keeps them: the engine appends these bytes (only a
+      // run with no past, whose center and gain are not known yet, is quantized from new_k in JS).
+      for (const [output, input] of [[`new_k8.${l}`, keyInt8], [`new_k_scale.${l}`, keyScale], [`new_v8.${l}`, toInt8(vTokens, valueScale)], [`new_v_scale.${l}`, valueScale]] as const) {
+        g.nodes.push({ opType: "Identity", input: [input], output: [output], name: output.replace(".", "_") });
+      }
+      const queries = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
       const dequantized = (kind: "k" | "v") => g.one("Mul", [g.one("Cast", [headMajor(`past_${kind}.${l}`)], [intAttr("to", T.FLOAT)]), headMajor(`past_${kind}_scale.${l}`)]);
-      const kRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
-      keys = g.op("Concat", [g.one("Expand", [dequantized("k"), pastShape]), headMajor(kRelative)], [intAttr("axis", 2)])[0] ?? "";
+      if (int8Attention) {
+        // QK^T as an int8 product over the cache (SageAttention): the run's keys in int8 after the
+        // past's (the transposes move int8), the queries quantized per row, and
+        // MatMulIntegerToFloat applying each key's scale per column in its epilogue and each
+        // query's (times 1/sqrt(D)) after it.
+        const allKeys = g.one("Concat", [g.one("Expand", [`past_k.${l}`, pastShapeByPosition]), keyInt8], [intAttr("axis", 1)]);
+        const allScales = g.one("Concat", [g.one("Expand", [`past_k_scale.${l}`, pastScaleShape]), keyScale], [intAttr("axis", 1)]);
+        // [B,P+S,kvH,D] -> [B,kvH,1,D,P+S]; scales [B,P+S,kvH,1] -> [B,kvH,1,1,P+S] (one per column).
+        const keysT = g.one("Unsqueeze", [g.one("Transpose", [allKeys], [intsAttr("perm", [0, 2, 3, 1])]), unsqueeze2]);
+        const keyScalesT = g.one("Unsqueeze", [g.one("Transpose", [allScales], [intsAttr("perm", [0, 2, 3, 1])]), unsqueeze2]);
+        const queryScale = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [queries])], [intsAttr("axes", [4]), intAttr("keepdims", 1)]), tiny]), inv127]);
+        const rounded = g.one("Round", [g.one("Div", [queries, queryScale])]);
+        // The queries in the form the CPU multiplies fast and exactly (as the int8 products' activations).
+        const queryInt8 = signedActivations ? g.one("Cast", [rounded], [intAttr("to", T.INT8)]) : g.one("Cast", [g.one("Add", [rounded, g.scalar(`u8_offset_${l}`, 128)])], [intAttr("to", T.UINT8)]);
+        scores = g.one("Add", [g.one("MatMulIntegerToFloat", [queryInt8, keysT, g.one("Mul", [queryScale, scale]), keyScalesT, zeroPoint], [], "com.microsoft"), "mask"]);
+      } else {
+        const keys = g.op("Concat", [g.one("Expand", [dequantized("k"), pastShape]), headMajor(keyRelative)], [intAttr("axis", 2)])[0] ?? "";
+        const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
+        scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [queries, keysT]), scale]), "mask"]);
+      }
       values = g.op("Concat", [g.one("Expand", [dequantized("v"), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
-      grouped = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
     } else {
-      keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
+      const keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
       values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
+      const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
+      scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), "mask"]);
     }
-    const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
-    const scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), "mask"]);
     const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
     const context = g.one("MatMul", [probs, g.one("Unsqueeze", [values, unsqueeze2])]);
     const merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
@@ -327,6 +365,7 @@ export function buildQwen3Graph(
       inputs.push(valueInfo(`past_${kind}.${l}`, kvCache === "int8" ? T.INT8 : T.FLOAT, [1, "P", kvH, D]));
       if (kvCache === "int8") inputs.push(valueInfo(`past_${kind}_scale.${l}`, T.FLOAT, [1, "P", kvH, 1]));
       outputs.push(valueInfo(`new_${kind}.${l}`, T.FLOAT, ["B", "S", kvH, D]));
+      if (kvCache === "int8") outputs.push(valueInfo(`new_${kind}8.${l}`, T.INT8, ["B", "S", kvH, D]), valueInfo(`new_${kind}_scale.${l}`, T.FLOAT, ["B", "S", kvH, 1]));
     }
     if (kvCache === "int8") inputs.push(valueInfo(`k_center.${l}`, T.FLOAT, [1, 1, kvH, D]), valueInfo(`k_gain.${l}`, T.FLOAT, [1, 1, kvH, D]));
   }

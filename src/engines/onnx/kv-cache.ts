@@ -21,6 +21,16 @@ export function pastInputs(type: KvCacheType, layer: number): string[] {
 }
 
 /**
+ * The outputs a run appends to the cache: fp32 keys and values; with int8, the graph's own int8
+ * bytes and scales, except the keys of a run whose pair has no key statistics yet (its first,
+ * after an empty past), which JS measures and quantizes from the fp32 keys.
+ */
+export function newOutputs(type: KvCacheType, layer: number, statsKnown: boolean): string[] {
+  if (type === "fp32") return [`new_k.${layer}`, `new_v.${layer}`];
+  return [...(statsKnown ? [`new_k8.${layer}`, `new_k_scale.${layer}`] : [`new_k.${layer}`]), `new_v8.${layer}`, `new_v_scale.${layer}`];
+}
+
+/**
  * One layer's keys and values as the graph reads them for a run with no past: empty tensors, and
  * for int8 a center of 0 and a gain of 1 (the run's own keys are used as computed).
  */
@@ -96,22 +106,42 @@ export class GrowingCache {
     }
   }
 
-  /** Appends a run of `tokens` tokens from its outputs `new_k.L` / `new_v.L` ([1, tokens, kv heads, head dim], fp32). */
+  /** Whether the pair's key statistics are known (every run but its first): which outputs to fetch (newOutputs). */
+  get statsKnown(): boolean {
+    return this.type === "fp32" || this.layers.every((layer) => layer.stats !== undefined);
+  }
+
+  /** Appends a run of `tokens` tokens from its outputs (newOutputs: [1, tokens, kv heads, ...]). */
   append(out: Record<string, TensorType>, tokens: number): void {
     const { kvHeads, headDim } = this.shape;
     const row = kvHeads * headDim;
+    const missing = (l: number): never => {
+      throw new RerankError("engine_failure", `ONNX Runtime returned no keys and values of layer ${l} for the run`);
+    };
     this.layers.forEach((layer, l) => {
-      const [k, v] = [out[`new_k.${l}`]?.data, out[`new_v.${l}`]?.data];
-      if (!(k instanceof Float32Array) || !(v instanceof Float32Array) || k.length !== tokens * row || v.length !== tokens * row) throw new RerankError("engine_failure", `ONNX Runtime returned no keys and values of layer ${l} for the run`);
       if (layer.k instanceof Float32Array && layer.v instanceof Float32Array) {
+        const [k, v] = [out[`new_k.${l}`]?.data, out[`new_v.${l}`]?.data];
+        if (!(k instanceof Float32Array) || !(v instanceof Float32Array) || k.length !== tokens * row || v.length !== tokens * row) return missing(l);
         layer.k.set(k, this.length * row);
         layer.v.set(v, this.length * row);
         return;
       }
       if (!(layer.k instanceof Int8Array) || !(layer.v instanceof Int8Array) || !layer.kScale || !layer.vScale) return;
-      layer.stats ??= keyStats(k, tokens, kvHeads, headDim);
+      const [v8, vScale] = [out[`new_v8.${l}`]?.data, out[`new_v_scale.${l}`]?.data];
+      if (!(v8 instanceof Int8Array) || !(vScale instanceof Float32Array) || v8.length !== tokens * row) return missing(l);
+      layer.v.set(v8, this.length * row);
+      layer.vScale.set(vScale, this.length * kvHeads);
+      if (layer.stats) {
+        const [k8, kScale] = [out[`new_k8.${l}`]?.data, out[`new_k_scale.${l}`]?.data];
+        if (!(k8 instanceof Int8Array) || !(kScale instanceof Float32Array) || k8.length !== tokens * row) return missing(l);
+        layer.k.set(k8, this.length * row);
+        layer.kScale.set(kScale, this.length * kvHeads);
+        return;
+      }
+      const k = out[`new_k.${l}`]?.data;
+      if (!(k instanceof Float32Array) || k.length !== tokens * row) return missing(l);
+      layer.stats = keyStats(k, tokens, kvHeads, headDim);
       quantizeRows(k, tokens, kvHeads, headDim, layer.k, layer.kScale, this.length, layer.stats);
-      quantizeRows(v, tokens, kvHeads, headDim, layer.v, layer.vScale, this.length);
     });
     this.length += tokens;
   }

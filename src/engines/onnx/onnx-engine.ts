@@ -32,7 +32,7 @@ import { decodeRow, GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
-import { emptyPast, GrowingCache, pastInputs } from "./kv-cache.js";
+import { emptyPast, GrowingCache, newOutputs, pastInputs } from "./kv-cache.js";
 
 /** Options of the ONNX Runtime engine. Every field but `model` has a working default. */
 export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCacheBytes"> {
@@ -69,6 +69,15 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    * Default: "int8" with int8 precision, "fp32" with the others (kvCacheOf).
    */
   kvCache?: KvCacheType | undefined;
+  /**
+   * With the int8 cache, compute QK^T as an int8 product over it (per-row query scales, each key's
+   * scale applied in MatMulIntegerToFloat's epilogue) instead of fp32 on the dequantized keys. Off
+   * by default because it did not pay: on a 2-core AMX Xeon (0.6B shape, 512 queries a run) its QK
+   * kernels took 646 ms a run against 691 in fp32 at 4,096 keys and 1,847 against 999 at 4,175
+   * (ONNX Runtime's int8 GEMM is slow at such sizes), and whole 4,096-token documents 5% longer
+   * (docs/benchmarks.md). Default false.
+   */
+  int8Attention?: boolean | undefined;
   /** int8 precision: input features per matrix product multiplied in fp32 (the batch's largest, the activation outliers); 0 = none. Default 16. */
   outlierChannels?: number | undefined;
   /**
@@ -178,6 +187,8 @@ export class OnnxEngine implements Engine {
       const threads = options.threads ?? availableParallelism();
       const signedActivations = !hasUnsignedDotProduct();
       const kvCache = options.kvCache ?? kvCacheOf(precision);
+      const int8Attention = options.int8Attention === true;
+      if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8Attention reads the 8-bit cache: it needs kvCache int8 (the default with int8 precision)");
       const layerBytes = layerWeightBytes(weights, precision);
       const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
       if (needed > totalmem()) {
@@ -189,7 +200,7 @@ export class OnnxEngine implements Engine {
       }
       const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
@@ -199,7 +210,7 @@ export class OnnxEngine implements Engine {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
         stages: planStages(facts.shape.layers, layerBytes, stageBytes),
-        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache }, stage, sink),
+        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention }, stage, sink),
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
@@ -227,7 +238,7 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache} docs<=${sequences} tokens<=${batchSize}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
@@ -342,7 +353,7 @@ export class OnnxEngine implements Engine {
     const step = this.base.capacity.batchSize;
     for (let start = 0; start < tokens.length; start += step) {
       const piece = tokens.slice(start, start + step);
-      cache.append(await this.run([piece], cache.tokens > 0 ? cache.view() : undefined, true), piece.length);
+      cache.append(await this.run([piece], cache.tokens > 0 ? cache.view() : undefined, cache.statsKnown ? "cached" : "measured"), piece.length);
     }
     if (cache.tokens === 0) throw new RerankError("engine_failure", "internal: an empty run of tokens");
     return cache.view();
@@ -357,7 +368,7 @@ export class OnnxEngine implements Engine {
   }
 
   private async evaluateBatch(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined): Promise<Float32Array> {
-    const z = (await this.run(sequences, head, false)).z?.data;
+    const z = (await this.run(sequences, head, "none")).z?.data;
     if (!(z instanceof Float32Array) || z.length !== sequences.length) throw new RerankError("engine_failure", "ONNX Runtime returned no z for the batch");
     return z;
   }
@@ -367,8 +378,12 @@ export class OnnxEngine implements Engine {
     return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType);
   }
 
-  /** One run of the graph: `sequences` right-padded to the longest, after the head's cache (or none); `wantNew` fetches the run's own keys and values. */
-  private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, wantNew: boolean): Promise<Record<string, TensorType>> {
+  /**
+   * One run of the graph: `sequences` right-padded to the longest, after the head's cache (or
+   * none). `keep` fetches the run's own keys and values for the cache: "cached" as the cache keeps
+   * them, "measured" with the fp32 keys its statistics are measured on (kv-cache.ts, newOutputs).
+   */
+  private async run(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined, keep: "none" | "cached" | "measured"): Promise<Record<string, TensorType>> {
     const { Tensor } = this.ort;
     const { hidden: H, headDim: D, layers } = this.shape;
     const B = sequences.length;
@@ -412,7 +427,7 @@ export class OnnxEngine implements Engine {
           if (!tensor) throw new RerankError("engine_failure", `internal: no ${name} for the run`);
           stageFeeds[name] = tensor;
         }
-        if (wantNew) fetches.push(`new_k.${l}`, `new_v.${l}`);
+        if (keep !== "none") fetches.push(...newOutputs(this.kvCacheType, l, keep === "cached"));
       }
       let result: Record<string, TensorType>;
       try {

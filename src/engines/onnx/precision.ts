@@ -1,7 +1,7 @@
 // Apart from graph.ts so that the CLI's flags can name the modes without loading onnx-proto.
 /**
- * How the big matrix products run (attention, norms and softmax compute in fp32; int8 also keeps
- * its cache of keys and values in 8 bits, kvCacheOf):
+ * How the big matrix products run (norms, softmax and attention compute in fp32; int8 keeps its
+ * cache of keys and values in 8 bits, kvCacheOf):
  * - fp32: MatMul on dequantized weights (the reference of the other two);
  * - block8: MatMulNBits, 8-bit weights in blocks of 32 (Q8_0's own grouping, exact from Q8_0), int8 compute (accuracy_level 4);
  * - int8: int8 weights per output feature; activations quantized per token at run time, except the
