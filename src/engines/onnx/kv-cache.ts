@@ -6,7 +6,6 @@ import type { KeyStats } from "./kv-quant.js";
 import { keyStats, quantizeRows } from "./kv-quant.js";
 import type { KvCacheType } from "./precision.js";
 
-
 /** Tokens evaluated so far: the graph's past inputs for the next run, position-major ([1, P, kv heads, ...]). */
 export interface EvaluatedHead {
   length: number;
