@@ -58,7 +58,7 @@ test("bench --engine onnx --rounds 2 interleaves the engines and checks the mode
   assert.match(r.stdout, /2 rounds, engines interleaved/);
   assert.match(r.stdout, /qwen-rerank onnx int8 \(\w+ head, prefix reuse\): [\d.]+ \([\d.]+x\), [\d.]+ \([\d.]+x\); median ratio [\d.]+x/);
   // Without fp32 in the run, int8 is compared with the llama.cpp engine.
-  assert.match(r.stdout, /agreement with qwen-rerank \(\w+ head, prefix reuse\)[^\n]*\n {2}qwen-rerank onnx int8[^\n]*top-10 overlap \d+\/10; (meets the bars|misses the bars: .+)/);
+  assert.match(r.stdout, /agreement with qwen-rerank llama \(\w+ head, prefix reuse\)[^\n]*\n {2}qwen-rerank onnx int8[^\n]*top-10 overlap \d+\/10; (meets the bars|misses the bars: .+)/);
 });
 
 test("the README's code examples run against the built package (library, AI SDK, LangChain)", () => {
