@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { memoryRoom } from "../engines/memory-room.js";
+import { heldKvBytes, kvBytesPerToken } from "../engines/llama/kv-bytes.js";
 import type { Command } from "commander";
 import { buildWorkload } from "../measure/workload.js";
 import type { Check, EngineTrial } from "../doctor/checks.js";
@@ -9,8 +10,6 @@ import {
   engineChoiceCheck,
   onnxMemoryCheck,
   instructionLanguageCheck,
-  heldKvBytes,
-  kvBytesPerToken,
   languageGapCheck,
   memoryCheck,
   scoreShapeChecks,

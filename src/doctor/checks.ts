@@ -1,6 +1,4 @@
 import type { EngineTrialResult } from "../engines/engine.js";
-import type { ModelShape } from "../model/facts.js";
-import type { KvCacheType } from "../engines/llama/options.js";
 import { percentileOf } from "../monitor/monitor.js";
 
 type CheckStatus = "ok" | "warn" | "fail";
@@ -16,19 +14,6 @@ export interface Check {
 
 const GiB = 1024 ** 3;
 const gib = (bytes: number) => `${(bytes / GiB).toFixed(2)} GiB`;
-
-/** Bytes per KV element, block overhead included (q8_0: 34 bytes per 32 values). */
-const kvElementBytes: Record<KvCacheType, number> = { f32: 4, f16: 2, bf16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
-
-/** KV cache bytes per token of context: keys and values of every layer. */
-export function kvBytesPerToken(shape: ModelShape, kvType: KvCacheType): number {
-  return 2 * shape.layers * shape.kvHeads * shape.headDim * kvElementBytes[kvType];
-}
-
-/** KV cache bytes an engine holds now: every sequence's whole context. */
-export function heldKvBytes(shape: ModelShape, kvType: KvCacheType, capacity: { contextSize: number; sequences: number }): number {
-  return kvBytesPerToken(shape, kvType) * capacity.contextSize * capacity.sequences;
-}
 
 /** Instruction sets of the CPU that decide llama.cpp's speed, as /proc/cpuinfo names them. */
 export function cpuCheck(flags: ReadonlySet<string>, model: string, device: string): Check {

@@ -1,4 +1,4 @@
-import { heldKvBytes } from "../doctor/checks.js";
+import { heldKvBytes } from "../engines/llama/kv-bytes.js";
 import { LlamaEngine } from "../engines/llama/llama-engine.js";
 import type { Adjustment } from "../monitor/adjustments.js";
 import type { Monitor } from "../monitor/monitor.js";

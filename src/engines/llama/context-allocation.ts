@@ -35,6 +35,8 @@ export interface ContextSettings {
   device: string;
   /** `memoryReserveBytes`: what a new context must leave the process. */
   reserveBytes: number;
+  /** KV cache bytes per token of context (kv-bytes.ts), when the model's shape is known. */
+  kvBytesPerToken?: number | undefined;
 }
 
 
@@ -73,6 +75,15 @@ export async function allocateContext(
   for (const shape of ladder) {
     asked ??= shape;
     last = shape;
+    // On the CPU a shape whose keys and values alone would leave less than the reserve is not
+    // tried: llama.cpp allocating into the last few MB fails in places it cannot recover from
+    // (an abort in ggml_init, seen under `ulimit -d`), not only in the KV allocation it reports.
+    const kvBytes = settings.device === "cpu" && settings.kvBytesPerToken ? settings.kvBytesPerToken * (shape.contextSize + 1) * shape.sequences : 0;
+    const before = kvBytes > 0 && settings.reserveBytes > 0 ? memoryRoom() : undefined;
+    if (before && kvBytes + settings.reserveBytes > before.bytes) {
+      reason = `its keys and values need ${bytes.format(kvBytes)}, and ${bytes.format(before.bytes)} are free by ${before.limitedBy}, with a ${bytes.format(settings.reserveBytes)} reserve to keep (memoryReserveBytes)`;
+      continue;
+    }
     let context: LlamaContext;
     try {
       context = await createContext(model, settings, shape);

@@ -18,6 +18,7 @@ import type { LlamaDiagnostics, LlamaEngineOptions } from "./options.js";
 import { DEFAULT_MEMORY_RESERVE_BYTES } from "./options.js";
 import { llamaTokenizer, sharedLlama, singleToken } from "./runtime.js";
 import type { ContextSettings } from "./context-allocation.js";
+import { kvBytesPerToken } from "./kv-bytes.js";
 import { allocateContext, sameShape } from "./context-allocation.js";
 import { checkNodeLlamaCppVersion, rankPoolingOutput, serializeSampling } from "./internals.js";
 
@@ -118,6 +119,7 @@ export class LlamaEngine implements Engine {
         kvCacheType: options.kvCacheType ?? "f16",
         device,
         reserveBytes: Math.max(0, options.memoryReserveBytes ?? DEFAULT_MEMORY_RESERVE_BYTES),
+        kvBytesPerToken: facts.shape ? kvBytesPerToken(facts.shape, options.kvCacheType ?? "f16") : undefined,
       };
       const floor = Math.min(contextSize, LOAD_FLOOR_TOKENS);
       const { context, shape, reason } = await allocateContext(model, settings, memoryLadder(target, floor));
