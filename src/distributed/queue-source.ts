@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { RerankError } from "../errors/errors.js";
@@ -129,7 +130,9 @@ export class QueueSource implements LogOddsSource {
         batches.map((indices) => ({
           name: "score",
           data: { identity: this.identity, pairs: indices.map((i) => pairs[i] as PreparedPair).map((p) => ({ tokens: p.tokens, headLength: p.headLength, truncated: p.truncated })) } satisfies ScoringJob,
-          opts: { attempts: this.options.attempts ?? 3, backoff: { type: "exponential", delay: 500 }, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } },
+          // An id of our own: BullMQ's counter starts again at 1 when Redis restarts empty, and a new
+          // job "1" would then take the results meant for this call's lost job "1".
+          opts: { jobId: randomUUID(), attempts: this.options.attempts ?? 3, backoff: { type: "exponential", delay: 500 }, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } },
         })),
       );
       jobs.forEach((job, k) => {
