@@ -196,15 +196,12 @@ export function buildQwen3Graph(
   // every row, including the small rows that large activations meet, whose rounding they magnify.
   // Everything is 2-D [tokens, features] here: per-axis QuantizeLinear and Gemm want that. The
   // constants are in the graph only in int8 mode (ONNX Runtime warns of unused initializers).
-  // (The int8 cache's attention quantizes its queries and keys with the same constants.)
-  const [zeroPoint, inv127, tiny] =
-    precision === "int8" || kvCache === "int8"
-      ? [
-          signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128)),
-          g.scalar("inv_127", 1 / 127),
-          g.scalar("tiny", 1e-30),
-        ]
-      : ["", "", ""];
+  // (The 8-bit cache quantizes each run's keys and values with the same scale constants, and int8
+  // QK its queries with the zero point.)
+  const int8Attention = kvCache === "int8" && int8AttentionAsked === true;
+  const zeroPoint =
+    precision === "int8" || int8Attention ? (signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128))) : "";
+  const [inv127, tiny] = precision === "int8" || kvCache === "int8" ? [g.scalar("inv_127", 1 / 127), g.scalar("tiny", 1e-30)] : ["", ""];
   const tokensShape = precision === "int8" ? g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]) : "";
   const outputShapes = new Map<number, string>();
   const outputShape = (n: number): string => {
@@ -262,7 +259,6 @@ export function buildQwen3Graph(
   const pastShape = g.one("Concat", [batch, pastTail], [intAttr("axis", 0)]);
   const unsqueeze2 = g.ints("axis2", [2]);
   // The int8 cache's past as int8 QK reads it, position-major: [B,P,kvH,D] and its scales [B,P,kvH,1].
-  const int8Attention = kvCache === "int8" && int8AttentionAsked === true;
   const pastShapeByPosition = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("p_kv_h_d", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
   const pastScaleShape = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k_scale.${stage.first}`]), g.ints("p_kv_h_1", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
 
