@@ -4,7 +4,7 @@ import { readGgufFileInfo } from "node-llama-cpp";
 import type { ModelFlavor } from "../src/model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
-import { GgufWeights } from "../src/engines/onnx/weights.js";
+import { decodeRow, GgufWeights } from "../src/engines/onnx/weights.js";
 import { groupByHead } from "../src/prompt/groups.js";
 import type { PairTokens } from "../src/prompt/tokens.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
@@ -67,17 +67,19 @@ for (const flavor of ["causal", "rank"] as const) {
 
     test("documents and heads longer than a run are evaluated run by run over the cache: still within 1e-3 of the reference", async () => {
       // Runs of 24 tokens: every head here is longer, and the long document takes several; once in
-      // one graph, once in a graph per layer (each stage appends its own layers' keys and values).
-      for (const stageBytes of [undefined, 1]) {
-        const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences: 3, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error", ...(stageBytes ? { stageBytes } : {}) });
+      // one graph, once in a graph per layer (each stage appends its own layers' keys and values);
+      // with runs of 3 documents (op-by-op attention) and of one (the default: the fused kernel).
+      for (const [stageBytes, sequences] of [[undefined, 3], [1, 3], [undefined, 1], [1, 1]] as const) {
+        const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error", ...(stageBytes ? { stageBytes } : {}) });
         try {
+          assert.equal(chunked.info.numerics.includes("attn=fused"), sequences === 1, chunked.info.numerics);
           const pairs = buildPairs(engine);
           assert.ok(pairs.every((p) => p.headLength > 24));
           assert.ok(pairs.some((p) => p.tokens.length - p.headLength > 72), "one document takes 3+ runs");
           const z = await scoreInOrder(chunked, pairs);
           pairs.forEach((p, i) => {
             const expected = reference.logOdds(p.tokens);
-            assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 (stageBytes ${stageBytes}) ${z[i]} vs reference ${expected}`);
+            assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 (stageBytes ${stageBytes}, ${sequences} a run) ${z[i]} vs reference ${expected}`);
           });
         } finally {
           await chunked.dispose();
@@ -259,6 +261,22 @@ describe("onnx engine: bad input", { skip }, () => {
     const weights = new GgufWeights(path, { ...info, tensorInfo: tensors });
     assert.throws(() => weights.matrix("blk.0.attn_q.weight"), /tensor blk\.0\.attn_q\.weight has ggml type Q4_K; the onnx engine reads F32, F16, Q8_0 and Q4_0/);
     assert.throws(() => weights.matrix("blk.99.attn_q.weight"), /no tensor blk\.99\.attn_q\.weight/);
+  });
+
+  test("the embedding rows are read from the file as tokens need them: the same values as the whole table; a token outside the vocabulary is refused", async () => {
+    for (const type of ["f32", "q8_0"] as const) {
+      const path = testModel("causal", "tiny", type);
+      const weights = new GgufWeights(path, await readGgufFileInfo(path, { readTensorInfo: true }));
+      const whole = weights.matrix("token_embd.weight");
+      const rows = weights.rows("token_embd.weight");
+      try {
+        assert.equal(rows.shape.rows, whole.rows);
+        for (const r of [0, 1, 9693, whole.rows - 1]) assert.deepEqual(rows.row(r), decodeRow(whole, r), `${type} row ${r}`);
+        assert.throws(() => rows.row(whole.rows), new RegExp(`token id ${whole.rows} is outside the vocabulary of ${whole.rows} tokens`));
+      } finally {
+        rows.close();
+      }
+    }
   });
 
   test("from the CLI: --engine onnx scores, an unknown precision and a file that is not a GGUF are clear errors", async () => {

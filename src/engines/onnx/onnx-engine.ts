@@ -27,8 +27,8 @@ import type { InitializerSink } from "./initializers.js";
 import { buildQwen3Graph, planStages } from "./graph.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
-import type { WeightMatrix } from "./weights.js";
-import { decodeRow, GgufWeights } from "./weights.js";
+import type { TensorRows } from "./weights.js";
+import { GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
@@ -127,7 +127,7 @@ export class OnnxEngine implements Engine {
     /** One session per stage (a range of layers), run in order. */
     private readonly stages: ReadonlyArray<{ stage: GraphStage; session: Session }>,
     private readonly vocab: LlamaModel,
-    private readonly embeddings: WeightMatrix,
+    private readonly embeddings: TensorRows,
     private readonly shape: ModelShape,
     ropeTheta: number,
     private readonly prefixReuse: boolean,
@@ -189,6 +189,9 @@ export class OnnxEngine implements Engine {
       const kvCache = options.kvCache ?? kvCacheOf(precision);
       const int8Attention = options.int8Attention === true;
       if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8Attention reads the 8-bit cache: it needs kvCache int8 (the default with int8 precision)");
+      const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
+      // One sequence a run: the fused attention kernel (GraphPrecision.oneSequence).
+      const oneSequence = sequences === 1 && !int8Attention;
       const layerBytes = layerWeightBytes(weights, precision);
       const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
       if (needed > totalmem()) {
@@ -200,7 +203,7 @@ export class OnnxEngine implements Engine {
       }
       const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, oneSequence, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
@@ -210,7 +213,7 @@ export class OnnxEngine implements Engine {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
         stages: planStages(facts.shape.layers, layerBytes, stageBytes),
-        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention }, stage, sink),
+        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention, oneSequence }, stage, sink),
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
@@ -223,7 +226,6 @@ export class OnnxEngine implements Engine {
         await Promise.all(loaded.stages.map((s) => s.session.release()));
         throw error;
       }
-      const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
@@ -238,13 +240,13 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""}${oneSequence ? " attn=fused" : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.matrix("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache);
+      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.rows("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache);
     } catch (error) {
       await vocabLoading.then(
         (v) => v.dispose(),
@@ -392,7 +394,7 @@ export class OnnxEngine implements Engine {
     const embedded = new Float32Array(B * S * H);
     const row = new Float32Array(H);
     sequences.forEach((s, b) => {
-      s.forEach((token, i) => embedded.set(decodeRow(this.embeddings, token, row), (b * S + i) * H));
+      s.forEach((token, i) => embedded.set(this.embeddings.row(token, row), (b * S + i) * H));
     });
     const cos = new Float32Array(S * D);
     const sin = new Float32Array(S * D);
@@ -404,16 +406,19 @@ export class OnnxEngine implements Engine {
         sin[i * D + j] = sin[i * D + j + half] = Math.sin(angle);
       }
     }
-    // Causal over past + new; right padding needs nothing more (a real token never sees a later one).
-    const mask = new Float32Array(S * (P + S));
-    for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -Infinity;
     const feeds: Record<string, TensorType> = {
       hidden: new Tensor("float32", embedded, [B, S, H]),
       cos: new Tensor("float32", cos, [S, D]),
       sin: new Tensor("float32", sin, [S, D]),
-      mask: new Tensor("float32", mask, [S, P + S]),
       last: new Tensor("int64", BigInt64Array.from(sequences.map((s) => BigInt(s.length - 1))), [B]),
     };
+    // Graphs with the fused attention (one sequence a run) mask inside the kernel and take none.
+    if (this.stages[0]?.session.inputNames.includes("mask")) {
+      // Causal over past + new; right padding needs nothing more (a real token never sees a later one).
+      const mask = new Float32Array(S * (P + S));
+      for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -Infinity;
+      feeds.mask = new Tensor("float32", mask, [S, P + S]);
+    }
     const out: Record<string, TensorType> = {};
     for (const { stage, session } of this.stages) {
       const isLast = stage.end === layers;
@@ -449,6 +454,7 @@ export class OnnxEngine implements Engine {
     await this.queue;
     this.heads.clear();
     await Promise.all(this.stages.map((s) => s.session.release()));
+    this.embeddings.close();
     await this.vocab.dispose();
   }
 }

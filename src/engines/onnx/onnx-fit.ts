@@ -20,13 +20,14 @@ export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precisio
  * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
  * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
  * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
- * flight while it is parsed, plus the embedding matrix as the file stores it.
+ * flight while it is parsed (the embedding matrix is not held: its rows are read as they are
+ * needed, TensorRows in src/engines/onnx/weights.ts).
  */
 export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "storedBytes">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
   const perLayer = layerWeightBytes(weights, precision);
   const copies = precision === "int8" ? 2 : 1;
   const inFlight = 2 * Math.min(stageBytes, perLayer * layers);
-  return perLayer * layers * copies + inFlight + weights.storedBytes("token_embd.weight");
+  return perLayer * layers * copies + inFlight;
 }
 
 /** The default `stageBytes` of the onnx engine: most weight bytes in one graph. */

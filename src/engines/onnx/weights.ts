@@ -84,6 +84,55 @@ export class GgufWeights {
     }
     return { name, rows, cols, type, bytes };
   }
+
+  /** A 2-D tensor's rows read from the file one at a time, as they are asked for (see TensorRows). */
+  rows(name: string): TensorRows {
+    // A zero-row read checks the tensor and its type (an unreadable one is an error naming it).
+    const { cols, type } = this.matrix(name, 0, 0);
+    const { rows } = this.shapeOf(name);
+    const t = this.tensors.get(name);
+    const spec = READABLE[type];
+    if (!t || !spec) throw new RerankError("model_unsupported", `the GGUF has no readable tensor ${name}`);
+    return new TensorRows(this.path, { name, rows, cols, type }, Number(t.fileOffset), (cols / spec.block) * spec.bytes);
+  }
+}
+
+/**
+ * One tensor's rows, each read from the file when asked for: the token embeddings, of which a run
+ * needs a few hundred of 151,669 rows, so the table (0.16-0.66 GB from 0.6B to 8B in Q8_0) is
+ * neither read at start nor held; the operating system's page cache keeps the rows in use.
+ */
+export class TensorRows {
+  private fd: number | undefined;
+  private readonly bytes: Uint8Array;
+  private readonly one: WeightMatrix;
+
+  constructor(
+    private readonly path: string,
+    readonly shape: Pick<WeightMatrix, "name" | "rows" | "cols" | "type">,
+    private readonly fileOffset: number,
+    private readonly rowBytes: number,
+  ) {
+    this.bytes = new Uint8Array(rowBytes);
+    this.one = { ...shape, rows: 1, bytes: this.bytes };
+  }
+
+  /** Row `r` as float32 (into `out`). */
+  row(r: number, out = new Float32Array(this.shape.cols)): Float32Array {
+    if (!Number.isInteger(r) || r < 0 || r >= this.shape.rows) throw new RerankError("invalid_request", `token id ${r} is outside the vocabulary of ${this.shape.rows} tokens`);
+    this.fd ??= openSync(this.path, "r");
+    for (let done = 0; done < this.rowBytes; ) {
+      const read = readSync(this.fd, this.bytes, done, this.rowBytes - done, this.fileOffset + r * this.rowBytes + done);
+      if (read === 0) throw new RerankError("engine_failure", `${this.path} ended inside tensor ${this.shape.name} (was the file changed while it was in use?)`);
+      done += read;
+    }
+    return decodeRow(this.one, 0, out);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
 }
 
 function typeName(type: number): string {
