@@ -1,7 +1,6 @@
 // Where the onnx engine's time goes, per operator type (not part of `npm test`):
 //   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2] [--int8-attention]
-// Builds the engine's graph (src/engines/onnx/graph.ts) for the file (with the fused attention when
-// `--docs 1`, as the engine's default of one sequence a run), runs one batch of `--docs`
+// Builds the engine's graph (src/engines/onnx/graph.ts) for the file, runs one batch of `--docs`
 // sequences of `--tokens` tokens after `--past` cached positions (the last run of a long document
 // is `--docs 1 --tokens 512 --past 3584`) three times with ONNX Runtime's profiler on, and prints
 // each operator type's kernel time per run and share. Prints the CPU flags next to the numbers.
@@ -37,7 +36,7 @@ if (!facts.shape) throw new Error("not a Qwen3 GGUF");
 const shape = facts.shape;
 const rank = facts.flavor === "rank";
 // The yes/no rows only decide z's value, not the cost: rank files' rows 0/1, else any two rows.
-const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct(), kvCache: kvCacheOf(values.precision as OnnxPrecision), int8Attention: values["int8-attention"], oneSequence: B === 1 && !values["int8-attention"] });
+const graph = buildQwen3Graph(new GgufWeights(values.model, info), { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: rank ? "cls.output.weight" : "token_embd.weight" }, { precision: values.precision as OnnxPrecision, outlierChannels: 16, signedActivations: !hasUnsignedDotProduct(), kvCache: kvCacheOf(values.precision as OnnxPrecision), int8Attention: values["int8-attention"] });
 const dir = mkdtempSync(join(tmpdir(), "qr-profile-"));
 const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: join(dir, "run") });
 const { hidden: H, headDim: D, kvHeads } = shape;
@@ -47,7 +46,7 @@ const feeds: Record<string, ort.Tensor> = {
   hidden: new ort.Tensor("float32", Float32Array.from({ length: B * S * H }, (_, i) => Math.sin(i) * 0.05), [B, S, H]),
   cos: new ort.Tensor("float32", new Float32Array(S * D).fill(1), [S, D]),
   sin: new ort.Tensor("float32", new Float32Array(S * D), [S, D]),
-  ...(B === 1 && !values["int8-attention"] ? {} : { mask: new ort.Tensor("float32", mask, [S, P + S]) }),
+  mask: new ort.Tensor("float32", mask, [S, P + S]),
   last: new ort.Tensor("int64", new BigInt64Array(B).fill(BigInt(S - 1)), [B]),
 };
 // The cached positions' values only change z, not the cost.

@@ -63,14 +63,6 @@ export interface GraphPrecision {
    * the dequantized keys. Default false (OnnxEngineOptions.int8Attention has why).
    */
   int8Attention?: boolean | undefined;
-  /**
-   * Every run holds one sequence (the engine's `sequences` 1): attention is ONNX Runtime's fused
-   * GroupQueryAttention (com.microsoft: QK^T, the causal mask, softmax and AV in one kernel that
-   * never writes the scaled and masked score tensors out), and the graph has no `mask` input. The
-   * op refuses a batch of more than one sequence after a past, so runs of several keep the
-   * op-by-op attention. Not with int8Attention. Default false.
-   */
-  oneSequence?: boolean | undefined;
 }
 
 /** Builds nodes with unique output names. */
@@ -141,7 +133,7 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
 export function buildQwen3Graph(
   weights: GgufWeights,
   facts: Qwen3Facts,
-  { precision, outlierChannels, signedActivations, kvCache, int8Attention: int8AttentionAsked, oneSequence }: GraphPrecision,
+  { precision, outlierChannels, signedActivations, kvCache, int8Attention: int8AttentionAsked }: GraphPrecision,
   stage: GraphStage = { first: 0, end: facts.shape.layers },
   sink: InitializerSink = inlineInitializers,
 ): Uint8Array {
@@ -255,49 +247,20 @@ export function buildQwen3Graph(
   };
   const qShape = g.ints("q_shape", [0, 0, nH, D]);
   const kvShape = g.ints("kv_shape", [0, 0, kvH, D]);
+  const groupShape = g.ints("group_shape", [0, kvH, rep, -1, D]);
+  const headsShape = g.ints("heads_shape", [0, nH, -1, D]);
+  const flatShape = g.ints("flat_shape", [0, 0, nH * D]);
+  const gainShape = kvCache === "int8" ? g.ints("gain_shape", [1, kvH, 1, 1, D]) : "";
+  const scale = g.scalar("attn_scale", 1 / Math.sqrt(D));
   const one = g.ints("one", [1]);
-  // One sequence a run (GraphPrecision.oneSequence): GroupQueryAttention, whose lengths are where
-  // this run's keys end, P + S (int32, as [1] and as a scalar), and whose inputs are packed
-  // [B,S,heads*D]; the queries are grouped by key head to take the key gain.
-  const fused = oneSequence === true && !int8Attention;
-  const totalLength = fused
-    ? g.one("Cast", [g.one("Add", [g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), one]), g.one("Gather", [g.one("Shape", ["hidden"]), one])])], [intAttr("to", T.INT32)])
-    : "";
-  const lastKey = fused ? g.one("Sub", [totalLength, g.tensor("one_i32", T.INT32, [1], Int32Array.of(1))]) : "";
-  const totalScalar = fused ? g.one("Reshape", [totalLength, g.tensor("scalar_shape", T.INT64, [0], new BigInt64Array(0))]) : "";
-  const fusedShapes = fused
-    ? { queries: g.ints("packed_q", [0, 0, nH * D]), keys: g.ints("packed_kv", [0, 0, kvH * D]), ...(kvCache === "int8" ? { queryGroups: g.ints("q_groups", [0, 0, kvH, rep, D]), gainGroups: g.ints("gain_groups", [1, 1, kvH, 1, D]) } : { queryGroups: "", gainGroups: "" }) }
-    : { queries: "", keys: "", queryGroups: "", gainGroups: "" };
-  // The op-by-op attention's shapes and constants (ONNX Runtime warns of unused initializers).
-  const opByOp = (make: () => string): string => (fused ? "" : make());
-  const groupShape = opByOp(() => g.ints("group_shape", [0, kvH, rep, -1, D]));
-  const headsShape = opByOp(() => g.ints("heads_shape", [0, nH, -1, D]));
-  const flatShape = opByOp(() => g.ints("flat_shape", [0, 0, nH * D]));
-  const gainShape = kvCache === "int8" ? opByOp(() => g.ints("gain_shape", [1, kvH, 1, 1, D])) : "";
-  const scale = opByOp(() => g.scalar("attn_scale", 1 / Math.sqrt(D)));
   // The past, shared by the batch: [1,P,kvH,D] transposed and expanded to [B,kvH,P,D], one layer at a time.
-  const batch = opByOp(() => g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("zero", [0]), one]));
-  const pastShape = opByOp(() => g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("kv_h_p_d", [2, 1, 3])])], [intAttr("axis", 0)]));
-  const unsqueeze2 = opByOp(() => g.ints("axis2", [2]));
+  const batch = g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("zero", [0]), one]);
+  const pastTail = g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("kv_h_p_d", [2, 1, 3])]);
+  const pastShape = g.one("Concat", [batch, pastTail], [intAttr("axis", 0)]);
+  const unsqueeze2 = g.ints("axis2", [2]);
   // The int8 cache's past as int8 QK reads it, position-major: [B,P,kvH,D] and its scales [B,P,kvH,1].
   const pastShapeByPosition = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("p_kv_h_d", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
   const pastScaleShape = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k_scale.${stage.first}`]), g.ints("p_kv_h_1", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
-
-  /**
-   * The 8-bit cache's form of a run's keys (relative: (k - center) / gain) and values, int8 per
-   * token and head with their scales, as outputs: the engine appends these bytes (only a run with
-   * no past, whose center and gain are not known yet, is quantized from new_k in JS).
-   */
-  const emitCachedForm = (l: number, keyRelative: string, vTokens: string): { keyInt8: string; keyScale: string } => {
-    const perTokenScale = (x: string) => g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
-    const toInt8 = (x: string, xScale: string) => g.one("Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
-    const [keyScale, valueScale] = [perTokenScale(keyRelative), perTokenScale(vTokens)];
-    const keyInt8 = toInt8(keyRelative, keyScale);
-    for (const [output, input] of [[`new_k8.${l}`, keyInt8], [`new_k_scale.${l}`, keyScale], [`new_v8.${l}`, toInt8(vTokens, valueScale)], [`new_v_scale.${l}`, valueScale]] as const) {
-      g.nodes.push({ opType: "Identity", input: [input], output: [output], name: output.replace(".", "_") });
-    }
-    return { keyInt8, keyScale };
-  };
 
   let x = "hidden";
   for (let l = stage.first; l < stage.end; l++) {
@@ -306,35 +269,31 @@ export function buildQwen3Graph(
     const qNorm = g.tensor(`blk.${l}.attn_q_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_q_norm.weight`)));
     const kNorm = g.tensor(`blk.${l}.attn_k_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_k_norm.weight`)));
     const [qLin, kLin, vLin] = linear(h, [w("attn_q"), w("attn_k"), w("attn_v")]) as [string, string, string];
-    const qTokens = rope(rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm));
+    const q = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
     const kTokens = rope(rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm));
     const vTokens = g.one("Reshape", [vLin, kvShape]);
     g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
     g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
     const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
-    const grouped = fused ? "" : g.one("Reshape", [headMajor(qTokens), groupShape]);
-    let scores = "";
-    let values = "";
-    let merged = "";
-    if (fused) {
-      // [1,P,kvH,D] past -> [1,kvH,P,D] (the op's layout); the int8 cache dequantized, its keys
-      // relative (as stored) and the queries times the gain, as in the op-by-op path below.
-      const past = (kind: "k" | "v") => (kvCache === "int8" ? g.one("Mul", [g.one("Cast", [headMajor(`past_${kind}.${l}`)], [intAttr("to", T.FLOAT)]), headMajor(`past_${kind}_scale.${l}`)]) : headMajor(`past_${kind}.${l}`));
-      const smoothed = kvCache === "int8";
-      const keys = smoothed ? g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]) : kTokens;
-      const queries = smoothed ? g.one("Mul", [g.one("Reshape", [qTokens, fusedShapes.queryGroups]), g.one("Reshape", [`k_gain.${l}`, fusedShapes.gainGroups])]) : qTokens;
-      if (smoothed) emitCachedForm(l, keys, vTokens);
-      const packed = (x: string, shape: string) => g.one("Reshape", [x, shape]);
-      merged =
-        g.op("GroupQueryAttention", [packed(queries, fusedShapes.queries), packed(keys, fusedShapes.keys), packed(vTokens, fusedShapes.keys), past("k"), past("v"), lastKey, totalScalar], [intAttr("num_heads", nH), intAttr("kv_num_heads", kvH)], "com.microsoft", 3)[0] ?? "";
-    } else if (kvCache === "int8") {
+    const grouped = g.one("Reshape", [q, groupShape]);
+    let scores: string;
+    let values: string;
+    if (kvCache === "int8") {
       // The 8-bit cache (kv-quant.ts). Keys are stored as (k - center) / gain, int8 per token and
       // head with their scales; the run's own keys are taken the same way and the queries
       // multiplied by the gain instead, so q·k loses only q·center, the same for every key of a
       // query row, which softmax does not see.
       const keyRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
-      const { keyInt8, keyScale } = emitCachedForm(l, keyRelative, vTokens);
+      const perTokenScale = (x: string) => g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
+      const toInt8 = (x: string, xScale: string) => g.one("Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
+      const [keyScale, valueScale] = [perTokenScale(keyRelative), perTokenScale(vTokens)];
+      const keyInt8 = toInt8(keyRelative, keyScale);
+      // The run's keys and values as the cache keeps them: the engine appends these bytes (only a
+      // run with no past, whose center and gain are not known yet, is quantized from new_k in JS).
+      for (const [output, input] of [[`new_k8.${l}`, keyInt8], [`new_k_scale.${l}`, keyScale], [`new_v8.${l}`, toInt8(vTokens, valueScale)], [`new_v_scale.${l}`, valueScale]] as const) {
+        g.nodes.push({ opType: "Identity", input: [input], output: [output], name: output.replace(".", "_") });
+      }
       const queries = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
       const dequantized = (kind: "k" | "v") => g.one("Mul", [g.one("Cast", [headMajor(`past_${kind}.${l}`)], [intAttr("to", T.FLOAT)]), headMajor(`past_${kind}_scale.${l}`)]);
       if (int8Attention) {
@@ -364,11 +323,9 @@ export function buildQwen3Graph(
       const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
       scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), "mask"]);
     }
-    if (!fused) {
-      const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
-      const context = g.one("MatMul", [probs, g.one("Unsqueeze", [values, unsqueeze2])]);
-      merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
-    }
+    const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
+    const context = g.one("MatMul", [probs, g.one("Unsqueeze", [values, unsqueeze2])]);
+    const merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
     x = g.one("Add", [x, linear(merged, [w("attn_output")])[0] ?? ""]);
     const h2 = rmsNorm(x, vector(`blk.${l}.ffn_norm.weight`));
     const [gate, up] = linear(h2, [w("ffn_gate"), w("ffn_up")]) as [string, string];
@@ -389,7 +346,7 @@ export function buildQwen3Graph(
     g.nodes.push({ opType: "Reshape", input: [g.one("Sub", [yes, no]), g.ints("flat", [-1])], output: ["z"], name: "z" });
   };
 
-  const inputs = [valueInfo("hidden", T.FLOAT, ["B", "S", H]), valueInfo("cos", T.FLOAT, ["S", D]), valueInfo("sin", T.FLOAT, ["S", D]), ...(fused ? [] : [valueInfo("mask", T.FLOAT, ["S", "T"])])];
+  const inputs = [valueInfo("hidden", T.FLOAT, ["B", "S", H]), valueInfo("cos", T.FLOAT, ["S", D]), valueInfo("sin", T.FLOAT, ["S", D]), valueInfo("mask", T.FLOAT, ["S", "T"])];
   const outputs: proto.IValueInfoProto[] = [];
   if (isLast) {
     inputs.push(valueInfo("last", T.INT64, ["B"]));

@@ -189,9 +189,6 @@ export class OnnxEngine implements Engine {
       const kvCache = options.kvCache ?? kvCacheOf(precision);
       const int8Attention = options.int8Attention === true;
       if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8Attention reads the 8-bit cache: it needs kvCache int8 (the default with int8 precision)");
-      const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
-      // One sequence a run: the fused attention kernel (GraphPrecision.oneSequence).
-      const oneSequence = sequences === 1 && !int8Attention;
       const layerBytes = layerWeightBytes(weights, precision);
       const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
       if (needed > totalmem()) {
@@ -203,7 +200,7 @@ export class OnnxEngine implements Engine {
       }
       const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, oneSequence, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
@@ -213,7 +210,7 @@ export class OnnxEngine implements Engine {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
         stages: planStages(facts.shape.layers, layerBytes, stageBytes),
-        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention, oneSequence }, stage, sink),
+        build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention }, stage, sink),
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
@@ -226,6 +223,7 @@ export class OnnxEngine implements Engine {
         await Promise.all(loaded.stages.map((s) => s.session.release()));
         throw error;
       }
+      const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
@@ -240,7 +238,7 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""}${oneSequence ? " attn=fused" : ""} docs<=${sequences} tokens<=${batchSize}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
@@ -406,19 +404,16 @@ export class OnnxEngine implements Engine {
         sin[i * D + j] = sin[i * D + j + half] = Math.sin(angle);
       }
     }
+    // Causal over past + new; right padding needs nothing more (a real token never sees a later one).
+    const mask = new Float32Array(S * (P + S));
+    for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -Infinity;
     const feeds: Record<string, TensorType> = {
       hidden: new Tensor("float32", embedded, [B, S, H]),
       cos: new Tensor("float32", cos, [S, D]),
       sin: new Tensor("float32", sin, [S, D]),
+      mask: new Tensor("float32", mask, [S, P + S]),
       last: new Tensor("int64", BigInt64Array.from(sequences.map((s) => BigInt(s.length - 1))), [B]),
     };
-    // Graphs with the fused attention (one sequence a run) mask inside the kernel and take none.
-    if (this.stages[0]?.session.inputNames.includes("mask")) {
-      // Causal over past + new; right padding needs nothing more (a real token never sees a later one).
-      const mask = new Float32Array(S * (P + S));
-      for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -Infinity;
-      feeds.mask = new Tensor("float32", mask, [S, P + S]);
-    }
     const out: Record<string, TensorType> = {};
     for (const { stage, session } of this.stages) {
       const isLast = stage.end === layers;
