@@ -119,7 +119,8 @@ export class TensorRows {
 
   /** Row `r` as float32 (into `out`). */
   row(r: number, out = new Float32Array(this.shape.cols)): Float32Array {
-    if (!Number.isInteger(r) || r < 0 || r >= this.shape.rows) throw new RerankError("invalid_request", `token id ${r} is outside the vocabulary of ${this.shape.rows} tokens`);
+    // The tokenizer only makes ids the table has: another is a fault of ours, not of the input.
+    if (!Number.isInteger(r) || r < 0 || r >= this.shape.rows) throw new RerankError("engine_failure", `internal: token id ${r} is outside ${this.shape.name}'s ${this.shape.rows} rows`);
     this.fd ??= openSync(this.path, "r");
     for (let done = 0; done < this.rowBytes; ) {
       const read = readSync(this.fd, this.bytes, done, this.rowBytes - done, this.fileOffset + r * this.rowBytes + done);
