@@ -23,7 +23,7 @@ export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precisio
  * flight while it is parsed (the embedding matrix is not held: its rows are read as they are
  * needed, TensorRows in src/engines/onnx/weights.ts).
  */
-export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf" | "storedBytes">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
+export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
   const perLayer = layerWeightBytes(weights, precision);
   const copies = precision === "int8" ? 2 : 1;
   const inFlight = 2 * Math.min(stageBytes, perLayer * layers);

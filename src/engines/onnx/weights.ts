@@ -53,32 +53,17 @@ export class GgufWeights {
     return { cols: Number(t.dimensions[0] ?? 1), rows: t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1) };
   }
 
-  /** Bytes a tensor takes in the file (its type's own packing). */
-  storedBytes(name: string): number {
-    const t = this.tensors.get(name);
-    const spec = t ? READABLE[Number(t.ggmlType)] : undefined;
-    if (!t || !spec) return 0;
-    return (t.dimensions.reduce<number>((a, b) => a * Number(b), 1) / spec.block) * spec.bytes;
-  }
-
   /** A 1-D or 2-D tensor's bytes and shape (or `count` of its rows from `first`); an unsupported type is an error naming it. */
   matrix(name: string, first = 0, count?: number): WeightMatrix {
-    const t = this.tensors.get(name);
-    if (!t) throw new RerankError("model_unsupported", `the GGUF has no tensor ${name}; not a Qwen3 model`);
-    const type = Number(t.ggmlType);
-    const spec = READABLE[type];
-    if (!spec) throw new RerankError("model_unsupported", `tensor ${name} has ggml type ${typeName(type)}; the onnx engine reads F32, F16, Q8_0 and Q4_0 (use --engine llama, or requantize to Q8_0)`);
-    const cols = Number(t.dimensions[0] ?? 1);
-    const all = t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1);
+    const { type, cols, rows: all, rowBytes, fileOffset } = this.layout(name);
     const rows = count ?? all - first;
     if (first < 0 || first + rows > all) throw new RerankError("model_unsupported", `tensor ${name} has ${all} rows; row ${first + rows - 1} was asked for`);
-    const rowBytes = (cols / spec.block) * spec.bytes;
     const length = rows * rowBytes;
     const bytes = new Uint8Array(length);
     const fd = openSync(this.path, "r");
     try {
       // readSync reads at most 2 GiB at a time.
-      for (let done = 0; done < length; ) done += readSync(fd, bytes, done, Math.min(length - done, 1 << 30), Number(t.fileOffset) + first * rowBytes + done);
+      for (let done = 0; done < length; ) done += readSync(fd, bytes, done, Math.min(length - done, 1 << 30), fileOffset + first * rowBytes + done);
     } finally {
       closeSync(fd);
     }
@@ -87,13 +72,20 @@ export class GgufWeights {
 
   /** A 2-D tensor's rows read from the file one at a time, as they are asked for (see TensorRows). */
   rows(name: string): TensorRows {
-    // A zero-row read checks the tensor and its type (an unreadable one is an error naming it).
-    const { cols, type } = this.matrix(name, 0, 0);
-    const { rows } = this.shapeOf(name);
+    const { type, cols, rows, rowBytes, fileOffset } = this.layout(name);
+    return new TensorRows(this.path, { name, rows, cols, type }, fileOffset, rowBytes);
+  }
+
+  /** Where a tensor's rows are in the file and how they are packed; an unsupported type is an error naming it. */
+  private layout(name: string): { type: number; cols: number; rows: number; rowBytes: number; fileOffset: number } {
     const t = this.tensors.get(name);
+    if (!t) throw new RerankError("model_unsupported", `the GGUF has no tensor ${name}; not a Qwen3 model`);
+    const type = Number(t.ggmlType);
     const spec = READABLE[type];
-    if (!t || !spec) throw new RerankError("model_unsupported", `the GGUF has no readable tensor ${name}`);
-    return new TensorRows(this.path, { name, rows, cols, type }, Number(t.fileOffset), (cols / spec.block) * spec.bytes);
+    if (!spec) throw new RerankError("model_unsupported", `tensor ${name} has ggml type ${typeName(type)}; the onnx engine reads F32, F16, Q8_0 and Q4_0 (use --engine llama, or requantize to Q8_0)`);
+    const cols = Number(t.dimensions[0] ?? 1);
+    const rows = t.dimensions.slice(1).reduce<number>((a, b) => a * Number(b), 1);
+    return { type, cols, rows, rowBytes: (cols / spec.block) * spec.bytes, fileOffset: Number(t.fileOffset) };
   }
 }
 
