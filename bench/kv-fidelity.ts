@@ -63,7 +63,11 @@ for (const [i, length] of lengths.entries()) {
     const { z, seconds, name } = await score(mode, length, count);
     if (!reference) {
       reference = z;
-      console.log(`${name}: ${count} documents of ~${length} tokens; onnx ${mode.precision}, ${mode.kvCache} cache: the reference (${seconds.toFixed(1)} s)`);
+      // How far apart the reference's documents are decides what error Kendall tau can absorb.
+      const sorted = [...z].sort((a, b) => a - b);
+      const gaps = sorted.slice(1).map((v, j) => v - (sorted[j] ?? v));
+      const spread = z.length > 1 ? `; its z span ${((sorted.at(-1) ?? 0) - (sorted[0] ?? 0)).toFixed(3)}, closest neighbours ${Math.min(...gaps).toFixed(3)} apart` : "";
+      console.log(`${name}: ${count} documents of ~${length} tokens; onnx ${mode.precision}, ${mode.kvCache} cache: the reference (${seconds.toFixed(1)} s)${spread}`);
       continue;
     }
     const a = agreement(z, reference);

@@ -8,7 +8,8 @@ import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import type { InitializerSink } from "./initializers.js";
 import { inlineInitializers } from "./initializers.js";
 import type { GgufWeights, WeightMatrix } from "./weights.js";
-import { inputRowMax, toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
+import type { Int8Matrix } from "./weights.js";
+import { coarseFeatures, inputFeatureRows, inputRowMax, toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
 
 
 export interface Qwen3Facts {
@@ -23,6 +24,13 @@ export interface Qwen3Facts {
 }
 
 const T = onnx.TensorProto.DataType;
+
+/**
+ * At most this many input features of a product are multiplied with their exact weights (the
+ * coarse ones, weights.ts coarseFeatures): each adds an fp32 row of every weight matrix that reads
+ * the input and a column to the outlier Gemm.
+ */
+const MAX_EXACT_FEATURES = 16;
 
 /** Layers [first, end) of the model in one graph; the last stage (end = layers) ends with z. */
 export interface GraphStage {
@@ -164,18 +172,22 @@ export function buildQwen3Graph(
     }
     const K = matrices[0]?.cols ?? 0;
     const rowMax = inputRowMax(matrices);
-    const a = int8Activations(x, K, g.tensor(`${x}.equalize`, T.FLOAT, [K], rowMax));
-    return matrices.map((m) => {
-      const { data, scales } = toInt8PerColumn(m, rowMax);
+    const products = matrices.map((m) => toInt8PerColumn(m, rowMax));
+    // TopK must still find `outlierChannels` features outside the exact ones.
+    const exact = coarseFeatures(products, Math.min(MAX_EXACT_FEATURES, K - Math.min(outlierChannels, K)));
+    const a = int8Activations(x, K, rowMax, exact);
+    return matrices.map((m, i) => {
+      const { data, scales } = products[i] as Int8Matrix;
       const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
       const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
       // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
       let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
-      if (a.outliers) {
-        // Plus the outlier features times their rows of the weights (dequantized: [k, N]); Gemm adds C.
-        const rows = g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]);
-        y = g.one("Gemm", [a.outliers.values, rows, y]);
-      }
+      // Plus the outlier features times their rows of the weights (dequantized: [k, N]), and the
+      // exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
+      const rows: string[] = [];
+      if (a.outliers) rows.push(g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]));
+      if (exact.length > 0) rows.push(g.tensor(`${m.name}.exact_rows`, T.FLOAT, [exact.length, m.rows], inputFeatureRows(m, exact)));
+      if (a.fp32Values) y = g.one("Gemm", [a.fp32Values, rows.length > 1 ? g.one("Concat", rows, [intAttr("axis", 0)]) : (rows[0] ?? ""), y]);
       return g.one("Reshape", [y, outputShape(m.rows)]);
     });
   };
@@ -212,29 +224,40 @@ export function buildQwen3Graph(
   interface Int8Input {
     quantized: string;
     scale: string;
-    /** The outlier features' values [T,k], indices [k], and their rows' equalization [k,1]. */
-    outliers?: { index: string; values: string; rowScale: string };
+    /** The outlier features' indices [k] and their rows' equalization [k,1]. */
+    outliers?: { index: string; rowScale: string };
+    /** The features multiplied in fp32, [T, k + e]: the outliers', then the exact ones'. */
+    fp32Values?: string;
   }
-  const int8Activations = (x: string, K: number, equalize: string): Int8Input => {
+  const int8Activations = (x: string, K: number, rowMax: Float32Array, exact: readonly number[]): Int8Input => {
     const k = Math.min(outlierChannels, K);
     const flat = g.one("Reshape", [x, g.ints(`${x}.flat`, [-1, K])]);
+    // The exact features are left out of the int8 product (zero in its equalizer) and of TopK's choice (ranked below every other).
+    const equalizeRest = Float32Array.from(rowMax);
+    const rank = Float32Array.from(rowMax);
+    for (const c of exact) [equalizeRest[c], rank[c]] = [0, -1];
+    const equalize = g.tensor(`${x}.equalize`, T.FLOAT, [K], equalizeRest);
     let rest: string;
     let outliers: Int8Input["outliers"];
+    const fp32Values: string[] = [];
     if (k > 0) {
-      const magnitude = g.one("Mul", [g.one("ReduceMax", [g.one("Abs", [flat])], [intsAttr("axes", [0]), intAttr("keepdims", 0)]), equalize]);
+      const magnitude = g.one("Mul", [g.one("ReduceMax", [g.one("Abs", [flat])], [intsAttr("axes", [0]), intAttr("keepdims", 0)]), exact.length > 0 ? g.tensor(`${x}.rank`, T.FLOAT, [K], rank) : equalize]);
       const index = g.op("TopK", [magnitude, g.ints(`${x}.k`, [k])], [], "", 2)[1] ?? "";
       const rowScale = g.one("Unsqueeze", [g.one("Gather", [equalize, index], [intAttr("axis", 0)]), g.ints(`${x}.axis1k`, [1])]);
-      outliers = { index, values: g.one("Gather", [flat, index], [intAttr("axis", 1)]), rowScale };
+      outliers = { index, rowScale };
+      fp32Values.push(g.one("Gather", [flat, index], [intAttr("axis", 1)]));
       // Equalized, with the outlier features zeroed: one multiplication.
       rest = g.one("Mul", [flat, g.one("ScatterElements", [equalize, index, g.tensor(`${x}.zeros`, T.FLOAT, [k], new Float32Array(k))], [intAttr("axis", 0)])]);
     } else {
       rest = g.one("Mul", [flat, equalize]);
     }
+    if (exact.length > 0) fp32Values.push(g.one("Gather", [flat, g.ints(`${x}.exact`, [...exact])], [intAttr("axis", 1)]));
+    const values = fp32Values.length > 1 ? g.one("Concat", fp32Values, [intAttr("axis", 1)]) : fp32Values[0];
     const reduce = [intsAttr("axes", [1]), intAttr("keepdims", 0)];
     const perToken = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [rest], reduce), g.one("Neg", [g.one("ReduceMin", [rest], reduce)]), tiny]), inv127]);
     const points = g.one("Expand", [zeroPoint, g.one("Shape", [perToken])]);
     const quantized = g.one("QuantizeLinear", [rest, perToken, points], [intAttr("axis", 0)]);
-    return { quantized, scale: g.one("Unsqueeze", [perToken, g.ints(`${x}.axis1`, [1])]), ...(outliers ? { outliers } : {}) };
+    return { quantized, scale: g.one("Unsqueeze", [perToken, g.ints(`${x}.axis1`, [1])]), ...(outliers ? { outliers } : {}), ...(values ? { fp32Values: values } : {}) };
   };
 
   const cos = g.one("Unsqueeze", ["cos", g.ints("axis1", [1])]); // [S,1,D]: broadcast over heads

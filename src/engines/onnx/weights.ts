@@ -242,14 +242,25 @@ export function inputRowMax(matrices: readonly WeightMatrix[]): Float32Array {
   return out;
 }
 
+/** An int8 product's B, and how coarsely each input feature's weights came out (coarseFeatures). */
+export interface Int8Matrix {
+  data: Int8Array;
+  scales: Float32Array;
+  /** Per input feature: the sum of its weights' squared rounding errors, and of their magnitudes (both after equalization). */
+  errorSquares: Float64Array;
+  magnitudes: Float64Array;
+}
+
 /**
  * The int8 products' B: int8 [cols, rows] with one scale per output feature (symmetric, scale =
  * max|w'| / 127), of the weights with input feature c divided by `equalize[c]` (every input row then
  * peaks at 1 and quantizes as finely as the others; the activations are multiplied by it instead).
  */
-export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): { data: Int8Array; scales: Float32Array } {
+export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): Int8Matrix {
   const data = new Int8Array(m.rows * m.cols);
   const scales = new Float32Array(m.rows);
+  const errorSquares = new Float64Array(m.cols);
+  const magnitudes = new Float64Array(m.cols);
   // Rows a tile: the transposed writes then fill TILE consecutive bytes per input feature instead of
   // one byte a cache line (same output as row by row: checked on a Q8_0 matrix of 150 rows).
   const TILE = 64;
@@ -272,8 +283,64 @@ export function toInt8PerColumn(m: WeightMatrix, equalize: Float32Array): { data
     }
     for (let c = 0; c < m.cols; c++) {
       const base = c * m.rows + r0;
-      for (let t = 0; t < n; t++) data[base + t] = Math.round((tile[t * m.cols + c] ?? 0) * (inverse[t] ?? 0));
+      let errors = 0;
+      let magnitude = 0;
+      for (let t = 0; t < n; t++) {
+        const v = tile[t * m.cols + c] ?? 0;
+        const q = Math.round(v * (inverse[t] ?? 0));
+        data[base + t] = q;
+        const error = v - q * (scales[r0 + t] ?? 0);
+        errors += error * error;
+        magnitude += Math.abs(v);
+      }
+      errorSquares[c] = (errorSquares[c] ?? 0) + errors;
+      magnitudes[c] = (magnitudes[c] ?? 0) + magnitude;
     }
   }
-  return { data, scales };
+  return { data, scales, errorSquares, magnitudes };
+}
+
+/** How many times the median feature's relative rounding error makes a feature coarse. */
+const COARSE_FACTOR = 4;
+
+/**
+ * The input features whose weights int8 rounds far more coarsely than the others', worst first,
+ * at most `limit`: a feature's RMS rounding error over its mean weight magnitude (over every
+ * product that reads the input), when above COARSE_FACTOR times the median feature's. Equalization
+ * makes each feature's largest weight as fine as any, but a feature whose weights mix a few large
+ * ones with many small ones (the way trained LLMs' massive activations meet their key weights)
+ * keeps the small ones at a few int8 levels of their output's scale; its activation is large, so
+ * that error moves every score. Those features are multiplied with their exact weights instead
+ * (graph.ts). Random weights have none: the graph is then unchanged.
+ */
+export function coarseFeatures(products: readonly Int8Matrix[], limit: number): number[] {
+  const cols = products[0]?.errorSquares.length ?? 0;
+  const outputs = products.reduce((sum, p) => sum + p.scales.length, 0);
+  const relative = Array.from({ length: cols }, (_, c) => {
+    let errors = 0;
+    let magnitude = 0;
+    for (const p of products) {
+      errors += p.errorSquares[c] ?? 0;
+      magnitude += p.magnitudes[c] ?? 0;
+    }
+    return magnitude > 0 ? Math.sqrt(errors / outputs) / (magnitude / outputs) : 0;
+  });
+  const median = [...relative].sort((a, b) => a - b)[cols >> 1] ?? 0;
+  return relative
+    .map((r, c) => ({ r, c }))
+    .filter(({ r }) => median > 0 && r > COARSE_FACTOR * median)
+    .sort((a, b) => b.r - a.r)
+    .slice(0, Math.max(0, limit))
+    .map(({ c }) => c);
+}
+
+/** The weights that input features `features` meet, exactly: fp32 [features, rows] (a product's B rows, unquantized and not equalized). */
+export function inputFeatureRows(m: WeightMatrix, features: readonly number[]): Float32Array {
+  const out = new Float32Array(features.length * m.rows);
+  const row = new Float32Array(m.cols);
+  for (let r = 0; r < m.rows; r++) {
+    decodeRow(m, r, row);
+    for (const [j, c] of features.entries()) out[j * m.rows + r] = row[c] ?? 0;
+  }
+  return out;
 }
