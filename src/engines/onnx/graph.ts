@@ -7,8 +7,7 @@ import type { ModelShape } from "../../model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import type { InitializerSink } from "./initializers.js";
 import { inlineInitializers } from "./initializers.js";
-import type { GgufWeights, WeightMatrix } from "./weights.js";
-import type { Int8Matrix } from "./weights.js";
+import type { GgufWeights, Int8Matrix, WeightMatrix } from "./weights.js";
 import { coarseFeatures, inputFeatureRows, inputRowMax, toBlock8, toFloat32, toFloat32Transposed, toInt8PerColumn } from "./weights.js";
 
 
@@ -111,6 +110,7 @@ class GraphBuilder {
 
 const intAttr = (name: string, i: number): proto.IAttributeProto => ({ name, i, type: onnx.AttributeProto.AttributeType.INT });
 const intsAttr = (name: string, ints: number[]): proto.IAttributeProto => ({ name, ints, type: onnx.AttributeProto.AttributeType.INTS });
+const floatAttr = (name: string, f: number): proto.IAttributeProto => ({ name, f, type: onnx.AttributeProto.AttributeType.FLOAT });
 
 const valueInfo = (name: string, elemType: number, dims: Array<number | string>): proto.IValueInfoProto => ({
   name,
@@ -150,14 +150,10 @@ export function buildQwen3Graph(
   const isLast = stage.end === shape.layers;
   const rep = nH / kvH;
   const g = new GraphBuilder(sink);
-  const eps = g.scalar("eps", facts.eps);
-  const axisLast = [intsAttr("axes", [-1]), intAttr("keepdims", 1)];
 
-  const rmsNorm = (x: string, weight: string): string => {
-    const ms = g.one("ReduceMean", [g.one("Mul", [x, x])], axisLast);
-    const rms = g.one("Sqrt", [g.one("Add", [ms, eps])]);
-    return g.one("Mul", [g.one("Div", [x, rms]), weight]);
-  };
+  // RMSNorm as ONNX Runtime's own kernel (one node instead of six: a graph's session takes time
+  // with the square of its nodes, and each node is a pass over the tensor).
+  const rmsNorm = (x: string, weight: string): string => g.one("SimplifiedLayerNormalization", [x, weight], [intAttr("axis", -1), floatAttr("epsilon", facts.eps)]);
   const vector = (name: string) => g.tensor(name, T.FLOAT, [H], toFloat32(weights.matrix(name)));
   /** The products of one input with each matrix (q/k/v, gate/up share theirs). */
   const linear = (x: string, matrices: WeightMatrix[]): string[] => {
@@ -260,19 +256,19 @@ export function buildQwen3Graph(
     return { quantized, scale: g.one("Unsqueeze", [perToken, g.ints(`${x}.axis1`, [1])]), ...(outliers ? { outliers } : {}), ...(values ? { fp32Values: values } : {}) };
   };
 
-  const cos = g.one("Unsqueeze", ["cos", g.ints("axis1", [1])]); // [S,1,D]: broadcast over heads
-  const sin = g.one("Unsqueeze", ["sin", g.ints("axis1b", [1])]);
-  const halves = g.ints("halves", [D / 2, D / 2]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.op("Split", [x, halves], [intAttr("axis", -1)], "", 2) as [string, string];
-    const rotated = g.one("Concat", [g.one("Neg", [x2]), x1], [intAttr("axis", -1)]);
-    return g.one("Add", [g.one("Mul", [x, cos]), g.one("Mul", [rotated, sin])]);
-  };
+  // RoPE as ONNX Runtime's RotaryEmbedding (rotate-half, one node instead of six): its caches are
+  // the first halves of the run's cos/sin rows ([S,D/2]), read from position 0 on.
+  const half = [g.ints("zero_d", [0]), g.ints("half_d", [D / 2]), g.ints("axis_d", [1])];
+  const [cosHalf, sinHalf] = [g.one("Slice", ["cos", ...half]), g.one("Slice", ["sin", ...half])];
+  const firstPosition = g.ints("first_position", [0]);
+  /** RoPE of [B,heads,S,D], or of [B,S,heads*D]. */
+  const rope = (x: string): string => g.one("RotaryEmbedding", [x, firstPosition, cosHalf, sinHalf], [], "com.microsoft");
   const qShape = g.ints("q_shape", [0, 0, nH, D]);
   const kvShape = g.ints("kv_shape", [0, 0, kvH, D]);
   const groupShape = g.ints("group_shape", [0, kvH, rep, -1, D]);
   const headsShape = g.ints("heads_shape", [0, nH, -1, D]);
   const flatShape = g.ints("flat_shape", [0, 0, nH * D]);
+  const tokensFlat = g.ints("tokens_flat", [0, 0, -1]);
   const gainShape = kvCache === "int8" ? g.ints("gain_shape", [1, kvH, 1, 1, D]) : "";
   const scale = g.scalar("attn_scale", 1 / Math.sqrt(D));
   const one = g.ints("one", [1]);
@@ -292,8 +288,8 @@ export function buildQwen3Graph(
     const qNorm = g.tensor(`blk.${l}.attn_q_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_q_norm.weight`)));
     const kNorm = g.tensor(`blk.${l}.attn_k_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_k_norm.weight`)));
     const [qLin, kLin, vLin] = linear(h, [w("attn_q"), w("attn_k"), w("attn_v")]) as [string, string, string];
-    const q = g.one("Transpose", [rope(rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm))], [intsAttr("perm", [0, 2, 1, 3])]);
-    const kTokens = rope(rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm));
+    const q = rope(g.one("Transpose", [rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm)], [intsAttr("perm", [0, 2, 1, 3])]));
+    const kTokens = g.one("Reshape", [rope(g.one("Reshape", [rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm), tokensFlat])), kvShape]);
     const vTokens = g.one("Reshape", [vLin, kvShape]);
     g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
     g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
