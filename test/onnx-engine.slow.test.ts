@@ -5,6 +5,7 @@ import type { ModelFlavor } from "../src/model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 import { coarseFeatures, decodeRow, GgufWeights, inputRowMax, toInt8PerColumn } from "../src/engines/onnx/weights.js";
+import { runPlan } from "../src/engines/onnx/run-plan.js";
 import { groupByHead } from "../src/prompt/groups.js";
 import type { PairTokens } from "../src/prompt/tokens.js";
 import { PromptBuilder } from "../src/prompt/tokens.js";
@@ -69,16 +70,22 @@ for (const flavor of ["causal", "rank"] as const) {
       // Runs of 24 tokens: every head here is longer, and the long document takes several; once in
       // one graph, once in a graph per layer (each stage appends its own layers' keys and values);
       // with runs of 3 documents and of one (the default).
-      for (const [stageBytes, sequences] of [[undefined, 3], [1, 3], [undefined, 1], [1, 1]] as const) {
-        const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error", ...(stageBytes ? { stageBytes } : {}) });
+      // Last, runs of up to 120 under a score budget that shortens the long document's first run (run-plan.ts).
+      const shrinking = { batchSize: 120, runScoreBytes: 4 * SHAPES.tiny.heads * 120 * 110 };
+      for (const [stageBytes, sequences, runs] of [[undefined, 3, undefined], [1, 3, undefined], [undefined, 1, undefined], [1, 1, undefined], [undefined, 1, shrinking]] as const) {
+        const chunked = await OnnxEngine.open({ model: testModel(flavor), precision: "fp32", threads: 1, sequences, contextSize: MAX_LENGTH, batchSize: 24, logLevel: "error", ...(stageBytes ? { stageBytes } : {}), ...runs });
         try {
           const pairs = buildPairs(engine);
           assert.ok(pairs.every((p) => p.headLength > 24));
           assert.ok(pairs.some((p) => p.tokens.length - p.headLength > 72), "one document takes 3+ runs");
+          if (runs) {
+            const plans = pairs.map((p) => runPlan(p.headLength, p.tokens.length - p.headLength, runs.batchSize, SHAPES.tiny.heads, runs.runScoreBytes));
+            assert.ok(plans.some((plan) => plan.length > 1 && (plan[0] ?? 0) < runs.batchSize), `a run shorter than the batch before the last: ${JSON.stringify(plans)}`);
+          }
           const z = await scoreInOrder(chunked, pairs);
           pairs.forEach((p, i) => {
             const expected = reference.logOdds(p.tokens);
-            assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of 24 (stageBytes ${stageBytes}, ${sequences} a run) ${z[i]} vs reference ${expected}`);
+            assert.ok(Math.abs((z[i] ?? Number.NaN) - expected) <= 1e-3, `pair ${i}: onnx in runs of ${runs ? "120 shrinking" : 24} (stageBytes ${stageBytes}, ${sequences} a run) ${z[i]} vs reference ${expected}`);
           });
         } finally {
           await chunked.dispose();

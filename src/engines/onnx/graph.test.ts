@@ -22,17 +22,18 @@ test("stages: as many layers as fit the byte budget, at least one each, covering
 
 test("a long pair's memory in the onnx engine: its cache once, plus one layer's attention working set", async () => {
   const { longPairBytes } = await import("./onnx-fit.js");
+  const { DEFAULT_RUN_SCORE_BYTES: budget } = await import("./run-plan.js");
   const shape = { layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, ffn: 3072 };
   // One fp32 copy of a 32k-token cache on the 0.6B shape is 7.3 GB: held once, with one layer's
   // transposed/expanded copies and a run's scores, it fits in 24 GB (it was killed at 24.2 GB when held ~4 times).
   const cacheOnce = 28 * 2 * 8 * 128 * 4 * 32256;
-  const bytes = longPairBytes(shape, 32256, 512, "fp32");
+  const bytes = longPairBytes(shape, 32256, 512, "fp32", budget);
   assert.ok(bytes > cacheOnce && bytes < 1.5 * cacheOnce, `${bytes}`);
   assert.ok(bytes < 12 * 2 ** 30);
-  assert.ok(longPairBytes(shape, 2000, 512, "fp32") > longPairBytes(shape, 1000, 512, "fp32"));
+  assert.ok(longPairBytes(shape, 2000, 512, "fp32", budget) > longPairBytes(shape, 1000, 512, "fp32", budget));
   // The int8 cache: a byte a value and a scale per token and head, under a third of fp32's
   // (the issue's bar); the run's fp32 working set is the same.
   const int8Once = 28 * 2 * 8 * (128 + 4) * 32256;
   assert.ok(int8Once < cacheOnce / 3);
-  assert.equal(longPairBytes(shape, 32256, 512, "fp32") - longPairBytes(shape, 32256, 512, "int8"), cacheOnce - int8Once);
+  assert.equal(longPairBytes(shape, 32256, 512, "fp32", budget) - longPairBytes(shape, 32256, 512, "int8", budget), cacheOnce - int8Once);
 });

@@ -30,6 +30,7 @@ import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { TensorRows } from "./weights.js";
 import { GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
+import { DEFAULT_RUN_SCORE_BYTES, runPlan } from "./run-plan.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
 import { emptyPast, GrowingCache, newOutputs, pastInputs } from "./kv-cache.js";
@@ -58,6 +59,13 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone).
    */
   batchSize?: number | undefined;
+  /**
+   * Most bytes of one run's attention scores in a layer: a long document's later runs are shorter
+   * than `batchSize` (down to 64 tokens) so that heads × run × (past + run) floats stay under it,
+   * which is what lets a 32k-token pair on the 8B shape fit in 24 GB (src/engines/onnx/run-plan.ts).
+   * Default 512 MiB (runs of 512 up to ~8k tokens on the 0.6B shape, ~4k on the 8B).
+   */
+  runScoreBytes?: number | undefined;
   /**
    * Most weight bytes in one ONNX graph: a model bigger than that (the 4B and 8B shapes; protobuf
    * caps one graph at 2 GB) runs as several graphs in a row, each a range of layers. Default 1.5e9.
@@ -134,6 +142,7 @@ export class OnnxEngine implements Engine {
     prefixCacheBytes: number,
     /** How this engine keeps keys and values between runs (OnnxEngineOptions.kvCache). */
     readonly kvCacheType: KvCacheType,
+    private readonly runScoreBytes: number,
   ) {
     this.tokenizer = llamaTokenizer(vocab);
     this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0);
@@ -225,6 +234,7 @@ export class OnnxEngine implements Engine {
       }
       const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
+      const runScoreBytes = Math.max(1, Math.floor(options.runScoreBytes ?? DEFAULT_RUN_SCORE_BYTES));
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
@@ -238,13 +248,14 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize}`,
+        // The graph's build and a long document's runs decide the last bits too (a shared cache must not mix them).
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize} scores<=${runScoreBytes / 2 ** 20}MiB graph=${GRAPH_FORMAT}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
         noTokenId: no,
       };
-      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.rows("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache);
+      return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.rows("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache, runScoreBytes);
     } catch (error) {
       await vocabLoading.then(
         (v) => v.dispose(),
@@ -350,10 +361,11 @@ export class OnnxEngine implements Engine {
    */
   private async extend(past: EvaluatedHead | undefined, tokens: readonly number[]): Promise<EvaluatedHead> {
     const cache = new GrowingCache(this.ort, this.shape, this.kvCacheType, past, (past?.length ?? 0) + tokens.length);
-    const step = this.base.capacity.batchSize;
-    for (let start = 0; start < tokens.length; start += step) {
-      const piece = tokens.slice(start, start + step);
+    let start = 0;
+    for (const length of this.runPlan(past?.length ?? 0, tokens.length)) {
+      const piece = tokens.slice(start, start + length);
       cache.append(await this.run([piece], cache.tokens > 0 ? cache.view() : undefined, cache.statsKnown ? "cached" : "measured"), piece.length);
+      start += length;
     }
     if (cache.tokens === 0) throw new RerankError("engine_failure", "internal: an empty run of tokens");
     return cache.view();
@@ -361,10 +373,14 @@ export class OnnxEngine implements Engine {
 
   /** z of one document longer than a run: all but its last run extend the head's cache, then the last run scores. */
   private async evaluateLong(tokens: readonly number[], head: EvaluatedHead | undefined): Promise<number> {
-    const step = this.base.capacity.batchSize;
-    const lastStart = Math.floor((tokens.length - 1) / step) * step;
+    const lastStart = tokens.length - (this.runPlan(head?.length ?? 0, tokens.length).at(-1) ?? tokens.length);
     const past = await this.extend(head, tokens.slice(0, lastStart));
     return (await this.evaluateBatch([tokens.slice(lastStart)], past))[0] ?? Number.NaN;
+  }
+
+  /** The lengths of the runs of `tokens` tokens after `past` positions (src/engines/onnx/run-plan.ts). */
+  private runPlan(past: number, tokens: number): number[] {
+    return runPlan(past, tokens, this.base.capacity.batchSize, this.shape.heads, this.runScoreBytes);
   }
 
   private async evaluateBatch(sequences: ReadonlyArray<readonly number[]>, head: EvaluatedHead | undefined): Promise<Float32Array> {
@@ -375,7 +391,7 @@ export class OnnxEngine implements Engine {
 
   /** Memory one pair of `tokens` takes beside the loaded weights (its cache and a run's attention): the guard above, and doctor's check. */
   longPairBytes(tokens: number): number {
-    return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType);
+    return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType, this.runScoreBytes);
   }
 
   /**

@@ -3,6 +3,7 @@ import { readModelFacts } from "../llama/metadata.js";
 import type { ModelShape } from "../../model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { cacheBytes } from "./kv-quant.js";
+import { runLength } from "./run-plan.js";
 import { GgufWeights } from "./weights.js";
 
 /** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
@@ -46,14 +47,16 @@ export async function onnxFit(path: string): Promise<{ bytes: (precision: OnnxPr
 }
 
 /**
- * Memory a pair of `tokens` takes while it is evaluated in runs of `step`: its cache of keys and
- * values once, as `kvCache` keeps it (the engine's buffers; each run returns only its own), plus
- * what one layer's attention holds at the last run (the past dequantized, transposed, expanded and
- * concatenated with the run's keys and values, the keys transposed again: about 4 fp32 copies of one
- * layer's keys and values, whatever the cache keeps), plus one run's attention scores and probabilities.
+ * Memory a pair of `tokens` takes while it is evaluated in runs of up to `step` (shorter as the
+ * past grows, run-plan.ts): its cache of keys and values once, as `kvCache` keeps it (the engine's
+ * buffers; each run returns only its own), plus what one layer's attention holds at the last run
+ * (the past dequantized, transposed, expanded and concatenated with the run's keys and values, the
+ * keys transposed again: about 4 fp32 copies of one layer's keys and values, whatever the cache
+ * keeps), plus the last run's attention scores, masked scores and probabilities.
  */
-export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType): number {
+export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType, scoreBytes: number): number {
   const fp32Layer = 2 * shape.kvHeads * shape.headDim * 4 * tokens;
-  const scores = 2 * shape.heads * Math.min(step, tokens) * tokens * 4;
+  const lastRun = Math.min(tokens, runLength(Math.max(0, tokens - step), step, shape.heads, scoreBytes));
+  const scores = 3 * shape.heads * lastRun * tokens * 4;
   return cacheBytes(shape, kvCache, tokens) + 4 * fp32Layer + scores;
 }

@@ -1,0 +1,25 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DEFAULT_RUN_SCORE_BYTES, MIN_RUN, runLength, runPlan } from "./run-plan.js";
+
+test("a long document's runs: batchSize tokens until one run's scores would pass the budget, then shorter, never under 64", () => {
+  const budget = DEFAULT_RUN_SCORE_BYTES;
+  const sum = (runs: number[]) => runs.reduce((a, b) => a + b, 0);
+  // The 0.6B shape (16 heads): runs of 512 up to 8k tokens, as before the budget.
+  assert.ok(runPlan(0, 8192 - 512, 512, 16, budget).every((r) => r === 512));
+  // The 8B shape (32 heads) at 32k tokens: every run's scores under the budget, the last ones shorter.
+  const runs = runPlan(90, 32001, 512, 32, budget);
+  assert.equal(sum(runs), 32001);
+  let past = 90;
+  for (const r of runs) {
+    assert.ok(r >= MIN_RUN || past + r === 90 + 32001, `run of ${r}`);
+    assert.ok(4 * 32 * r * (past + r) <= budget, `run of ${r} after ${past}`);
+    past += r;
+  }
+  assert.equal(runs[0], 512);
+  assert.ok((runs.at(-2) ?? 0) < 512 && (runs.at(-2) ?? 0) >= MIN_RUN);
+  // A budget too small for even the shortest run still makes progress, MIN_RUN at a time; and a batch smaller than MIN_RUN is kept.
+  assert.equal(runLength(100_000, 512, 32, 1), MIN_RUN);
+  assert.equal(runLength(100_000, 16, 32, 1), 16);
+  assert.deepEqual(runPlan(0, 100, 512, 16, budget), [100]);
+});
