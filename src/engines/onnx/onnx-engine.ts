@@ -63,7 +63,7 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    * Most bytes of one run's attention scores in a layer: a long document's later runs are shorter
    * than `batchSize` (down to 64 tokens) so that heads × run × (past + run) floats stay under it,
    * which is what lets a 32k-token pair on the 8B shape fit in 24 GB (src/engines/onnx/run-plan.ts).
-   * Default 512 MiB (runs of 512 up to ~8k tokens on the 0.6B shape, ~4k on the 8B).
+   * Default 512 MiB (runs of 512 while the past is under ~16k tokens on the 0.6B shape, ~8k on the 8B).
    */
   runScoreBytes?: number | undefined;
   /**

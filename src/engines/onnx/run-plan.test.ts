@@ -5,8 +5,10 @@ import { DEFAULT_RUN_SCORE_BYTES, MIN_RUN, runLength, runPlan } from "./run-plan
 test("a long document's runs: batchSize tokens until one run's scores would pass the budget, then shorter, never under 64", () => {
   const budget = DEFAULT_RUN_SCORE_BYTES;
   const sum = (runs: number[]) => runs.reduce((a, b) => a + b, 0);
-  // The 0.6B shape (16 heads): runs of 512 up to 8k tokens, as before the budget.
-  assert.ok(runPlan(0, 8192 - 512, 512, 16, budget).every((r) => r === 512));
+  // Runs of 512 as before the budget while the past is under 15,872 tokens on the 0.6B shape (16 heads), 7,680 on the 8B (32).
+  assert.ok(runPlan(0, 15872 + 512, 512, 16, budget).every((r) => r === 512));
+  assert.ok(runPlan(0, 7680 + 512, 512, 32, budget).every((r) => r === 512));
+  assert.ok(runPlan(0, 7680 + 1024, 512, 32, budget).some((r) => r < 512));
   // The 8B shape (32 heads) at 32k tokens: every run's scores under the budget, the last ones shorter.
   const runs = runPlan(90, 32001, 512, 32, budget);
   assert.equal(sum(runs), 32001);
