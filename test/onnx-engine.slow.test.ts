@@ -297,6 +297,9 @@ describe("onnx engine: bad input", { skip }, () => {
     const model = testModel("causal");
     await assert.rejects(OnnxEngine.open({ model, kvCache: "int4" as KvCacheType, logLevel: "error" }), /unknown onnx kvCache int4: use fp32, int8/);
     await assert.rejects(OnnxEngine.open({ model, precision: "fp32", int8Attention: true, logLevel: "error" }), /needs kvCache int8/);
+    for (const runScoreBytes of [0, -1, Number.NaN]) {
+      await assert.rejects(OnnxEngine.open({ model, runScoreBytes, logLevel: "error" }), /runScoreBytes must be a positive number of bytes/);
+    }
   });
 
   test("a tensor type the engine does not read is refused, naming it", async () => {

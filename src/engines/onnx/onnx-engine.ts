@@ -160,6 +160,10 @@ export class OnnxEngine implements Engine {
     const precision = options.precision ?? "fp32";
     if (!ONNX_PRECISIONS.includes(precision)) throw new RerankError("invalid_request", `unknown onnx precision ${String(precision)}: use ${ONNX_PRECISIONS.join(", ")}`);
     if (options.kvCache !== undefined && !KV_CACHE_TYPES.includes(options.kvCache)) throw new RerankError("invalid_request", `unknown onnx kvCache ${String(options.kvCache)}: use ${KV_CACHE_TYPES.join(", ")}`);
+    // A budget that is not a positive number would cut a long document into no runs at all.
+    if (options.runScoreBytes !== undefined && !(Number.isFinite(options.runScoreBytes) && options.runScoreBytes >= 1)) {
+      throw new RerankError("invalid_request", `runScoreBytes must be a positive number of bytes (default ${DEFAULT_RUN_SCORE_BYTES}), got ${String(options.runScoreBytes)}`);
+    }
     const ort = await loadOrt();
     const path = await resolveModelSource(options.model, options);
     let info;
@@ -234,7 +238,7 @@ export class OnnxEngine implements Engine {
       }
       const sequences = Math.max(1, Math.floor(options.sequences ?? 1));
       const batchSize = Math.max(1, Math.floor(options.batchSize ?? 512));
-      const runScoreBytes = Math.max(1, Math.floor(options.runScoreBytes ?? DEFAULT_RUN_SCORE_BYTES));
+      const runScoreBytes = Math.floor(options.runScoreBytes ?? DEFAULT_RUN_SCORE_BYTES);
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
         backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
