@@ -25,7 +25,16 @@ export interface StageModelsRequest {
   dir: string | undefined;
   /** Everything the graphs depend on; a cache whose manifest says otherwise is rebuilt. */
   key: Readonly<Record<string, string | number | boolean>>;
+  /**
+   * The layers' graphs when they are kept in the cache: their weights are in a data file beside
+   * each graph, so one graph can hold every layer (one ONNX Runtime session, one memory arena).
+   */
   stages: readonly GraphStage[];
+  /**
+   * The layers' graphs when they are built in memory (no cache, or one that cannot be written): the
+   * weights are then inside each graph, which protobuf caps at 2 GB.
+   */
+  memoryStages: readonly GraphStage[];
   /** Builds one stage's graph, its initializers through `sink`. */
   build(stage: GraphStage, sink: InitializerSink): Uint8Array;
 
@@ -116,7 +125,7 @@ export function discardCache(dir: string): void {
 }
 
 function inMemory(request: StageModelsRequest): StageModels {
-  return { models: request.stages.map((stage) => ({ stage, model: request.build(stage, inlineInitializers) })), source: "memory", verified: Promise.resolve() };
+  return { models: request.memoryStages.map((stage) => ({ stage, model: request.build(stage, inlineInitializers) })), source: "memory", verified: Promise.resolve() };
 }
 
 function buildInCache(dir: string, request: StageModelsRequest): StageModels {

@@ -48,6 +48,19 @@ export function planStages(layers: number, layerBytes: number, maxBytes: number)
   return stages;
 }
 
+/**
+ * The stages of a model kept in the graph cache and of one built in memory. Cached graphs keep
+ * their weights in a data file, so by default every layer is one graph: one ONNX Runtime session,
+ * whose memory arena keeps a long document's largest tensors once (each session keeps its own).
+ * In memory the weights are inside each graph, under protobuf's 2 GB: `stageBytes` or `memoryBytes`.
+ */
+export function stagePlans(layers: number, layerBytes: number, stageBytes: number | undefined, memoryBytes: number): { cached: GraphStage[]; inMemory: GraphStage[] } {
+  return {
+    cached: stageBytes === undefined ? [{ first: 0, end: layers }] : planStages(layers, layerBytes, stageBytes),
+    inMemory: planStages(layers, layerBytes, stageBytes ?? memoryBytes),
+  };
+}
+
 /** How the graph's matrix products are built. */
 export interface GraphPrecision {
   precision: OnnxPrecision;

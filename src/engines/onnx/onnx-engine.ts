@@ -24,7 +24,7 @@ import { PACKAGE_VERSION } from "../../version.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
 import { GRAPH_FORMAT, graphCacheFolder } from "./graph-cache.js";
 import type { InitializerSink } from "./initializers.js";
-import { buildQwen3Graph, planStages } from "./graph.js";
+import { buildQwen3Graph, stagePlans } from "./graph.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { TensorRows } from "./weights.js";
@@ -67,8 +67,14 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    */
   runScoreBytes?: number | undefined;
   /**
-   * Most weight bytes in one ONNX graph: a model bigger than that (the 4B and 8B shapes; protobuf
-   * caps one graph at 2 GB) runs as several graphs in a row, each a range of layers. Default 1.5e9.
+   * Most weight bytes in one ONNX graph, each a range of layers run one after the other. Graphs
+   * kept in the cache hold their weights in a data file beside them and are by default one graph
+   * of every layer: each graph is an ONNX Runtime session with its own memory arena, which keeps
+   * the largest attention tensors that session has seen, so several graphs hold them several times
+   * (a 4,096-token document on the 8B shape: 13.2 GB of anonymous memory in 6 graphs, 8.3 GB in
+   * one). Graphs built in memory (`graphCache: false`, or a cache that cannot be written) hold
+   * their weights inside, which protobuf caps at 2 GB: there the default is 1.5e9 (the 4B and 8B
+   * shapes run as several graphs). Default: one graph in the cache, 1.5e9 in memory.
    */
   stageBytes?: number | undefined;
   /**
@@ -211,18 +217,19 @@ export class OnnxEngine implements Engine {
             `: ${precision === "int8" ? "" : `try --onnx-precision ${precision === "fp32" ? "int8 or block8" : "int8"}, or `}use the llama.cpp engine (it memory-maps the file)`,
         );
       }
-      const stageBytes = options.stageBytes ?? DEFAULT_STAGE_BYTES;
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes, cpu: kernelFlagsLine() };
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes: options.stageBytes ?? "every layer", cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
       };
       const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" };
+      const plans = stagePlans(facts.shape.layers, layerBytes, options.stageBytes, DEFAULT_STAGE_BYTES);
       const request = {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
-        stages: planStages(facts.shape.layers, layerBytes, stageBytes),
+        stages: plans.cached,
+        memoryStages: plans.inMemory,
         build: (stage: GraphStage, sink: InitializerSink) => buildQwen3Graph(weights, qwen, { precision, outlierChannels, signedActivations, kvCache, int8Attention }, stage, sink),
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
@@ -395,7 +402,7 @@ export class OnnxEngine implements Engine {
 
   /** Memory one pair of `tokens` takes beside the loaded weights (its cache and a run's attention): the guard above, and doctor's check. */
   longPairBytes(tokens: number): number {
-    return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType, this.runScoreBytes);
+    return longPairBytes(this.shape, tokens, this.base.capacity.batchSize, this.kvCacheType, this.runScoreBytes, this.stages.length);
   }
 
   /**

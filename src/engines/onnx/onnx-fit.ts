@@ -21,8 +21,9 @@ export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precisio
  * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
  * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
  * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
- * flight while it is parsed (the embedding matrix is not held: its rows are read as they are
- * needed, TensorRows in src/engines/onnx/weights.ts).
+ * flight while it is parsed, as when the graphs are built in memory (`stageBytes` each). The
+ * embedding matrix is not held: its rows are read as they are needed (TensorRows in
+ * src/engines/onnx/weights.ts).
  */
 export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
   const perLayer = layerWeightBytes(weights, precision);
@@ -47,16 +48,25 @@ export async function onnxFit(path: string): Promise<{ bytes: (precision: OnnxPr
 }
 
 /**
+ * How much more than a run's largest working set ONNX Runtime's CPU arena may hold: it grows by
+ * regions that double in size and keeps them, and a long document's runs ask for ever larger
+ * tensors. Measured over a 4,096-token document: 1.14x the estimate below on the 0.6B shape, 1.5x
+ * on the 8B (docs/benchmarks.md).
+ */
+const ARENA_SLACK = 2;
+
+/**
  * Memory a pair of `tokens` takes while it is evaluated in runs of up to `step` (shorter as the
  * past grows, run-plan.ts): its cache of keys and values once, as `kvCache` keeps it (the engine's
  * buffers; each run returns only its own), plus what one layer's attention holds at the last run
  * (the past dequantized, transposed, expanded and concatenated with the run's keys and values, the
  * keys transposed again: about 4 fp32 copies of one layer's keys and values, whatever the cache
- * keeps), plus the last run's attention scores, masked scores and probabilities.
+ * keeps) and the last run's attention scores, masked scores and probabilities, times the arena's
+ * slack, once for each of the engine's `sessions` (one per graph: each keeps its own arena).
  */
-export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType, scoreBytes: number): number {
+export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType, scoreBytes: number, sessions = 1): number {
   const fp32Layer = 2 * shape.kvHeads * shape.headDim * 4 * tokens;
   const lastRun = Math.min(tokens, runLength(Math.max(0, tokens - step), step, shape.heads, scoreBytes));
   const scores = 3 * shape.heads * lastRun * tokens * 4;
-  return cacheBytes(shape, kvCache, tokens) + 4 * fp32Layer + scores;
+  return cacheBytes(shape, kvCache, tokens) + sessions * ARENA_SLACK * (4 * fp32Layer + scores);
 }
