@@ -109,6 +109,26 @@ for (const flavor of ["causal", "rank"] as const) {
         }
       });
 
+      test("weights packed by ONNX Runtime or memory-mapped only: z within 1e-5 (its kernels round differently), and info says which", async () => {
+        for (const precision of ["fp32", "int8"] as const) {
+          const [packed, mapped] = await Promise.all([true, false].map((packedWeights) => OnnxEngine.open({ model: testModel(flavor), precision, threads: 1, sequences: 3, contextSize: MAX_LENGTH, logLevel: "error", packedWeights })));
+          try {
+            assert.ok(packed && mapped);
+            // The tiny model is under the default's 2 GiB: packed unless asked otherwise.
+            assert.match(engine.info.backend, /packed weights/);
+            assert.match(packed.info.backend, /packed weights/);
+            assert.match(mapped.info.backend, /memory-mapped weights/);
+            assert.match(mapped.info.numerics, /weights=mapped/);
+            assert.notEqual(packed.info.numerics, mapped.info.numerics);
+            const pairs = buildPairs(engine);
+            const [a, b] = [await scoreInOrder(packed, pairs), await scoreInOrder(mapped, pairs)];
+            a.forEach((z, i) => assert.ok(Math.abs(z - (b[i] ?? Number.NaN)) <= 1e-5, `${precision} pair ${i}: ${z} packed, ${b[i]} memory-mapped`));
+          } finally {
+            await Promise.all([packed?.dispose(), mapped?.dispose()]);
+          }
+        }
+      });
+
       test("prefix reuse does not change z (within 1e-5 of evaluating every pair whole)", async () => {
         const whole = await open(flavor, "fp32", { prefixReuse: false });
         try {

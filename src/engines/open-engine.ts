@@ -31,6 +31,13 @@ export interface EngineChoice {
    * Default true.
    */
   onnxCache?: boolean | undefined;
+  /**
+   * The onnx engine lets ONNX Runtime keep a packed copy of the weight matrices: faster products
+   * (17-24% faster scoring on the 8B shape), twice the weights' memory and a slower start (8B: 23-26
+   * s to open against 6-9 s). Default: packed when the matrices weigh at most 2 GiB (the 0.6B
+   * shape), else memory-mapped only (4B, 8B).
+   */
+  onnxPackedWeights?: boolean | undefined;
   /** Hears which engine was chosen and why (the CLI logs it). Default: none. */
   onEngineSelected?: ((selection: EngineSelection) => void) | undefined;
 }
@@ -55,7 +62,7 @@ export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
 }
 
 async function openConcrete(options: Concrete): Promise<Engine> {
-  const { engine: kind, onnxPrecision, onnxCache, onWarning, ...rest } = options;
+  const { engine: kind, onnxPrecision, onnxCache, onnxPackedWeights, onWarning, ...rest } = options;
   // Loaded here, not at the top: node-llama-cpp costs ~0.7 s of startup, which a command that fails validation need not pay.
   if (kind === "llama") return (await import("./llama/llama-engine.js")).LlamaEngine.open(rest);
   const { OnnxEngine } = await import("./onnx/onnx-engine.js");
@@ -73,6 +80,7 @@ async function openConcrete(options: Concrete): Promise<Engine> {
     logLevel: rest.logLevel,
     precision: onnxPrecision,
     graphCache: onnxCache,
+    packedWeights: onnxPackedWeights,
     onWarning,
   });
 }

@@ -29,7 +29,7 @@ import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { TensorRows } from "./weights.js";
 import { GgufWeights } from "./weights.js";
-import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate } from "./onnx-fit.js";
+import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate, packsWeights } from "./onnx-fit.js";
 import { DEFAULT_RUN_SCORE_BYTES, runPlan } from "./run-plan.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
@@ -101,6 +101,14 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
    * the model file's size in int8, 4x it in fp32). Default true.
    */
   graphCache?: boolean | undefined;
+  /**
+   * Let ONNX Runtime keep a packed copy of the weight matrices beside the memory-mapped graph
+   * files: faster products (17-24% faster scoring on the 8B shape), twice the weights' memory, and
+   * a start that writes the copy (8B: 23-26 s to open against 6-9 s). Default: packed when the
+   * matrices weigh at most 2 GiB in the precision (the 0.6B shape), else memory-mapped only (4B,
+   * 8B: never a second copy; processes on one machine share the file's pages).
+   */
+  packedWeights?: boolean | undefined;
   /** Hears a cache that could not be written or was found damaged. Default: a process warning. */
   onWarning?: ((message: string) => void) | undefined;
   /** ONNX Runtime intra-op threads. Default: every core. */
@@ -209,7 +217,8 @@ export class OnnxEngine implements Engine {
       const int8Attention = options.int8Attention === true;
       if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8Attention reads the 8-bit cache: it needs kvCache int8 (the default with int8 precision)");
       const layerBytes = layerWeightBytes(weights, precision);
-      const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes);
+      const packed = packsWeights(layerBytes * facts.shape.layers, options.packedWeights);
+      const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes, packed);
       if (needed > totalmem()) {
         throw new RerankError(
           "insufficient_memory",
@@ -223,7 +232,8 @@ export class OnnxEngine implements Engine {
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
       };
-      const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" };
+      // Without prepacking ONNX Runtime reads each matrix from the mapped file at every run (packing panels as it goes).
+      const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", ...(packed ? {} : { extra: { session: { disable_prepacking: "1" } } }) };
       const plans = stagePlans(facts.shape.layers, layerBytes, options.stageBytes, DEFAULT_STAGE_BYTES);
       const request = {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
@@ -248,7 +258,7 @@ export class OnnxEngine implements Engine {
       const runScoreBytes = Math.floor(options.runScoreBytes ?? DEFAULT_RUN_SCORE_BYTES);
       const contextSize = Math.min(options.contextSize ?? DEFAULT_MAX_LENGTH, facts.trainContext - 1);
       const engineInfo: Omit<EngineInfo, "prefixCache"> = {
-        backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision})`,
+        backend: `ONNX Runtime ${ort.env.versions.common} (cpu, ${precision}, ${packed ? "packed" : "memory-mapped"} weights)`,
         model: basename(path),
         fingerprint,
         flavor: facts.flavor,
@@ -259,8 +269,9 @@ export class OnnxEngine implements Engine {
         capacity: { contextSize, sequences, batchSize },
         // Which documents share a run changes the matrix shapes, and with int8 which input features
         // go through fp32: the batching is part of what the last bits depend on.
-        // The graph's build and a long document's runs decide the last bits too (a shared cache must not mix them).
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize} scores<=${runScoreBytes / 2 ** 20}MiB graph=${GRAPH_FORMAT}`,
+        // The graph's build, a long document's runs and packed or unpacked weights (ONNX Runtime's
+        // kernels round differently) decide the last bits too (a shared cache must not mix them).
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize} scores<=${runScoreBytes / 2 ** 20}MiB weights=${packed ? "packed" : "mapped"} graph=${GRAPH_FORMAT}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,

@@ -18,16 +18,31 @@ export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precisio
 }
 
 /**
+ * The most bytes of matrices (in the precision's form) for which ONNX Runtime packs the weights by
+ * default. Its packed copy makes the products faster (8B shape, 256-token documents: 17-24% faster
+ * scoring) but is a second copy of every matrix in anonymous memory, written at every start (8B:
+ * a 6.5 GB copy, the session's open 23-26 s against 6-9 s, peak RSS 13.7 against 7.2 GB; AMD EPYC
+ * under Firecracker, docs/benchmarks.md). Under this size (the 0.6B shape: 0.44 GB in int8) the
+ * copy costs a second or two and is kept; over it (4B, 8B) the weights stay memory-mapped only.
+ */
+export const PACKED_WEIGHTS_UP_TO_BYTES = 2 * 2 ** 30;
+
+/** Whether the engine lets ONNX Runtime pack its weights: as asked, else by PACKED_WEIGHTS_UP_TO_BYTES. */
+export function packsWeights(matrixBytes: number, asked: boolean | undefined): boolean {
+  return asked ?? matrixBytes <= PACKED_WEIGHTS_UP_TO_BYTES;
+}
+
+/**
  * The memory the onnx engine needs for a model before it scores anything: every layer's matrices
  * in the precision's form, held twice where ONNX Runtime keeps the initializer beside its packed
- * copy (int8: the outlier path gathers rows of the original), plus one stage's graph bytes in
+ * copy (int8 with packed weights: the outlier path gathers rows of the original), plus one stage's graph bytes in
  * flight while it is parsed, as when the graphs are built in memory (`stageBytes` each). The
  * embedding matrix is not held: its rows are read as they are needed (TensorRows in
  * src/engines/onnx/weights.ts).
  */
-export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES): number {
+export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers: number, precision: OnnxPrecision, stageBytes = DEFAULT_STAGE_BYTES, packedWeights?: boolean): number {
   const perLayer = layerWeightBytes(weights, precision);
-  const copies = precision === "int8" ? 2 : 1;
+  const copies = precision === "int8" && packsWeights(perLayer * layers, packedWeights) ? 2 : 1;
   const inFlight = 2 * Math.min(stageBytes, perLayer * layers);
   return perLayer * layers * copies + inFlight;
 }
