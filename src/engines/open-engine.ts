@@ -33,7 +33,7 @@ export interface EngineChoice {
   onnxCache?: boolean | undefined;
   /**
    * The onnx engine lets ONNX Runtime keep a packed copy of the weight matrices: faster products
-   * (17-24% faster scoring on the 8B shape), twice the weights' memory and a slower start (8B: 23-26
+   * (without it, scoring took 17-24% longer on the 8B shape), twice the weights' memory and a slower start (8B: 23-26
    * s to open against 6-9 s). Default: packed when the matrices weigh at most 2 GiB (the 0.6B
    * shape), else memory-mapped only (4B, 8B).
    */
