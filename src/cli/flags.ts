@@ -41,7 +41,7 @@ export function addEngineFlags(cmd: Command): Command {
     .addOption(new Option("--engine <kind>", "auto (onnx int8 on x86 CPUs with VNNI, llama.cpp on a GPU and elsewhere, or what `doctor --engines` measured here), llama (llama.cpp, CPU/GPU) or onnx (ONNX Runtime, CPU) (default: auto)").choices([...ENGINE_KINDS]))
     .addOption(new Option("--onnx-precision <mode>", "onnx engine matrix products: int8 (int8 weights per column, activations per token, outlier features in fp32; keys and values cached in 8 bits), block8 (8-bit blocks of 32) or fp32; implies --engine onnx (default: int8)").choices([...ONNX_PRECISIONS]))
     .option("--no-onnx-cache", "onnx engine: build its graphs in memory at every start instead of keeping them on disk (--models-dir or ~/.cache/qwen-rerank/onnx, about the model file's size)")
-    .option("--onnx-packed-weights", "onnx engine: let ONNX Runtime keep a packed copy of the weights: faster scoring (without it, 17-24% longer on the 8B shape), twice the weights' memory, a slower start (default: on up to 2 GiB of weights, the 0.6B shape)")
+    .option("--onnx-packed-weights", "onnx engine: let ONNX Runtime keep a packed copy of the weights: faster scoring (without it, 17-30% longer on the 8B shape), twice the weights' memory, a slower start (default: on up to 2 GiB of weights, the 0.6B shape)")
     .option("--no-onnx-packed-weights", "onnx engine: keep the weights memory-mapped only (default above 2 GiB of weights: the 4B and 8B shapes)")
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))

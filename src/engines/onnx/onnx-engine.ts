@@ -103,7 +103,7 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   graphCache?: boolean | undefined;
   /**
    * Let ONNX Runtime keep a packed copy of the weight matrices beside the memory-mapped graph
-   * files: faster products (without it, scoring took 17-24% longer on the 8B shape), twice the weights' memory, and
+   * files: faster products (without it, scoring on the 8B shape took 17-24% longer at 256 tokens, ~30% at 512), twice the weights' memory, and
    * a start that writes the copy (8B: 23-26 s to open against 6-9 s). Default: packed when the
    * matrices weigh at most 2 GiB in the precision (the 0.6B shape), else memory-mapped only (4B,
    * 8B: never a second copy; processes on one machine share the file's pages).
