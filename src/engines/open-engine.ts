@@ -54,7 +54,7 @@ type Concrete = Omit<EngineOpenOptions, "engine" | "onEngineSelected"> & { engin
 /** Opens the chosen engine; the onnx engine (and onnxruntime-node) is loaded only when it runs. `info.selection` says which and why. */
 export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
   const { engine: kind = "auto", onnxPrecision, onEngineSelected, ...rest } = options;
-  const selection = await selectEngine(rest, kind, onnxPrecision);
+  const selection = await selectEngine(rest, kind, onnxPrecision, rest.onnxPackedWeights);
   onEngineSelected?.(selection);
   const engine = await openConcrete({ ...rest, engine: selection.engine, onnxPrecision: selection.onnxPrecision });
   engine.selection = selection;
@@ -99,7 +99,7 @@ const LLAMA_ONLY: ReadonlyArray<[string, (o: LlamaEngineOptions) => boolean]> = 
   ["memoryReserveBytes (--memory-reserve-bytes)", (o) => o.memoryReserveBytes !== undefined],
 ];
 
-async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined): Promise<EngineSelection> {
+async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined, onnxPackedWeights: boolean | undefined): Promise<EngineSelection> {
   const measuredAt = new Date().toISOString();
   if (kind === "llama") return { engine: "llama", reason: "llama: asked for (engine llama)", source: "asked", trials: [], key: "", measuredAt };
   if (kind === "onnx" || onnxPrecision !== undefined) {
@@ -137,7 +137,7 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
   const path = await resolveModelSource(options.model, options);
   const measured = selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads));
   if (measured) return measured;
-  const fit = await onnxFit(path);
+  const fit = await onnxFit(path, onnxPackedWeights);
   return selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes: memoryRoom().bytes }, measuredAt);
 }
 
@@ -162,7 +162,7 @@ export async function calibrateEngines(options: Omit<EngineOpenOptions, "engine"
   const chosen = await selection.calibrate({
     key,
     maxLength: 512,
-    onnxBytes: (await onnxFit(path)).bytes,
+    onnxBytes: (await onnxFit(path, options.onnxPackedWeights)).bytes,
     // The calibration engines: the user's settings, a small context, no cache to share.
     open: (c) => openConcrete({ ...options, model: path, ...c, contextSize: 512, onMemoryBackoff: undefined }),
   });
