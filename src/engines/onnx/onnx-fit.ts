@@ -47,7 +47,7 @@ export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers
   return perLayer * layers * copies + inFlight;
 }
 
-/** The default `stageBytes` of the onnx engine: most weight bytes in one graph. */
+/** The default `stageBytes` of graphs built in memory: most weight bytes in one graph (protobuf caps one at 2 GB; cached graphs are one graph by default). */
 export const DEFAULT_STAGE_BYTES = 1.5e9;
 
 /**
