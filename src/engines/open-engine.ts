@@ -32,10 +32,9 @@ export interface EngineChoice {
    */
   onnxCache?: boolean | undefined;
   /**
-   * The onnx engine lets ONNX Runtime keep a packed copy of the weight matrices: faster products
-   * (without it, scoring on the 8B shape took 17-24% longer at 256 tokens, ~30% at 512), twice the weights' memory and a slower start (8B: 23-26
-   * s to open against 6-9 s). Default: packed when the matrices weigh at most 2 GiB (the 0.6B
-   * shape), else memory-mapped only (4B, 8B).
+   * The onnx engine lets ONNX Runtime keep a packed copy of the weight matrices: faster scoring,
+   * for twice the weights' memory and a slower start (OnnxEngineOptions.packedWeights). Default:
+   * packed when the matrices weigh at most 2 GiB (the 0.6B shape), else memory-mapped only (4B, 8B).
    */
   onnxPackedWeights?: boolean | undefined;
   /** Hears which engine was chosen and why (the CLI logs it). Default: none. */

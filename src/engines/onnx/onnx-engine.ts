@@ -103,10 +103,10 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   graphCache?: boolean | undefined;
   /**
    * Let ONNX Runtime keep a packed copy of the weight matrices beside the memory-mapped graph
-   * files: faster products (without it, scoring on the 8B shape took 17-24% longer at 256 tokens, ~30% at 512), twice the weights' memory, and
-   * a start that writes the copy (8B: 23-26 s to open against 6-9 s). Default: packed when the
-   * matrices weigh at most 2 GiB in the precision (the 0.6B shape), else memory-mapped only (4B,
-   * 8B: never a second copy; processes on one machine share the file's pages).
+   * files: faster scoring, for twice the weights' memory and a start that writes the copy (the
+   * measured trade: PACKED_WEIGHTS_UP_TO_BYTES in onnx-fit.ts). Default: packed when the matrices
+   * weigh at most 2 GiB in the precision (the 0.6B shape), else memory-mapped only (4B, 8B: one
+   * copy, whose pages processes on one machine share).
    */
   packedWeights?: boolean | undefined;
   /** Hears a cache that could not be written or was found damaged. Default: a process warning. */
@@ -223,7 +223,7 @@ export class OnnxEngine implements Engine {
         throw new RerankError(
           "insufficient_memory",
           `the onnx engine in ${precision} needs about ${gb(needed)} GB for the weights of ${basename(path)}; this machine has ${gb(totalmem())} GB` +
-            `: ${precision === "int8" ? "" : `try --onnx-precision ${precision === "fp32" ? "int8 or block8" : "int8"}, or `}use the llama.cpp engine (it memory-maps the file)`,
+            `: ${precision === "int8" ? (packed ? "try --no-onnx-packed-weights (onnxPackedWeights: false: one memory-mapped copy of the weights), or " : "") : `try --onnx-precision ${precision === "fp32" ? "int8 or block8" : "int8"}, or `}use the llama.cpp engine (it memory-maps the file)`,
         );
       }
       const fingerprint = ggufFingerprint(path);

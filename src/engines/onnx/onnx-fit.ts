@@ -19,11 +19,12 @@ export function layerWeightBytes(weights: Pick<GgufWeights, "shapeOf">, precisio
 
 /**
  * The most bytes of matrices (in the precision's form) for which ONNX Runtime packs the weights by
- * default. Its packed copy makes the products faster (8B shape: without it, scoring took 17-24% longer
- * with 256-token documents and ~30% with 512) but is a second copy of every matrix in anonymous memory, written at every start (8B:
- * a 6.5 GB copy, the session's open 23-26 s against 6-9 s, peak RSS 13.7 against 7.2 GB; AMD EPYC
- * under Firecracker, docs/benchmarks.md). Under this size (the 0.6B shape: 0.44 GB in int8) the
- * copy costs a second or two and is kept; over it (4B, 8B) the weights stay memory-mapped only.
+ * default. Its packed copy makes the products faster (8B shape: without it, scoring took 17-24%
+ * longer with 256-token documents and ~30% with 512) but is a second copy of every matrix in
+ * anonymous memory, written at every start (8B: a 6.5 GB copy, the engine's open 23-26 s against
+ * 6-9 s, peak RSS 13.7 against 7.2 GB; AMD EPYC under Firecracker, docs/benchmarks.md). Under
+ * this size (the 0.6B shape: 0.44 GB in int8) the copy costs a second or two and is kept; over it
+ * (4B, 8B) the weights stay memory-mapped only.
  */
 export const PACKED_WEIGHTS_UP_TO_BYTES = 2 * 2 ** 30;
 
