@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { readGgufFileInfo } from "node-llama-cpp";
 import type { ModelFlavor } from "../src/model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
+import { buildQwen3Graph } from "../src/engines/onnx/graph.js";
+import { kvCacheOf } from "../src/engines/onnx/precision.js";
+import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
+import { readModelFacts } from "../src/engines/llama/metadata.js";
 import { coarseFeatures, decodeRow, GgufWeights, inputRowMax, toInt8PerColumn } from "../src/engines/onnx/weights.js";
 import { runPlan } from "../src/engines/onnx/run-plan.js";
 import { groupByHead } from "../src/prompt/groups.js";
@@ -172,6 +179,71 @@ describe("onnx engine on F16 and Q8_0 files, every precision", { skip }, () => {
         });
       } finally {
         reference.close();
+      }
+    }
+  });
+});
+
+describe("the graph's last layer", { skip }, () => {
+  test("computes queries, attention and the MLP for each sequence's last row only (z reads nothing else), every other layer for every token", async () => {
+    const [ort, { default: onnxProto }] = await Promise.all([import("onnxruntime-node"), import("onnx-proto")]);
+    const model = testModel("causal");
+    const info = await readGgufFileInfo(model, { readTensorInfo: true });
+    const { shape } = readModelFacts(info, MAX_LENGTH);
+    if (!shape) throw new Error("the tiny test model has no Qwen3 shape");
+    const facts = { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: "token_embd.weight" };
+    const [B, S, last] = [2, 5, shape.layers - 1];
+    for (const precision of ["fp32", "int8"] as const) {
+      const kvCache = kvCacheOf(precision);
+      const graph = buildQwen3Graph(new GgufWeights(model, info), facts, { precision, outlierChannels: 4, signedActivations: !hasUnsignedDotProduct(), kvCache });
+      // The product that reads each layer's ffn_down weights, by node name.
+      const down = new Map<string, number>();
+      for (const node of onnxProto.onnx.ModelProto.decode(graph).graph?.node ?? []) {
+        const layer = /^blk\.(\d+)\.ffn_down\.weight$/.exec(node.input?.find((i) => i.endsWith("ffn_down.weight")) ?? "")?.[1];
+        if (layer !== undefined && node.name) down.set(node.name, Number(layer));
+      }
+      const dir = mkdtempSync(join(tmpdir(), "qr-last-layer-"));
+      try {
+        const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: 1, graphOptimizationLevel: "disabled", enableProfiling: true, profileFilePrefix: join(dir, "run") });
+        const { hidden: H, headDim: D, kvHeads } = shape;
+        const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
+          hidden: new ort.Tensor("float32", Float32Array.from({ length: B * S * H }, (_, i) => Math.sin(i) * 0.1), [B, S, H]),
+          cos: new ort.Tensor("float32", new Float32Array(S * D).fill(1), [S, D]),
+          sin: new ort.Tensor("float32", new Float32Array(S * D), [S, D]),
+          mask: new ort.Tensor("float32", Float32Array.from({ length: S * S }, (_, i) => (i % S > Math.floor(i / S) ? -Infinity : 0)), [S, S]),
+          last: new ort.Tensor("int64", BigInt64Array.of(4n, 2n), [B]),
+        };
+        for (let l = 0; l < shape.layers; l++) {
+          for (const kind of ["k", "v"]) {
+            if (kvCache === "fp32") {
+              feeds[`past_${kind}.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, 0, kvHeads, D]);
+              continue;
+            }
+            feeds[`past_${kind}.${l}`] = new ort.Tensor("int8", new Int8Array(0), [1, 0, kvHeads, D]);
+            feeds[`past_${kind}_scale.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, 0, kvHeads, 1]);
+          }
+          if (kvCache === "int8") {
+            feeds[`k_center.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D), [1, 1, kvHeads, D]);
+            feeds[`k_gain.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D).fill(1), [1, 1, kvHeads, D]);
+          }
+        }
+        const { z } = await session.run(feeds, ["z"]);
+        assert.equal(z?.dims.join(), String(B));
+        session.endProfiling();
+        await session.release();
+        const file = readdirSync(dir).find((f) => f.startsWith("run")) ?? "";
+        const events = JSON.parse(readFileSync(join(dir, file), "utf8")) as Array<{ cat: string; name: string; args?: { output_type_shape?: Array<Record<string, number[]>> } }>;
+        const rowsOf = new Map<number, number>();
+        for (const e of events) {
+          const layer = e.cat === "Node" && e.name.endsWith("_kernel_time") ? down.get(e.name.replace(/_kernel_time$/, "")) : undefined;
+          const dims = Object.values(e.args?.output_type_shape?.[0] ?? {})[0] ?? [];
+          // Rows computed: the output's elements over its width ([B,S,H] in fp32, [B*S,H] in int8).
+          if (layer !== undefined) rowsOf.set(layer, dims.reduce((a, b) => a * b, 1) / H);
+        }
+        assert.equal(rowsOf.size, shape.layers, `${precision}: every layer's ffn_down was timed`);
+        for (const [layer, rows] of rowsOf) assert.equal(rows, layer === last ? B : B * S, `${precision} layer ${layer}`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
     }
   });

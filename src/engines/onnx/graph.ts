@@ -168,38 +168,50 @@ export function buildQwen3Graph(
   // with the square of its nodes, and each node is a pass over the tensor).
   const rmsNorm = (x: string, weight: string): string => g.one("SimplifiedLayerNormalization", [x, weight], [intAttr("axis", -1), floatAttr("epsilon", facts.eps)]);
   const vector = (name: string) => g.tensor(name, T.FLOAT, [H], toFloat32(weights.matrix(name)));
-  /** The products of one input with each matrix (q/k/v, gate/up share theirs). */
-  const linear = (x: string, matrices: WeightMatrix[]): string[] => {
-    if (precision === "fp32") return matrices.map((m) => g.one("MatMul", [x, g.tensor(m.name, T.FLOAT, [m.cols, m.rows], toFloat32Transposed(m))]));
+  /**
+   * The products of inputs with matrices. Matrices that read the same input (q/k/v, gate/up) are
+   * one call and share its int8 activations; a call may also read different rows of that input per
+   * group (the last layer's q reads each sequence's last row, its k/v every row), and the groups
+   * still share what int8 derives from the weights (equalization, exact features), so the
+   * products do not depend on which rows a group reads.
+   */
+  const products = (groups: ReadonlyArray<{ x: string; matrices: WeightMatrix[]; tokens?: string }>): string[] => {
+    if (precision === "fp32") return groups.flatMap(({ x, matrices }) => matrices.map((m) => g.one("MatMul", [x, g.tensor(m.name, T.FLOAT, [m.cols, m.rows], toFloat32Transposed(m))])));
     if (precision === "block8") {
-      return matrices.map((m) => {
-        const { data, scales, blocks } = toBlock8(m);
-        const b = g.tensor(m.name, T.UINT8, [m.rows, blocks, 32], data);
-        const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows * blocks], scales);
-        return g.one("MatMulNBits", [x, b, s], [intAttr("K", m.cols), intAttr("N", m.rows), intAttr("bits", 8), intAttr("block_size", 32), intAttr("accuracy_level", 4)], "com.microsoft");
-      });
+      return groups.flatMap(({ x, matrices }) =>
+        matrices.map((m) => {
+          const { data, scales, blocks } = toBlock8(m);
+          const b = g.tensor(m.name, T.UINT8, [m.rows, blocks, 32], data);
+          const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows * blocks], scales);
+          return g.one("MatMulNBits", [x, b, s], [intAttr("K", m.cols), intAttr("N", m.rows), intAttr("bits", 8), intAttr("block_size", 32), intAttr("accuracy_level", 4)], "com.microsoft");
+        }),
+      );
     }
-    const K = matrices[0]?.cols ?? 0;
-    const rowMax = inputRowMax(matrices);
-    const products = matrices.map((m) => toInt8PerColumn(m, rowMax));
+    const all = groups.flatMap(({ matrices }) => matrices);
+    const K = all[0]?.cols ?? 0;
+    const rowMax = inputRowMax(all);
+    const int8 = new Map(all.map((m) => [m, toInt8PerColumn(m, rowMax)]));
     // TopK must still find `outlierChannels` features outside the exact ones.
-    const exact = coarseFeatures(products, Math.min(MAX_EXACT_FEATURES, K - Math.min(outlierChannels, K)));
-    const a = int8Activations(x, K, rowMax, exact);
-    return matrices.map((m, i) => {
-      const { data, scales } = products[i] as Int8Matrix;
-      const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
-      const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
-      // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
-      let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
-      // Plus the outlier features times their rows of the weights (dequantized: [k, N]), and the
-      // exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
-      const rows: string[] = [];
-      if (a.outliers) rows.push(g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]));
-      if (exact.length > 0) rows.push(g.tensor(`${m.name}.exact_rows`, T.FLOAT, [exact.length, m.rows], inputFeatureRows(m, exact)));
-      if (a.fp32Values) y = g.one("Gemm", [a.fp32Values, rows.length > 1 ? g.one("Concat", rows, [intAttr("axis", 0)]) : (rows[0] ?? ""), y]);
-      return g.one("Reshape", [y, outputShape(m.rows)]);
+    const exact = coarseFeatures([...int8.values()], Math.min(MAX_EXACT_FEATURES, K - Math.min(outlierChannels, K)));
+    return groups.flatMap(({ x, matrices, tokens = tokensShape }) => {
+      const a = int8Activations(x, K, rowMax, exact);
+      return matrices.map((m) => {
+        const { data, scales } = int8.get(m) as Int8Matrix;
+        const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
+        const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
+        // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
+        let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
+        // Plus the outlier features times their rows of the weights (dequantized: [k, N]), and the
+        // exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
+        const rows: string[] = [];
+        if (a.outliers) rows.push(g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]));
+        if (exact.length > 0) rows.push(g.tensor(`${m.name}.exact_rows`, T.FLOAT, [exact.length, m.rows], inputFeatureRows(m, exact)));
+        if (a.fp32Values) y = g.one("Gemm", [a.fp32Values, rows.length > 1 ? g.one("Concat", rows, [intAttr("axis", 0)]) : (rows[0] ?? ""), y]);
+        return g.one("Reshape", [y, outputShape(m.rows, tokens)]);
+      });
     });
   };
+  const linear = (x: string, matrices: WeightMatrix[], tokens?: string): string[] => products([{ x, matrices, ...(tokens ? { tokens } : {}) }]);
 
   // int8 activations, shared by the products that read the same input (q/k/v, gate/up). Trained
   // LLMs carry a few hidden dimensions with values tens of times larger than the rest (LLM.int8(),
@@ -224,10 +236,14 @@ export function buildQwen3Graph(
     precision === "int8" || int8Attention ? (signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128))) : "";
   const [inv127, tiny] = precision === "int8" || kvCache === "int8" ? [g.scalar("inv_127", 1 / 127), g.scalar("tiny", 1e-30)] : ["", ""];
   const tokensShape = precision === "int8" ? g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]) : "";
-  const outputShapes = new Map<number, string>();
-  const outputShape = (n: number): string => {
-    const known = outputShapes.get(n) ?? g.one("Concat", [tokensShape, g.ints(`n_${n}`, [n])], [intAttr("axis", 0)]);
-    outputShapes.set(n, known);
+  const outputShapes = new Map<string, string>();
+  const namedInts = new Map<number, string>();
+  /** [B,S,n] (or [B,1,n] for the last rows), for the 2-D int8 products' outputs. */
+  const outputShape = (n: number, rows: string): string => {
+    const width = namedInts.get(n) ?? g.ints(`n_${n}`, [n]);
+    namedInts.set(n, width);
+    const known = outputShapes.get(`${rows}:${n}`) ?? g.one("Concat", [rows, width], [intAttr("axis", 0)]);
+    outputShapes.set(`${rows}:${n}`, known);
     return known;
   };
   interface Int8Input {
@@ -274,8 +290,8 @@ export function buildQwen3Graph(
   const half = [g.ints("zero_d", [0]), g.ints("half_d", [D / 2]), g.ints("axis_d", [1])];
   const [cosHalf, sinHalf] = [g.one("Slice", ["cos", ...half]), g.one("Slice", ["sin", ...half])];
   const firstPosition = g.ints("first_position", [0]);
-  /** RoPE of [B,heads,S,D], or of [B,S,heads*D]. */
-  const rope = (x: string): string => g.one("RotaryEmbedding", [x, firstPosition, cosHalf, sinHalf], [], "com.microsoft");
+  /** RoPE of [B,heads,S,D], or of [B,S,heads*D]; `positions` [B,S] picks rows of the run's cos/sin (default: all, in order). */
+  const rope = (x: string, positions = firstPosition): string => g.one("RotaryEmbedding", [x, positions, cosHalf, sinHalf], [], "com.microsoft");
   const qShape = g.ints("q_shape", [0, 0, nH, D]);
   const kvShape = g.ints("kv_shape", [0, 0, kvH, D]);
   const groupShape = g.ints("group_shape", [0, kvH, rep, -1, D]);
@@ -294,14 +310,31 @@ export function buildQwen3Graph(
   const pastShapeByPosition = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k.${stage.first}`]), g.ints("p_kv_h_d", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
   const pastScaleShape = int8Attention ? g.one("Concat", [batch, g.one("Gather", [g.one("Shape", [`past_k_scale.${stage.first}`]), g.ints("p_kv_h_1", [1, 2, 3])])], [intAttr("axis", 0)]) : "";
 
+  // z reads only each sequence's last row of the last layer, so that layer computes everything but
+  // its keys and values (which the cache keeps for every token) for those rows alone: [B,1,...].
+  const lastIndex = isLast ? g.one("Unsqueeze", ["last", g.ints("axis_last", [-1])]) : "";
+  const lastRows = (x: string): string => g.one("Unsqueeze", [g.one("GatherND", [x, lastIndex], [intAttr("batch_dims", 1)]), one]);
   let x = "hidden";
   for (let l = stage.first; l < stage.end; l++) {
     const w = (n: string) => weights.matrix(`blk.${l}.${n}.weight`);
+    const lastOnly = isLast && l === stage.end - 1;
     const h = rmsNorm(x, vector(`blk.${l}.attn_norm.weight`));
     const qNorm = g.tensor(`blk.${l}.attn_q_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_q_norm.weight`)));
     const kNorm = g.tensor(`blk.${l}.attn_k_norm.weight`, T.FLOAT, [D], toFloat32(weights.matrix(`blk.${l}.attn_k_norm.weight`)));
-    const [qLin, kLin, vLin] = linear(h, [w("attn_q"), w("attn_k"), w("attn_v")]) as [string, string, string];
-    const q = rope(g.one("Transpose", [rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm)], [intsAttr("perm", [0, 2, 1, 3])]));
+    // The rows this layer computes past its keys and values: every token, or the last of each sequence.
+    const rows = lastOnly && precision === "int8" ? g.one("Concat", [batch, one], [intAttr("axis", 0)]) : tokensShape;
+    const [qLin, kLin, vLin] = (
+      lastOnly
+        ? products([
+            { x: lastRows(h), matrices: [w("attn_q")], tokens: rows },
+            { x: h, matrices: [w("attn_k"), w("attn_v")] },
+          ])
+        : linear(h, [w("attn_q"), w("attn_k"), w("attn_v")])
+    ) as [string, string, string];
+    const queryPositions = lastOnly ? lastIndex : firstPosition;
+    const q = rope(g.one("Transpose", [rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm)], [intsAttr("perm", [0, 2, 1, 3])]), queryPositions);
+    // The mask's rows of the queries: [S,T], or each sequence's last row as [B,1,1,1,T].
+    const mask = lastOnly ? g.one("Reshape", [g.one("Gather", ["mask", "last"], [intAttr("axis", 0)]), g.ints(`mask_rows_${l}`, [0, 1, 1, 1, -1])]) : "mask";
     const kTokens = g.one("Reshape", [rope(g.one("Reshape", [rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm), tokensFlat])), kvShape]);
     const vTokens = g.one("Reshape", [vLin, kvShape]);
     g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
@@ -342,32 +375,31 @@ export function buildQwen3Graph(
         const rounded = g.one("Round", [g.one("Div", [queries, queryScale])]);
         // The queries in the form the CPU multiplies fast and exactly (as the int8 products' activations).
         const queryInt8 = signedActivations ? g.one("Cast", [rounded], [intAttr("to", T.INT8)]) : g.one("Cast", [g.one("Add", [rounded, g.scalar(`u8_offset_${l}`, 128)])], [intAttr("to", T.UINT8)]);
-        scores = g.one("Add", [g.one("MatMulIntegerToFloat", [queryInt8, keysT, g.one("Mul", [queryScale, scale]), keyScalesT, zeroPoint], [], "com.microsoft"), "mask"]);
+        scores = g.one("Add", [g.one("MatMulIntegerToFloat", [queryInt8, keysT, g.one("Mul", [queryScale, scale]), keyScalesT, zeroPoint], [], "com.microsoft"), mask]);
       } else {
         const keys = g.op("Concat", [g.one("Expand", [dequantized("k"), pastShape]), headMajor(keyRelative)], [intAttr("axis", 2)])[0] ?? "";
         const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
-        scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [queries, keysT]), scale]), "mask"]);
+        scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [queries, keysT]), scale]), mask]);
       }
       values = g.op("Concat", [g.one("Expand", [dequantized("v"), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
     } else {
       const keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
       values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
       const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
-      scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), "mask"]);
+      scores = g.one("Add", [g.one("Mul", [g.one("MatMul", [grouped, keysT]), scale]), mask]);
     }
     const probs = g.one("Softmax", [scores], [intAttr("axis", -1)]);
     const context = g.one("MatMul", [probs, g.one("Unsqueeze", [values, unsqueeze2])]);
     const merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
-    x = g.one("Add", [x, linear(merged, [w("attn_output")])[0] ?? ""]);
+    x = g.one("Add", [lastOnly ? lastRows(x) : x, linear(merged, [w("attn_output")], rows)[0] ?? ""]);
     const h2 = rmsNorm(x, vector(`blk.${l}.ffn_norm.weight`));
-    const [gate, up] = linear(h2, [w("ffn_gate"), w("ffn_up")]) as [string, string];
+    const [gate, up] = linear(h2, [w("ffn_gate"), w("ffn_up")], rows) as [string, string];
     const act = g.one("Mul", [g.one("Mul", [gate, g.one("Sigmoid", [gate])]), up]);
-    x = g.one("Add", [x, linear(act, [w("ffn_down")])[0] ?? ""]);
+    x = g.one("Add", [x, linear(act, [w("ffn_down")], rows)[0] ?? ""]);
   }
-  /** Only each sequence's last real token, and only the yes/no rows of the head: z. */
+  /** The last layer's rows ([B,1,H], each sequence's last real token), and only the yes/no rows of the head: z. */
   const finalHead = (x: string): void => {
-    const lastRows = g.one("GatherND", [x, g.one("Unsqueeze", ["last", g.ints("axis_last", [-1])])], [intAttr("batch_dims", 1)]);
-    const normed = rmsNorm(lastRows, vector("output_norm.weight"));
+    const normed = rmsNorm(g.one("Squeeze", [x, one]), vector("output_norm.weight"));
     const yn = new Float32Array(H * 2);
     for (const [k, r] of [facts.yesRow, facts.noRow].entries()) {
       const row = toFloat32(weights.matrix(facts.headTensor, r, 1));
