@@ -2,8 +2,10 @@
 //   node --import tsx bench/attention-probe.ts [--new 512] [--past 3584] [--threads 2] [--runs 5]
 // The engine's op-by-op attention (src/engines/onnx/graph.ts: Concat onto the past, grouped
 // MatMul, scale, mask, Softmax, MatMul) against the com.microsoft GroupQueryAttention op, for
-// `--new` tokens after `--past` cached ones. GFLOP/s over the full new × (past + new) rectangle of
-// QK and AV (mean of --runs after a warm-up); GQA's error against a float64 reference on 3 rows.
+// `--new` tokens after `--past` cached ones, and the same op over an 8-bit cache (ONNX Runtime 1.30's
+// quantized KV path: int8, one scale per channel, its flash kernel unless
+// ORT_GQA_DISABLE_FLASH_ATTENTION=1). GFLOP/s over the full new × (past + new) rectangle of QK and
+// AV (mean of --runs after a warm-up); each one's error against a float64 reference on 3 rows.
 // Prints the CPU flags next to the numbers.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -58,6 +60,15 @@ function gqaModel(): Uint8Array {
   return encode([node], [], [...qkv, info("seqlens", T.INT32, [1]), info("total", T.INT32, [])]);
 }
 
+/** The op over an int8 cache [1,kvH,P,D] with one scale per channel ([kvH,1,D]); it quantizes the new keys and values itself. */
+function gqaInt8CacheModel(): Uint8Array {
+  const text = (name: string, value: string): proto.IAttributeProto => ({ name, s: new TextEncoder().encode(value), type: onnx.AttributeProto.AttributeType.STRING });
+  const inputs = ["q", "k", "v", "past_k8", "past_v8", "seqlens", "total", "", "", "", "", "", "k_scale", "v_scale"];
+  const node: proto.INodeProto = { opType: "GroupQueryAttention", domain: "com.microsoft", name: "gqa8", input: inputs, output: ["out", "present_k", "present_v"], attribute: [int("num_heads", nH), int("kv_num_heads", kvH), int("kv_cache_bit_width", 8), text("k_quant_type", "PER_CHANNEL"), text("v_quant_type", "PER_CHANNEL")] };
+  const cache = [info("past_k8", T.INT8, [1, kvH, "P", D]), info("past_v8", T.INT8, [1, kvH, "P", D]), info("seqlens", T.INT32, [1]), info("total", T.INT32, []), info("k_scale", T.FLOAT, [kvH, 1, D]), info("v_scale", T.FLOAT, [kvH, 1, D])];
+  return encode([node], [], [...qkv.slice(0, 3), ...cache]);
+}
+
 const random = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed));
 const [q, k, v, pk, pv] = [S * nH * D, S * kvH * D, S * kvH * D, kvH * P * D, kvH * P * D].map((n, i) => random(n, i)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
 const mask = new Float32Array(S * (P + S));
@@ -95,6 +106,22 @@ const flop = 2 * 2 * nH * S * (P + S) * D;
 for (const [name, model, feeds] of [
   ["op by op (the engine)", opsModel(), { ...common, mask: new ort.Tensor("float32", mask, [S, P + S]) }],
   ["GroupQueryAttention", gqaModel(), { ...common, seqlens: new ort.Tensor("int32", Int32Array.of(P + S - 1), [1]), total: new ort.Tensor("int32", Int32Array.of(P + S), []) }],
+  [
+    "GQA, int8 cache",
+    gqaInt8CacheModel(),
+    {
+      q: common.q,
+      k: common.k,
+      v: common.v,
+      // The past's values are in [-1, 1]: one scale of 1/127 per channel holds them.
+      past_k8: new ort.Tensor("int8", Int8Array.from(pk, (x) => Math.round(x * 127)), [1, kvH, P, D]),
+      past_v8: new ort.Tensor("int8", Int8Array.from(pv, (x) => Math.round(x * 127)), [1, kvH, P, D]),
+      k_scale: new ort.Tensor("float32", new Float32Array(kvH * D).fill(1 / 127), [kvH, 1, D]),
+      v_scale: new ort.Tensor("float32", new Float32Array(kvH * D).fill(1 / 127), [kvH, 1, D]),
+      seqlens: new ort.Tensor("int32", Int32Array.of(P + S - 1), [1]),
+      total: new ort.Tensor("int32", Int32Array.of(P + S), []),
+    },
+  ],
 ] as const) {
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all" });
   let out = (await session.run(feeds)).out?.data as Float32Array;
