@@ -1,5 +1,5 @@
 // Documents scored by one onnx engine on every thread, against engines of one thread each scoring
-// their share at the same time (not part of `npm test`):
+// their share at the same time, and against one engine of one thread (not part of `npm test`):
 //   node --import tsx bench/onnx-workers.ts --model FILE.gguf [--tokens 256] [--docs 16] [--threads 2] [--rounds 2]
 // Each engine runs in its own process (the way a pool of worker threads would use the cores: ONNX
 // Runtime's Node binding runs a session on the thread that calls it). The documents are synthetic
@@ -72,6 +72,7 @@ if (values.child !== undefined) {
   const layouts: Array<[string, number, number]> = [
     [`1 engine x ${threads} threads`, 1, threads],
     [`${threads} engines x 1 thread`, threads, 1],
+    ["1 engine x 1 thread", 1, 1],
   ];
   const zOf = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {

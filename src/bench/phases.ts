@@ -73,7 +73,7 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       for (let p = Math.round(perPair - evaluatedPerPair); p < perPair; p++) flops += flopsPerToken(shape, p) * pairs.length;
     }
     return {
-      engine: `qwen-rerank ${engineLabel(info.selection)}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : engine.prefixCacheBytes === 0 ? "prefix reuse, no cache" : "prefix reuse"})`,
+      engine: `qwen-rerank ${engineLabel(info.selection)}(${info.flavor} head, ${engine.prefixReuse === false ? "no prefix reuse" : engine.prefixCacheBytes === 0 ? "prefix reuse, no cache" : "prefix reuse"}${info.memberProcesses ? `, ${info.memberProcesses.count} engines of 1 thread` : ""})`,
       model: info.model,
       pairs: pairs.length,
       seconds,
@@ -81,7 +81,8 @@ export async function runOurs(modelPath: string, spec: WorkloadSpec, engine: Omi
       evaluatedTokensPerSecond: stats.evaluatedTokens / seconds,
       effectiveTokensPerSecond: stats.pairTokens / seconds,
       gflops: flops === null ? null : flops / seconds / 1e9,
-      peakRssMB: peakRssMB(),
+      // The pool's engines run in processes of their own: their memory is the engine's too.
+      peakRssMB: peakRssMB() + (info.memberProcesses?.peakRssBytes ?? 0) / 2 ** 20,
       threads: engine.threads ?? 0,
       sequences: info.sequences,
       scores: results.map((r) => r.score),

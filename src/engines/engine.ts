@@ -51,6 +51,8 @@ export interface EngineInfo {
   prefixCache: HeadCacheStats;
   /** With `engine: "auto"`: what was chosen and why. */
   selection?: EngineSelection | undefined;
+  /** The processes the engine scores in besides this one (onnxEngines above 1): how many, and their peak RSS summed. */
+  memberProcesses?: { count: number; peakRssBytes: number } | undefined;
 }
 
 /** The memory-relevant settings of an engine's context. */

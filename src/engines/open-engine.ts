@@ -3,6 +3,7 @@ import type { Engine } from "./engine.js";
 import type { EngineSelection } from "./engine.js";
 import type { LlamaEngineOptions } from "./llama/options.js";
 import type { OnnxPrecision } from "./onnx/precision.js";
+import type { OnnxEngineOptions } from "./onnx/onnx-engine.js";
 import { ValidationError } from "../errors/errors.js";
 
 /** The in-process engines, and "auto": the fastest that keeps the scores on this machine (the default). */
@@ -37,6 +38,14 @@ export interface EngineChoice {
    * packed when the matrices weigh at most 2 GiB (the 0.6B shape), else memory-mapped only (4B, 8B).
    */
   onnxPackedWeights?: boolean | undefined;
+  /**
+   * The onnx engine as this many engines of one thread each, in their own processes, each scoring
+   * whole pairs of a call side by side (src/engines/onnx/engine-pool.ts): the same bits, more pairs
+   * a second where ONNX Runtime's threads do not scale (measured 1.85-2x with 2 on 2 cores,
+   * docs/benchmarks.md), each engine's memory, and one thread's time for a lone pair. Default 1:
+   * one engine of `threads` threads.
+   */
+  onnxEngines?: number | undefined;
   /** Hears which engine was chosen and why (the CLI logs it). Default: none. */
   onEngineSelected?: ((selection: EngineSelection) => void) | undefined;
 }
@@ -61,11 +70,11 @@ export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
 }
 
 async function openConcrete(options: Concrete): Promise<Engine> {
-  const { engine: kind, onnxPrecision, onnxCache, onnxPackedWeights, onWarning, ...rest } = options;
+  const { engine: kind, onnxPrecision, onnxCache, onnxPackedWeights, onnxEngines, onWarning, ...rest } = options;
   // Loaded here, not at the top: node-llama-cpp costs ~0.7 s of startup, which a command that fails validation need not pay.
   if (kind === "llama") return (await import("./llama/llama-engine.js")).LlamaEngine.open(rest);
   const { OnnxEngine } = await import("./onnx/onnx-engine.js");
-  return OnnxEngine.open({
+  const onnxOptions: OnnxEngineOptions = {
     model: rest.model,
     modelsDirectory: rest.modelsDirectory,
     allowDownload: rest.allowDownload,
@@ -81,7 +90,9 @@ async function openConcrete(options: Concrete): Promise<Engine> {
     graphCache: onnxCache,
     packedWeights: onnxPackedWeights,
     onWarning,
-  });
+  };
+  if (onnxEngines !== undefined && onnxEngines !== 1) return (await import("./onnx/engine-pool.js")).OnnxEnginePool.open(onnxOptions, onnxEngines);
+  return OnnxEngine.open(onnxOptions);
 }
 
 /**

@@ -1,0 +1,197 @@
+import type { ChildProcess } from "node:child_process";
+import { fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { LlamaModel } from "node-llama-cpp";
+import type { ErrorCode } from "../../errors/errors.js";
+import { RerankError } from "../../errors/errors.js";
+import type { PrefixGroup } from "../../prompt/groups.js";
+import type { PromptTokenizer } from "../../prompt/tokens.js";
+import type { Engine, EngineInfo, EngineSelection, ScoreRequestOptions, ScoreStats } from "../engine.js";
+import type { HeadCacheStats } from "../head-cache.js";
+import { llamaTokenizer, sharedLlama } from "../llama/runtime.js";
+import { resolveModelSource } from "../llama/model-source.js";
+import type { OnnxEngineOptions } from "./onnx-engine.js";
+
+/** What the pool sends a member (pool-member.ts). */
+export type PoolRequest = { type: "open"; options: OnnxEngineOptions } | { type: "score"; id: number; groups: PrefixGroup[] };
+
+/** What a member answers. */
+export type PoolReply =
+  | { type: "opened"; info: EngineInfo; peakRssBytes: number }
+  | { type: "scored"; id: number; logits: Float64Array; stats: ScoreStats; prefixCache: HeadCacheStats; peakRssBytes: number }
+  | { type: "failed"; id?: number; code: ErrorCode; message: string };
+
+/** One pair: where its z goes, and what a member scores for it (its group's prefix, its tail). */
+interface Job {
+  out: number;
+  group: PrefixGroup;
+}
+
+/** A member process, and its prompt heads and peak RSS as of its last answer. */
+interface Member {
+  child: ChildProcess;
+  prefixCache: HeadCacheStats;
+  peakRssBytes: number;
+}
+
+const memberModule = (): string => {
+  // From src (tests run TypeScript through tsx, whose loader the child inherits) or from dist.
+  const self = fileURLToPath(import.meta.url);
+  return self.replace(/engine-pool\.(ts|js)$/, "pool-member.$1");
+};
+
+/**
+ * The onnx engine as several engines of one thread each, in their own processes, each scoring whole
+ * pairs: a pair's z is what one engine computes for it, the same bits as `OnnxEngine` with one
+ * thread (and, measured here, with more: docs/benchmarks.md), whatever else is scored beside it.
+ * ONNX Runtime's Node binding runs a session on the thread that calls it, and its intra-op threads
+ * measured 1.0-1.7x on 2 cores where 2 engines side by side measured 2x; a lone pair takes one
+ * thread's time. Every member holds its own session, so the memory is that many engines'.
+ */
+export class OnnxEnginePool implements Engine {
+  selection: EngineSelection | undefined;
+  private nextId = 0;
+  private readonly waiting = new Map<number, { resolve: (r: { logits: Float64Array; stats: ScoreStats }) => void; reject: (e: Error) => void }>();
+  private closed = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly members: Member[],
+    private readonly base: EngineInfo,
+    readonly tokenizer: PromptTokenizer,
+    private readonly vocab: LlamaModel,
+  ) {
+    for (const m of members) m.child.on("message", (reply: PoolReply) => this.receive(m, reply));
+    for (const m of members) m.child.on("exit", (code) => this.memberExited(code));
+  }
+
+  get info(): EngineInfo {
+    const { backend, sequences } = this.base;
+    const sum = (key: keyof HeadCacheStats) => this.members.reduce((n, m) => n + m.prefixCache[key], 0);
+    const prefixCache: HeadCacheStats = { capacityBytes: sum("capacityBytes"), bytes: sum("bytes"), entries: sum("entries"), hits: sum("hits"), misses: sum("misses") };
+    const memberProcesses = { count: this.members.length, peakRssBytes: this.members.reduce((n, m) => n + m.peakRssBytes, 0) };
+    return { ...this.base, backend: `${backend}, ${this.members.length} engines of 1 thread`, sequences: sequences * this.members.length, prefixCache, memberProcesses, ...(this.selection ? { selection: this.selection } : {}) };
+  }
+
+  /** Opens `engines` members of one thread each (the first alone, so a first start builds the graphs once). */
+  static async open(options: OnnxEngineOptions, engines: number): Promise<OnnxEnginePool> {
+    if (!Number.isInteger(engines) || engines < 2) throw new RerankError("invalid_request", `onnxEngines must be a whole number of 2 or more (1 is the single engine), got ${String(engines)}`);
+    const path = await resolveModelSource(options.model, options);
+    const members: Member[] = [];
+    let vocabLoading: Promise<LlamaModel> | undefined;
+    try {
+      // Callbacks do not cross processes; the members' warnings reach their stderr.
+      const { onWarning: _onWarning, ...plain } = options;
+      const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1 };
+      const openOne = async (): Promise<EngineInfo> => {
+        const child = fork(memberModule(), [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
+        const member: Member = { child, prefixCache: { capacityBytes: 0, bytes: 0, entries: 0, hits: 0, misses: 0 }, peakRssBytes: 0 };
+        members.push(member);
+        return new Promise<EngineInfo>((resolve, reject) => {
+          child.once("message", (reply: PoolReply) => {
+            if (reply.type === "opened") {
+              member.prefixCache = reply.info.prefixCache;
+              member.peakRssBytes = reply.peakRssBytes;
+              resolve(reply.info);
+            } else reject(new RerankError(reply.type === "failed" ? reply.code : "engine_failure", reply.type === "failed" ? reply.message : "unexpected reply"));
+          });
+          child.once("exit", (code) => reject(new RerankError("engine_failure", `an onnx engine process exited while opening (code ${String(code)})`)));
+          child.send({ type: "open", options: memberOptions } satisfies PoolRequest);
+        });
+      };
+      // The first member says in words what is wrong with the file or the settings, before anything else loads.
+      const first = await openOne();
+      vocabLoading = sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
+      const [vocab] = await Promise.all([vocabLoading, ...Array.from({ length: engines - 1 }, openOne)]);
+      return new OnnxEnginePool(members, first, llamaTokenizer(vocab), vocab);
+    } catch (error) {
+      for (const m of members) m.child.kill();
+      await vocabLoading?.then(
+        (v) => v.dispose(),
+        () => undefined,
+      );
+      throw error;
+    }
+  }
+
+  score(groups: readonly PrefixGroup[], options: ScoreRequestOptions = {}): Promise<{ logits: Float64Array; stats: ScoreStats }> {
+    // One call at a time, as OnnxEngine: a call's pairs already keep every member busy.
+    const run = this.queue.then(() => this.scoreNow(groups, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async scoreNow(groups: readonly PrefixGroup[], options: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }> {
+    if (this.closed) throw new RerankError("engine_failure", "the onnx engine pool is disposed");
+    const jobs: Job[] = [];
+    for (const group of groups) for (const tail of group.tails) jobs.push({ out: jobs.length, group: { ...group, tails: [tail] } });
+    const logits = new Float64Array(jobs.length);
+    const stats: ScoreStats = { evaluatedTokens: 0, pairTokens: 0 };
+    let done = 0;
+    let failure: Error | undefined;
+    // Every free member takes the next pair; a cancelled or failed call starts no more.
+    const work = async (member: Member): Promise<void> => {
+      for (let job = jobs.shift(); job && !failure; job = jobs.shift()) {
+        if (options.signal?.aborted) {
+          failure = new RerankError("cancelled", "cancelled");
+          return;
+        }
+        try {
+          const result = await this.ask(member, job.group);
+          logits[job.out] = result.logits[0] ?? Number.NaN;
+          stats.evaluatedTokens += result.stats.evaluatedTokens;
+          stats.pairTokens += result.stats.pairTokens;
+          options.onProgress?.(++done);
+        } catch (error) {
+          failure ??= error as Error;
+        }
+      }
+    };
+    await Promise.all(this.members.map(work));
+    if (failure) throw failure;
+    return { logits, stats };
+  }
+
+  private ask(member: Member, group: PrefixGroup): Promise<{ logits: Float64Array; stats: ScoreStats }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      member.child.send({ type: "score", id, groups: [group] } satisfies PoolRequest);
+    });
+  }
+
+  private receive(member: Member, reply: PoolReply): void {
+    if (reply.type === "opened" || reply.id === undefined) return;
+    const waiter = this.waiting.get(reply.id);
+    this.waiting.delete(reply.id);
+    if (reply.type === "scored") {
+      member.prefixCache = reply.prefixCache;
+      member.peakRssBytes = reply.peakRssBytes;
+      waiter?.resolve({ logits: reply.logits, stats: reply.stats });
+    }
+    else waiter?.reject(new RerankError(reply.code, reply.message));
+  }
+
+  private memberExited(code: number | null): void {
+    if (this.closed) return;
+    const error = new RerankError("engine_failure", `an onnx engine process exited (code ${String(code)}); the pool cannot score until it is opened again`);
+    this.closed = true;
+    for (const waiter of this.waiting.values()) waiter.reject(error);
+    this.waiting.clear();
+  }
+
+  async dispose(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      this.members.map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            if (m.child.exitCode !== null || m.child.signalCode !== null) return resolve();
+            m.child.once("exit", () => resolve());
+            m.child.disconnect();
+          }),
+      ),
+    );
+    await this.vocab.dispose();
+  }
+}
