@@ -168,8 +168,7 @@ export class OnnxEnginePool implements Engine {
       member.prefixCache = reply.prefixCache;
       member.peakRssBytes = reply.peakRssBytes;
       waiter?.resolve({ logits: reply.logits, stats: reply.stats });
-    }
-    else waiter?.reject(new RerankError(reply.code, reply.message));
+    } else waiter?.reject(new RerankError(reply.code, reply.message));
   }
 
   private memberExited(code: number | null): void {
@@ -181,6 +180,8 @@ export class OnnxEnginePool implements Engine {
   }
 
   async dispose(): Promise<void> {
+    // The call in flight finishes first (as OnnxEngine's dispose): its members answer before they go.
+    await this.queue;
     this.closed = true;
     await Promise.all(
       this.members.map(
