@@ -26,8 +26,10 @@ test("score prints a ranked table and JSON equal to the library's scores", async
   const table = cli(args);
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /rank\s+index\s+score\s+logit\s+document/);
-  const json = cli([...args, "--json"]);
+  // --log-level info: llama.cpp's logs go to stderr, stdout stays one JSON document.
+  const json = cli([...args, "--json", "--log-level", "info"]);
   assert.equal(json.code, 0, json.stderr);
+  assert.match(json.stderr, /\[node-llama-cpp\] llama_model_loader/);
   const out = JSON.parse(json.stdout) as { results: Array<{ index: number; score: number; logit: number }> };
   const reranker = await createReranker({ model, maxLength: 256, kvCacheType: "f32", flashAttention: false, gpu: false, threads: 1, logLevel: "error" });
   try {

@@ -17,7 +17,9 @@ export function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullabl
   let llama = llamaInstances.get(key);
   if (!llama) {
     // build "never": a missing prebuilt binary is an error, never a download or a compile.
-    llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], progressLogs: false }).catch((error: unknown) => {
+    // Its logs go to stderr (its own logger writes info to stdout, into `score --json`'s output).
+    const logger = (_level: LlamaLogLevel, message: string) => void process.stderr.write(`[node-llama-cpp] ${message}\n`);
+    llama = getLlama({ gpu: gpu ?? "auto", build: "never", logLevel: logLevelOf[logLevel], logger, progressLogs: false }).catch((error: unknown) => {
       // node-llama-cpp says "NoBinaryFoundError" when the build for a named GPU is not installed.
       if (error instanceof Error && /NoBinaryFound/.test(`${error.name} ${error.message}`) && gpu) {
         throw new RerankError("engine_unavailable", `no llama.cpp build for --gpu ${String(gpu)} is installed here (or its drivers are missing); use --gpu auto (the best one this machine can run) or --gpu cpu`, { cause: error });
