@@ -1,6 +1,7 @@
 // Documents scored by one onnx engine on every thread, against engines of one thread each scoring
 // their share at the same time, and against one engine of one thread (not part of `npm test`):
-//   node --import tsx bench/onnx-workers.ts --model FILE.gguf [--tokens 256] [--docs 16] [--threads 2] [--rounds 2]
+//   node --import tsx bench/onnx-workers.ts --model FILE.gguf [--tokens 256] [--docs 16] [--threads 2] [--rounds 2] [--oversubscribed]
+// (--oversubscribed adds --threads engines of --threads threads each: more threads than cores.)
 // Each engine runs in its own process (the way a pool of worker threads would use the cores: ONNX
 // Runtime's Node binding runs a session on the thread that calls it). The documents are synthetic
 // token ids after an 80-token head; z of every document is printed once per layout, so that the
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     docs: { type: "string", default: "16" },
     threads: { type: "string", default: "2" },
     rounds: { type: "string", default: "2" },
+    oversubscribed: { type: "boolean", default: false },
     child: { type: "string" },
   },
 });
@@ -42,6 +44,8 @@ if (values.child !== undefined) {
     const children = Array.from({ length: engines }, (_, i) =>
       spawn(process.execPath, [...process.execArgv, import.meta.filename, "--model", model, "--tokens", String(tokens), "--docs", String(docs), "--threads", String(engineThreads), "--child", `${i}/${engines}`], { stdio: ["pipe", "pipe", "inherit"] }),
     );
+    // Listened for from the start: a child may exit before its last line is read.
+    const exited = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
     const lines = children.map((c) => {
       const queue: string[] = [];
       const waiting: Array<(line: string) => void> = [];
@@ -63,7 +67,7 @@ if (values.child !== undefined) {
     children.forEach((c) => c.stdin.end("go\n"));
     const results = (await Promise.all(lines.map((next) => next()))).map((l) => JSON.parse(l) as { z: Array<[number, number]>; rssGB: number });
     const seconds = (performance.now() - started) / 1000;
-    await Promise.all(children.map((c) => new Promise((resolve) => c.once("exit", resolve))));
+    await Promise.all(exited);
     const z = results.flatMap((r) => r.z).sort((a, b) => a[0] - b[0]).map(([, v]) => v);
     return { seconds, z, rssGB: results.reduce((sum, r) => sum + r.rssGB, 0) };
   };
@@ -73,6 +77,7 @@ if (values.child !== undefined) {
     [`1 engine x ${threads} threads`, 1, threads],
     [`${threads} engines x 1 thread`, threads, 1],
     ["1 engine x 1 thread", 1, 1],
+    ...(values.oversubscribed ? ([[`${threads} engines x ${threads} threads`, threads, threads]] as Array<[string, number, number]>) : []),
   ];
   const zOf = new Map<string, number[]>();
   for (let r = 0; r < rounds; r++) {

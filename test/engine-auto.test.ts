@@ -78,12 +78,14 @@ describe("the default engine", { skip: onnxRuntimeInstalled ? false : "onnxrunti
       await server.ready;
       const post = await fetch(`${server.url}/v1/rerank`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: QUERY_EN, documents: DOCUMENTS.slice(0, 3) }) });
       assert.equal(post.status, 200);
-      const info = (await (await fetch(`${server.url}/info`)).json()) as { backend: string; engine: { selection: Record<string, unknown>; onnx_graphs: string | null } };
+      const info = (await (await fetch(`${server.url}/info`)).json()) as { backend: string; engine: { selection: Record<string, unknown>; onnx_graphs: string | null; onnx_engines: number | null } };
       assert.equal(info.engine.selection.source, "measured");
       assert.equal(info.engine.selection.engine, measured.engine);
       assert.equal(info.engine.selection.reason, measured.reason);
       assert.match(info.backend, measured.engine === "onnx" ? /ONNX Runtime/ : /llama\.cpp/);
       assert.equal(info.engine.onnx_graphs === null, measured.engine === "llama");
+      // One thread: one engine (the layout rule runs engines side by side only with two threads or more).
+      assert.equal(info.engine.onnx_engines, measured.engine === "llama" ? null : 1);
       const stats = (await (await fetch(`${server.url}/stats`)).json()) as { engine: { selection: { source: string } } };
       assert.equal(stats.engine.selection.source, "measured");
     } finally {

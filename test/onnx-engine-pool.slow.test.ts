@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
+import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
+import { openEngine } from "../src/engines/open-engine.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 import { OnnxEnginePool } from "../src/engines/onnx/engine-pool.js";
 import { groupByHead } from "../src/prompt/groups.js";
@@ -59,6 +62,34 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     assert.equal(logits.length, pairs.length);
   });
 
+  test("a member process that exits fails the call it held in words, is replaced, and the pool scores on with the same bits", async () => {
+    const { groups } = groupByHead(pairs);
+    const before = await pool.score(groups);
+    const members = () =>
+      execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(process.pid)], { encoding: "utf8" })
+        .split("\n")
+        .filter((line) => line.includes("pool-member"))
+        .map((line) => Number(line.trim().split(/\s+/)[0]));
+    const [victim] = members();
+    assert.ok(victim, "a member process runs");
+    // Many pairs: once one is done, every member holds another, the victim included.
+    const many = groupByHead(Array.from({ length: 6 }, () => pairs).flat()).groups;
+    let killed = false;
+    const call = pool.score(many, {
+      onProgress: () => {
+        if (!killed) process.kill(victim, "SIGKILL");
+        killed = true;
+      },
+    });
+    await assert.rejects(call, /an onnx engine process exited while scoring \(killed by SIGKILL, often the system out of memory\); it is being replaced, retry the request/);
+    // The next call is scored, by the member left or with its replacement, and the pool is whole again soon.
+    assert.deepEqual([...(await pool.score(groups)).logits], [...before.logits]);
+    for (let waited = 0; pool.info.memberProcesses?.count !== 2 && waited < 120_000; waited += 200) await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(pool.info.memberProcesses?.count, 2);
+    assert.ok(!members().includes(victim));
+    assert.deepEqual([...(await pool.score(groups)).logits], [...before.logits]);
+  });
+
   test("bad settings and files are errors in words, and no process is left behind", async () => {
     await assert.rejects(OnnxEnginePool.open(options, 1), /onnxEngines must be a whole number of 2 or more/);
     await assert.rejects(OnnxEnginePool.open({ ...options, kvCache: "int4" as never }, 2), /unknown onnx kvCache int4/);
@@ -71,5 +102,30 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     assert.equal(single.code, 0, single.stderr);
     const scores = (out: string) => (JSON.parse(out) as { results: Array<{ logit: number }> }).results.map((r) => r.logit);
     assert.deepEqual(scores(pooled.stdout), scores(single.stdout));
+  });
+});
+
+describe("the default layout: onnx int8 as one engine a thread where the weights are packed", { skip: skip || (hasUnsignedDotProduct() ? false : "no VNNI here: the default is the llama.cpp engine") }, () => {
+  // The 0.6B shape: the smallest whose weights the rule runs side by side (ENGINES_SIDE_BY_SIDE_FROM_BYTES).
+  const shaped = testModel("causal", "0.6b", "q8_0");
+
+  test("with no engine named and 2 threads: 2 engines, said in the reason; a lone --doc from the CLI runs one engine with the same bits", async () => {
+    const engine = await openEngine({ model: shaped, gpu: false, threads: 2, contextSize: 512, logLevel: "error" });
+    try {
+      assert.deepEqual([engine.info.selection?.engine, engine.info.selection?.onnxPrecision, engine.info.selection?.onnxEngines], ["onnx", "int8", 2]);
+      assert.equal(engine.info.memberProcesses?.count, 2);
+      assert.match(engine.info.selection?.reason ?? "", /; 2 engines of one thread each, side by side, .* a lone pair runs on one thread/);
+    } finally {
+      await engine.dispose();
+    }
+    const args = ["score", "--model", shaped, "--gpu", "cpu", "--threads", "2", "--max-length", "256", "--log-level", "info", "-q", QUERY_EN, "-d", DOCUMENTS[0] ?? "", "--json"];
+    const [lone, two] = await Promise.all([cliAsync(args), cliAsync([...args, "-d", DOCUMENTS[1] ?? ""])]);
+    assert.equal(lone.code, 0, lone.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    assert.match(lone.stderr, /engine onnx int8: .*; onnxEngines 1: one engine of 2 threads/);
+    assert.match(two.stderr, /engine onnx int8: .*; 2 engines of one thread each/);
+    const logit = (out: string, index: number) => (JSON.parse(out) as { results: Array<{ index: number; logit: number }> }).results.find((r) => r.index === index)?.logit;
+    // Bit equality is the point: one engine of two threads and a pool member of one give a pair the same z.
+    assert.equal(logit(lone.stdout, 0), logit(two.stdout, 0));
   });
 });

@@ -78,6 +78,7 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
   if (inline && flags.input) throw new ValidationError("use either --query/--doc or --input, not both");
   if (!inline && !flags.input) throw new ValidationError("give --query with one or more --doc, or --input FILE.jsonl");
   if (inline && (flags.query === undefined || !flags.doc?.length)) throw new ValidationError("--query needs at least one --doc (and --doc needs --query)");
+  const lonePair = inline && flags.doc?.length === 1;
   await withModel("score", flags, extras, async (stack) => {
     const reranker = new Reranker(stack);
     let first = true;
@@ -125,7 +126,7 @@ async function run(flags: ScoreFlags, extras: ConfigExtras): Promise<void> {
         bar.stop();
       }
     }
-  });
+  }, { lonePair });
 }
 
 /**

@@ -144,7 +144,7 @@ async function run(flags: TuneFlags, cmd: Command): Promise<void> {
     maxLength: flags.maxLength ?? DEFAULT_MAX_LENGTH,
   });
   const set = await loadSetFrom(flags);
-  const outcome = await withModel("tune", flags, extras, (stack) => tune(flags, space, set, stack), Math.max(...space.maxLengths));
+  const outcome = await withModel("tune", flags, extras, (stack) => tune(flags, space, set, stack), { minMaxLength: Math.max(...space.maxLengths) });
   const worse = belowFirstStage(outcome);
   await writeProfile(flags.out, profileOf(outcome, flags), [
     `qwen-rerank tune: best of ${outcome.board.length} configurations by ${space.objective.name} = ${outcome.best.value.toFixed(4)}`,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { RuleFacts } from "./engine-selection.js";
-import { cachedSelection, decide, selectByRule, writeCache } from "./engine-selection.js";
+import { ENGINES_SIDE_BY_SIDE_FROM_BYTES, cachedSelection, decide, onnxLayout, selectByRule, writeCache } from "./engine-selection.js";
 
 const ranks = Array.from({ length: 16 }, (_, i) => i / 4);
 const close = ranks.map((z) => z + 0.05);
@@ -119,4 +119,24 @@ test("the default rule: the llama.cpp engine wherever onnx int8 was not measured
     assert.equal(s.source, "rule");
     assert.match(s.reason, reason);
   }
+});
+
+test("the default layout of onnx int8: one engine a thread where the weights are packed and memory holds them all, else one engine of every thread, each reason named", () => {
+  const GB = 2 ** 30;
+  const base = { threads: 2, packedWeights: true, int8Bytes: 0.9 * GB, memoryBytes: 20 * GB };
+  const side = onnxLayout(base);
+  assert.equal(side.engines, 2);
+  assert.match(side.reason, /^2 engines of one thread each, side by side, .* same bits .* 0\.9 GB each; a lone pair runs on one thread; --onnx-engines 1 .* one engine of 2 threads$/);
+  assert.equal(onnxLayout({ ...base, threads: 16 }).engines, 16);
+  // Memory caps the count: 3.5 GB holds three engines of 0.9 GB.
+  assert.equal(onnxLayout({ ...base, threads: 16, memoryBytes: 3.5 * GB }).engines, 3);
+  const one = (facts: Partial<typeof base>, why: RegExp) => {
+    const layout = onnxLayout({ ...base, ...facts });
+    assert.equal(layout.engines, 1, why.source);
+    assert.match(layout.reason, why);
+  };
+  one({ threads: 1 }, /^one engine of 1 thread \(one thread to use\)$/);
+  one({ packedWeights: false }, /^one engine of 2 threads \(weights memory-mapped, not packed/);
+  one({ int8Bytes: ENGINES_SIDE_BY_SIDE_FROM_BYTES - 1 }, /model this small/);
+  one({ memoryBytes: 1.5 * GB }, /memory for one engine only: 0\.9 GB each, 1\.5 GB free/);
 });

@@ -56,6 +56,48 @@ export function selectByRule(facts: RuleFacts, measuredAt = new Date().toISOStri
   };
 }
 
+/** What decides how many onnx int8 engines the default runs side by side; each is known before any engine loads. */
+export interface LayoutFacts {
+  /** The threads the engine may use (`threads`, else the machine's available parallelism). */
+  threads: number;
+  /** Whether ONNX Runtime packs the weights (packsWeights: the 0.6B shape by default). */
+  packedWeights: boolean;
+  /** One engine's memory for this model in int8 (onnxMemoryEstimate), and the memory there is. */
+  int8Bytes: number;
+  memoryBytes: number;
+}
+
+/**
+ * Under this many bytes of int8 weights a pair takes milliseconds, about what handing it to another
+ * process and back costs, and a process's start would dominate: one engine (the tiny test models).
+ * The 0.6B shape needs ~0.9 GB.
+ */
+export const ENGINES_SIDE_BY_SIDE_FROM_BYTES = 100 * 2 ** 20;
+
+/**
+ * How the default runs the onnx int8 engine: as `threads` engines of one thread each, side by side
+ * (src/engines/onnx/engine-pool.ts), where that was measured faster with the same bits (1.85-2x one
+ * engine of two threads on calls of many pairs, 0.6B shape, docs/benchmarks.md: ONNX Runtime's
+ * threads scale 1.0-1.7x there); else one engine of `threads` threads: one thread; weights not packed
+ * (4B, 8B, where side by side was not measured); a model too small to pay for a process; memory for
+ * fewer than two engines. The price, said in the reason: each engine's memory, and a lone pair on one
+ * thread.
+ */
+export function onnxLayout(facts: LayoutFacts): { engines: number; reason: string } {
+  const one = (why: string) => ({ engines: 1, reason: `one engine of ${facts.threads} thread${facts.threads > 1 ? "s" : ""} (${why})` });
+  if (facts.threads < 2) return one("one thread to use");
+  if (!facts.packedWeights) return one("weights memory-mapped, not packed: engines side by side were measured with packed weights only");
+  if (facts.int8Bytes < ENGINES_SIDE_BY_SIDE_FROM_BYTES) return one("a model this small scores a pair in less time than a process hand-off costs");
+  const engines = Math.min(facts.threads, Math.floor(facts.memoryBytes / facts.int8Bytes));
+  if (engines < 2) return one(`memory for one engine only: ${(facts.int8Bytes / 2 ** 30).toFixed(1)} GB each, ${(facts.memoryBytes / 2 ** 30).toFixed(1)} GB free`);
+  return {
+    engines,
+    reason:
+      `${engines} engines of one thread each, side by side, scoring a call's pairs with the same bits as one engine (measured 1.85-2x one engine of two threads on calls of many pairs, docs/benchmarks.md), ` +
+      `${(facts.int8Bytes / 2 ** 30).toFixed(1)} GB each; a lone pair runs on one thread; --onnx-engines 1 (onnxEngines: 1) runs one engine of ${facts.threads} threads`,
+  };
+}
+
 /** A candidate engine, opened and disposed by the caller's factory. */
 type Opener = (choice: ConcreteEngine) => Promise<Engine>;
 

@@ -137,6 +137,11 @@ export interface EngineSelection extends ConcreteEngine {
    * these threads (`doctor --engines`), kept in engine-choice.json and used from then on.
    */
   source: "asked" | "rule" | "measured";
+  /**
+   * The onnx engine as this many engines of one thread each, side by side (`onnxEngines`), when the
+   * default chose it (onnxLayout in src/engines/engine-selection.ts); absent: one engine.
+   */
+  onnxEngines?: number | undefined;
   /** The candidates measured (empty unless measured). */
   trials: EngineTrialResult[];
   /** What a calibration is kept under: model fingerprint, CPU kernel flags, threads ("" when none applies). */

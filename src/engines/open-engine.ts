@@ -42,8 +42,10 @@ export interface EngineChoice {
    * The onnx engine as this many engines of one thread each, in their own processes, each scoring
    * whole pairs of a call side by side (src/engines/onnx/engine-pool.ts): the same bits, more pairs
    * a second where ONNX Runtime's threads do not scale (measured 1.85-2x with 2 on 2 cores,
-   * docs/benchmarks.md), each engine's memory, and one thread's time for a lone pair. Default 1:
-   * one engine of `threads` threads.
+   * docs/benchmarks.md), each engine's memory, and one thread's time for a lone pair. Default:
+   * with `engine: "auto"` choosing onnx int8, the layout rule (onnxLayout in
+   * src/engines/engine-selection.ts: `threads` engines for a model with packed weights, the 0.6B
+   * shape, when their memory fits); otherwise 1, one engine of `threads` threads.
    */
   onnxEngines?: number | undefined;
   /** Hears which engine was chosen and why (the CLI logs it). Default: none. */
@@ -64,7 +66,7 @@ export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
   const { engine: kind = "auto", onnxPrecision, onEngineSelected, ...rest } = options;
   const selection = await selectEngine(rest, kind, onnxPrecision, rest.onnxPackedWeights);
   onEngineSelected?.(selection);
-  const engine = await openConcrete({ ...rest, engine: selection.engine, onnxPrecision: selection.onnxPrecision });
+  const engine = await openConcrete({ ...rest, engine: selection.engine, onnxPrecision: selection.onnxPrecision, onnxEngines: rest.onnxEngines ?? selection.onnxEngines });
   engine.selection = selection;
   return engine;
 }
@@ -109,7 +111,7 @@ const LLAMA_ONLY: ReadonlyArray<[string, (o: LlamaEngineOptions) => boolean]> = 
   ["memoryReserveBytes (--memory-reserve-bytes)", (o) => o.memoryReserveBytes !== undefined],
 ];
 
-async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined, onnxPackedWeights: boolean | undefined): Promise<EngineSelection> {
+async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "onnxEngines">, kind: EngineKind, onnxPrecision: OnnxPrecision | undefined, onnxPackedWeights: boolean | undefined): Promise<EngineSelection> {
   const measuredAt = new Date().toISOString();
   if (kind === "llama") return { engine: "llama", reason: "llama: asked for (engine llama)", source: "asked", trials: [], key: "", measuredAt };
   if (kind === "onnx" || onnxPrecision !== undefined) {
@@ -145,10 +147,16 @@ async function selectEngine(options: LlamaEngineOptions, kind: EngineKind, onnxP
   const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
   if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
   const path = await resolveModelSource(options.model, options);
-  const measured = selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads));
-  if (measured) return measured;
   const fit = await onnxFit(path, onnxPackedWeights);
-  return selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes: memoryRoom().bytes }, measuredAt);
+  const memoryBytes = memoryRoom().bytes;
+  const chosen =
+    selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads)) ??
+    selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes }, measuredAt);
+  // How many engines: the user's onnxEngines when given, else the layout rule for int8 (the calibration times one engine of each mode).
+  if (chosen.engine !== "onnx" || chosen.onnxPrecision !== "int8") return chosen;
+  if (options.onnxEngines !== undefined) return { ...chosen, reason: `${chosen.reason}; onnxEngines ${options.onnxEngines}${options.onnxEngines === 1 ? `: one engine of ${options.threads ?? availableParallelism()} threads` : ""}` };
+  const layout = selection.onnxLayout({ threads: options.threads ?? availableParallelism(), packedWeights: fit.packedInt8, int8Bytes: fit.bytes("int8"), memoryBytes });
+  return { ...chosen, reason: `${chosen.reason}; ${layout.reason}`, ...(layout.engines > 1 ? { onnxEngines: layout.engines } : {}) };
 }
 
 /** What a measurement is kept under: the model's content, the CPU's kernel flags and the threads (each changes which engine is fastest). */

@@ -80,6 +80,11 @@ const engineSchema = z
       .object({ engine: z.string(), onnx_precision: z.string().nullable(), source: z.enum(["asked", "rule", "measured"]), reason: z.string(), measured_at: z.string() })
       .nullable()
       .describe("which engine runs and why: asked for (--engine), chosen by the default rule, or measured by `doctor --engines`"),
+    onnx_engines: z
+      .number()
+      .int()
+      .nullable()
+      .describe("the onnx engine: how many engines score a call's pairs side by side, each in a process of its own with one thread (1: one engine of every thread; --onnx-engines); null for llama.cpp"),
     onnx_graphs: z.enum(["cache", "built", "memory"]).nullable().describe("the onnx engine: its graphs loaded from the on-disk cache, built at this start and kept there, or built in memory only; null for llama.cpp"),
     prefix_cache: z
       .object({ capacity_bytes: z.number(), bytes: z.number(), entries: z.number(), hits: z.number(), misses: z.number() })
@@ -111,6 +116,7 @@ function engineReport(info: EngineInfo): z.input<typeof engineSchema> {
   return {
     numerics: info.numerics,
     selection: s ? { engine: s.engine, onnx_precision: s.onnxPrecision ?? null, source: s.source, reason: s.reason, measured_at: s.measuredAt } : null,
+    onnx_engines: info.graphs ? (info.memberProcesses?.count ?? 1) : null,
     onnx_graphs: info.graphs ?? null,
     prefix_cache: { capacity_bytes: c.capacityBytes, bytes: c.bytes, entries: c.entries, hits: c.hits, misses: c.misses },
   };

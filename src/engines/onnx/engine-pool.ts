@@ -40,29 +40,56 @@ const memberModule = (): string => {
   return self.replace(/engine-pool\.(ts|js)$/, "pool-member.$1");
 };
 
+/** Starts one member process and opens its engine; the process is killed if it cannot open. */
+function openMember(options: OnnxEngineOptions): Promise<{ member: Member; info: EngineInfo }> {
+  const child = fork(memberModule(), [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const member: Member = { child, prefixCache: { capacityBytes: 0, bytes: 0, entries: 0, hits: 0, misses: 0 }, peakRssBytes: 0 };
+  return new Promise<{ member: Member; info: EngineInfo }>((resolve, reject) => {
+    const exited = (code: number | null) => reject(new RerankError("engine_failure", `an onnx engine process exited while opening (code ${String(code)})`));
+    child.once("exit", exited);
+    child.once("message", (reply: PoolReply) => {
+      child.off("exit", exited);
+      if (reply.type === "opened") {
+        member.prefixCache = reply.info.prefixCache;
+        member.peakRssBytes = reply.peakRssBytes;
+        resolve({ member, info: reply.info });
+        return;
+      }
+      child.kill();
+      reject(new RerankError(reply.type === "failed" ? reply.code : "engine_failure", reply.type === "failed" ? reply.message : "unexpected reply"));
+    });
+    child.send({ type: "open", options } satisfies PoolRequest);
+  });
+}
+
 /**
  * The onnx engine as several engines of one thread each, in their own processes, each scoring whole
  * pairs: a pair's z is what one engine computes for it, the same bits as `OnnxEngine` with one
  * thread (and, measured here, with more: docs/benchmarks.md), whatever else is scored beside it.
  * ONNX Runtime's Node binding runs a session on the thread that calls it, and its intra-op threads
  * measured 1.0-1.7x on 2 cores where 2 engines side by side measured 2x; a lone pair takes one
- * thread's time. Every member holds its own session, so the memory is that many engines'.
+ * thread's time. Every member holds its own session, so the memory is that many engines'. A member
+ * whose process ends (killed for memory, a crash) fails the call it was scoring with
+ * `engine_failure` and is replaced in the background; the others go on scoring.
  */
 export class OnnxEnginePool implements Engine {
   selection: EngineSelection | undefined;
   private nextId = 0;
-  private readonly waiting = new Map<number, { resolve: (r: { logits: Float64Array; stats: ScoreStats }) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { member: Member; resolve: (r: { logits: Float64Array; stats: ScoreStats }) => void; reject: (e: Error) => void }>();
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Members being opened in place of ones that exited, and why the last such opening failed. */
+  private replacing: Array<Promise<void>> = [];
+  private replaceFailure: Error | undefined;
 
   private constructor(
     private readonly members: Member[],
     private readonly base: EngineInfo,
     readonly tokenizer: PromptTokenizer,
     private readonly vocab: LlamaModel,
+    private readonly memberOptions: OnnxEngineOptions,
   ) {
-    for (const m of members) m.child.on("message", (reply: PoolReply) => this.receive(m, reply));
-    for (const m of members) m.child.on("exit", (code) => this.memberExited(code));
+    for (const m of members) this.watch(m);
   }
 
   get info(): EngineInfo {
@@ -77,41 +104,37 @@ export class OnnxEnginePool implements Engine {
   static async open(options: OnnxEngineOptions, engines: number): Promise<OnnxEnginePool> {
     if (!Number.isInteger(engines) || engines < 2) throw new RerankError("invalid_request", `onnxEngines must be a whole number of 2 or more (1 is the single engine), got ${String(engines)}`);
     const path = await resolveModelSource(options.model, options);
-    const members: Member[] = [];
+    // Callbacks do not cross processes; the members' warnings reach their stderr.
+    const { onWarning: _onWarning, ...plain } = options;
+    const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1 };
+    const opened: Member[] = [];
+    const openOne = async (): Promise<EngineInfo> => {
+      const { member, info } = await openMember(memberOptions);
+      opened.push(member);
+      return info;
+    };
     let vocabLoading: Promise<LlamaModel> | undefined;
     try {
-      // Callbacks do not cross processes; the members' warnings reach their stderr.
-      const { onWarning: _onWarning, ...plain } = options;
-      const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1 };
-      const openOne = async (): Promise<EngineInfo> => {
-        const child = fork(memberModule(), [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-        const member: Member = { child, prefixCache: { capacityBytes: 0, bytes: 0, entries: 0, hits: 0, misses: 0 }, peakRssBytes: 0 };
-        members.push(member);
-        return new Promise<EngineInfo>((resolve, reject) => {
-          child.once("message", (reply: PoolReply) => {
-            if (reply.type === "opened") {
-              member.prefixCache = reply.info.prefixCache;
-              member.peakRssBytes = reply.peakRssBytes;
-              resolve(reply.info);
-            } else reject(new RerankError(reply.type === "failed" ? reply.code : "engine_failure", reply.type === "failed" ? reply.message : "unexpected reply"));
-          });
-          child.once("exit", (code) => reject(new RerankError("engine_failure", `an onnx engine process exited while opening (code ${String(code)})`)));
-          child.send({ type: "open", options: memberOptions } satisfies PoolRequest);
-        });
-      };
       // The first member says in words what is wrong with the file or the settings, before anything else loads.
       const first = await openOne();
       vocabLoading = sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
       const [vocab] = await Promise.all([vocabLoading, ...Array.from({ length: engines - 1 }, openOne)]);
-      return new OnnxEnginePool(members, first, llamaTokenizer(vocab), vocab);
+      return new OnnxEnginePool(opened, first, llamaTokenizer(vocab), vocab, memberOptions);
     } catch (error) {
-      for (const m of members) m.child.kill();
+      for (const m of opened) m.child.kill();
       await vocabLoading?.then(
         (v) => v.dispose(),
         () => undefined,
       );
       throw error;
     }
+  }
+
+  private watch(member: Member): void {
+    member.child.on("message", (reply: PoolReply) => this.receive(reply));
+    // A send to a process that is going away fails here; its exit below fails the pair and replaces it.
+    member.child.on("error", () => undefined);
+    member.child.once("exit", (code, signal) => this.memberExited(member, code, signal));
   }
 
   score(groups: readonly PrefixGroup[], options: ScoreRequestOptions = {}): Promise<{ logits: Float64Array; stats: ScoreStats }> {
@@ -123,6 +146,9 @@ export class OnnxEnginePool implements Engine {
 
   private async scoreNow(groups: readonly PrefixGroup[], options: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }> {
     if (this.closed) throw new RerankError("engine_failure", "the onnx engine pool is disposed");
+    // Every member exited: wait for their replacements.
+    if (this.members.length === 0) await Promise.all(this.replacing);
+    if (this.members.length === 0) throw new RerankError("engine_failure", `every onnx engine process exited and none could be started again: ${this.replaceFailure?.message ?? "unknown"}`);
     const jobs: Job[] = [];
     for (const group of groups) for (const tail of group.tails) jobs.push({ out: jobs.length, group: { ...group, tails: [tail] } });
     const logits = new Float64Array(jobs.length);
@@ -147,7 +173,7 @@ export class OnnxEnginePool implements Engine {
         }
       }
     };
-    await Promise.all(this.members.map(work));
+    await Promise.all([...this.members].map(work));
     if (failure) throw failure;
     return { logits, stats };
   }
@@ -155,34 +181,58 @@ export class OnnxEnginePool implements Engine {
   private ask(member: Member, group: PrefixGroup): Promise<{ logits: Float64Array; stats: ScoreStats }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      this.waiting.set(id, { member, resolve, reject });
       member.child.send({ type: "score", id, groups: [group] } satisfies PoolRequest);
     });
   }
 
-  private receive(member: Member, reply: PoolReply): void {
+  private receive(reply: PoolReply): void {
     if (reply.type === "opened" || reply.id === undefined) return;
     const waiter = this.waiting.get(reply.id);
     this.waiting.delete(reply.id);
     if (reply.type === "scored") {
-      member.prefixCache = reply.prefixCache;
-      member.peakRssBytes = reply.peakRssBytes;
+      if (waiter) {
+        waiter.member.prefixCache = reply.prefixCache;
+        waiter.member.peakRssBytes = reply.peakRssBytes;
+      }
       waiter?.resolve({ logits: reply.logits, stats: reply.stats });
     } else waiter?.reject(new RerankError(reply.code, reply.message));
   }
 
-  private memberExited(code: number | null): void {
+  /** A member's process ended on its own: the pair it held fails its call, and another member is started in its place. */
+  private memberExited(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.closed) return;
-    const error = new RerankError("engine_failure", `an onnx engine process exited (code ${String(code)}); the pool cannot score until it is opened again`);
-    this.closed = true;
-    for (const waiter of this.waiting.values()) waiter.reject(error);
-    this.waiting.clear();
+    const index = this.members.indexOf(member);
+    if (index >= 0) this.members.splice(index, 1);
+    const how = signal ? `killed by ${signal}${signal === "SIGKILL" ? ", often the system out of memory" : ""}` : `code ${String(code)}`;
+    const error = new RerankError("engine_failure", `an onnx engine process exited while scoring (${how}); it is being replaced, retry the request`);
+    for (const [id, waiter] of this.waiting) {
+      if (waiter.member !== member) continue;
+      this.waiting.delete(id);
+      waiter.reject(error);
+    }
+    const replacement = openMember(this.memberOptions).then(
+      ({ member: fresh }) => {
+        if (this.closed) {
+          fresh.child.kill();
+          return;
+        }
+        this.members.push(fresh);
+        this.watch(fresh);
+      },
+      (failure: unknown) => {
+        this.replaceFailure = failure as Error;
+      },
+    );
+    this.replacing.push(replacement);
+    void replacement.finally(() => (this.replacing = this.replacing.filter((r) => r !== replacement)));
   }
 
   async dispose(): Promise<void> {
     // The call in flight finishes first (as OnnxEngine's dispose): its members answer before they go.
     await this.queue;
     this.closed = true;
+    await Promise.all(this.replacing);
     await Promise.all(
       this.members.map(
         (m) =>

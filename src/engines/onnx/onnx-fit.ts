@@ -54,14 +54,18 @@ export const DEFAULT_STAGE_BYTES = 1.5e9;
 /**
  * Whether the onnx engine can run a GGUF file, from its header alone (what `bench` and
  * `engine: "auto"` check before loading anything): the memory it needs per precision
- * (onnxMemoryEstimate, with the weights packed as `packedWeights` asks, else by the default), and a
- * tensor type it cannot read, if any.
+ * (onnxMemoryEstimate, with the weights packed as `packedWeights` asks, else by the default), whether
+ * int8's weights are packed, and a tensor type it cannot read, if any.
  */
-export async function onnxFit(path: string, packedWeights?: boolean): Promise<{ bytes: (precision: OnnxPrecision) => number; unreadable: string | undefined }> {
+export async function onnxFit(path: string, packedWeights?: boolean): Promise<{ bytes: (precision: OnnxPrecision) => number; packedInt8: boolean; unreadable: string | undefined }> {
   const info = await readGgufFileInfo(path, { readTensorInfo: true });
   const weights = new GgufWeights(path, info);
   const layers = readModelFacts(info, 40960).shape?.layers ?? 0;
-  return { bytes: (precision) => onnxMemoryEstimate(weights, layers, precision, undefined, packedWeights), unreadable: weights.unreadableType() };
+  return {
+    bytes: (precision) => onnxMemoryEstimate(weights, layers, precision, undefined, packedWeights),
+    packedInt8: packsWeights(layerWeightBytes(weights, "int8") * layers, packedWeights),
+    unreadable: weights.unreadableType(),
+  };
 }
 
 /**
