@@ -23,6 +23,11 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     pool = await OnnxEnginePool.open(options, 2);
     const prompt = new PromptBuilder(pool.tokenizer);
     pairs = [...DOCUMENTS.slice(0, 5).map((document) => ({ query: QUERY_EN, document })), ...DOCUMENTS.slice(0, 2).map((document) => ({ query: QUERY_ZH, document })), { query: QUERY_EN, document: LONG_DOCUMENT }].map((p) => prompt.build(p, 160));
+    // The pool returns with its first engine (a start costs one engine's) and scores with it while the second opens.
+    assert.equal(pool.info.memberProcesses?.count, 1);
+    assert.equal((await pool.score(groupByHead(pairs.slice(0, 2)).groups)).logits.length, 2);
+    await pool.ready;
+    assert.equal(pool.info.memberProcesses?.count, 2);
   });
   after(async () => {
     await pool.dispose();
@@ -112,6 +117,7 @@ describe("the default layout: onnx int8 as one engine a thread where the weights
   test("with no engine named and 2 threads: 2 engines, said in the reason; a lone --doc from the CLI runs one engine with the same bits", async () => {
     const engine = await openEngine({ model: shaped, gpu: false, threads: 2, contextSize: 512, logLevel: "error" });
     try {
+      await engine.ready;
       assert.deepEqual([engine.info.selection?.engine, engine.info.selection?.onnxPrecision, engine.info.selection?.onnxEngines], ["onnx", "int8", 2]);
       assert.equal(engine.info.memberProcesses?.count, 2);
       assert.match(engine.info.selection?.reason ?? "", /; 2 engines of one thread each, side by side, .* a lone pair runs on one thread/);

@@ -103,6 +103,11 @@ export interface Engine {
   /** Set by openEngine when `engine: "auto"` chose this engine; part of `info`. */
   selection?: EngineSelection | undefined;
   readonly tokenizer: PromptTokenizer;
+  /**
+   * Settles when the engine scores at its full speed: engines side by side (onnx-engine-pool.ts)
+   * score from their first engine on while the others open. Absent: at once. `bench` times after it.
+   */
+  readonly ready?: Promise<void> | undefined;
   score(groups: readonly PrefixGroup[], options?: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }>;
   dispose(): Promise<void>;
 }

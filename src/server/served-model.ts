@@ -42,6 +42,8 @@ export async function openServedModel(o: {
   log?: ((line: Record<string, unknown>) => void) | undefined;
 }): Promise<ServedModel> {
   const stack = await openStack(o.reranker);
+  // Ready means at full speed: engines side by side have all opened (and /metrics names them all).
+  await stack.engine.ready;
   const scheduler = new Scheduler(stack.engineSource, o.scheduler);
   scheduler.onBatch = (b) => o.metrics.observeBatch(b);
   const pipeline = stack.pipeline.withSource(stack.cached(scheduler));

@@ -40,11 +40,17 @@ const memberModule = (): string => {
   return self.replace(/engine-pool\.(ts|js)$/, "pool-member.$1");
 };
 
-/** Starts one member process and opens its engine; the process is killed if it cannot open. */
-function openMember(options: OnnxEngineOptions): Promise<{ member: Member; info: EngineInfo }> {
+/** A member process opening its engine (killed if it cannot open). */
+interface Opening {
+  child: ChildProcess;
+  opened: Promise<{ member: Member; info: EngineInfo }>;
+}
+
+/** Starts one member process and opens its engine. */
+function openMember(options: OnnxEngineOptions): Opening {
   const child = fork(memberModule(), [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const member: Member = { child, prefixCache: { capacityBytes: 0, bytes: 0, entries: 0, hits: 0, misses: 0 }, peakRssBytes: 0 };
-  return new Promise<{ member: Member; info: EngineInfo }>((resolve, reject) => {
+  const opened = new Promise<{ member: Member; info: EngineInfo }>((resolve, reject) => {
     const exited = (code: number | null) => reject(new RerankError("engine_failure", `an onnx engine process exited while opening (code ${String(code)})`));
     child.once("exit", exited);
     child.once("message", (reply: PoolReply) => {
@@ -60,6 +66,7 @@ function openMember(options: OnnxEngineOptions): Promise<{ member: Member; info:
     });
     child.send({ type: "open", options } satisfies PoolRequest);
   });
+  return { child, opened };
 }
 
 /**
@@ -78,9 +85,12 @@ export class OnnxEnginePool implements Engine {
   private readonly waiting = new Map<number, { member: Member; resolve: (r: { logits: Float64Array; stats: ScoreStats }) => void; reject: (e: Error) => void }>();
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Members being opened in place of ones that exited, and why the last such opening failed. */
-  private replacing: Array<Promise<void>> = [];
-  private replaceFailure: Error | undefined;
+  ready: Promise<void> = Promise.resolve();
+  /** Members being opened (at the start, or in place of ones that exited), and why the last that failed did. */
+  private opening: Opening[] = [];
+  private openFailure: Error | undefined;
+  /** Puts a member that just joined to work on the call in flight. */
+  private activeCall: ((member: Member) => void) | undefined;
 
   private constructor(
     private readonly members: Member[],
@@ -97,36 +107,57 @@ export class OnnxEnginePool implements Engine {
     const sum = (key: keyof HeadCacheStats) => this.members.reduce((n, m) => n + m.prefixCache[key], 0);
     const prefixCache: HeadCacheStats = { capacityBytes: sum("capacityBytes"), bytes: sum("bytes"), entries: sum("entries"), hits: sum("hits"), misses: sum("misses") };
     const memberProcesses = { count: this.members.length, peakRssBytes: this.members.reduce((n, m) => n + m.peakRssBytes, 0) };
-    return { ...this.base, backend: `${backend}, ${this.members.length} engines of 1 thread`, sequences: sequences * this.members.length, prefixCache, memberProcesses, ...(this.selection ? { selection: this.selection } : {}) };
+    return { ...this.base, backend: `${backend}, ${this.members.length} engine${this.members.length === 1 ? "" : "s"} of 1 thread`, sequences: sequences * this.members.length, prefixCache, memberProcesses, ...(this.selection ? { selection: this.selection } : {}) };
   }
 
-  /** Opens `engines` members of one thread each (the first alone, so a first start builds the graphs once). */
+  /**
+   * Opens the first of `engines` members of one thread each (and the tokenizer meanwhile) and
+   * returns: the pool scores with it while the others open, each joining as it is ready (`ready`
+   * settles when all have), so a start costs one engine's. A later member that cannot open is a
+   * warning, and the pool scores with those that did.
+   */
   static async open(options: OnnxEngineOptions, engines: number): Promise<OnnxEnginePool> {
     if (!Number.isInteger(engines) || engines < 2) throw new RerankError("invalid_request", `onnxEngines must be a whole number of 2 or more (1 is the single engine), got ${String(engines)}`);
     const path = await resolveModelSource(options.model, options);
     // Callbacks do not cross processes; the members' warnings reach their stderr.
-    const { onWarning: _onWarning, ...plain } = options;
+    const { onWarning, ...plain } = options;
     const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1 };
-    const opened: Member[] = [];
-    const openOne = async (): Promise<EngineInfo> => {
-      const { member, info } = await openMember(memberOptions);
-      opened.push(member);
-      return info;
-    };
-    let vocabLoading: Promise<LlamaModel> | undefined;
+    const vocabLoading = sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
+    // The first member alone: it builds the graphs of a first start once (the others then load them), and says in words what is wrong with the file or the settings.
+    const [first, vocab] = await Promise.allSettled([openMember(memberOptions).opened, vocabLoading]);
+    if (first.status === "rejected" || vocab.status === "rejected") {
+      if (first.status === "fulfilled") first.value.member.child.kill();
+      if (vocab.status === "fulfilled") await vocab.value.dispose();
+      throw first.status === "rejected" ? first.reason : (vocab as PromiseRejectedResult).reason;
+    }
+    const pool = new OnnxEnginePool([first.value.member], first.value.info, llamaTokenizer(vocab.value), vocab.value, memberOptions);
+    const warn = onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning"));
+    pool.ready = Promise.all(
+      Array.from({ length: engines - 1 }, () =>
+        pool.join().catch((error: unknown) => {
+          if (!pool.closed) warn(`an onnx engine process could not open (${(error as Error).message}); scoring with the ones that did`);
+        }),
+      ),
+    ).then(() => undefined);
+    return pool;
+  }
+
+  /** Starts one more member; it takes pairs from the call in flight, if any, as soon as it is open. */
+  private async join(): Promise<void> {
+    const opening = openMember(this.memberOptions);
+    this.opening.push(opening);
+    opening.opened.catch((error: unknown) => (this.openFailure = error as Error));
     try {
-      // The first member says in words what is wrong with the file or the settings, before anything else loads.
-      const first = await openOne();
-      vocabLoading = sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
-      const [vocab] = await Promise.all([vocabLoading, ...Array.from({ length: engines - 1 }, openOne)]);
-      return new OnnxEnginePool(opened, first, llamaTokenizer(vocab), vocab, memberOptions);
-    } catch (error) {
-      for (const m of opened) m.child.kill();
-      await vocabLoading?.then(
-        (v) => v.dispose(),
-        () => undefined,
-      );
-      throw error;
+      const { member } = await opening.opened;
+      if (this.closed) {
+        member.child.kill();
+        return;
+      }
+      this.members.push(member);
+      this.watch(member);
+      this.activeCall?.(member);
+    } finally {
+      this.opening = this.opening.filter((o) => o !== opening);
     }
   }
 
@@ -147,8 +178,8 @@ export class OnnxEnginePool implements Engine {
   private async scoreNow(groups: readonly PrefixGroup[], options: ScoreRequestOptions): Promise<{ logits: Float64Array; stats: ScoreStats }> {
     if (this.closed) throw new RerankError("engine_failure", "the onnx engine pool is disposed");
     // Every member exited: wait for their replacements.
-    if (this.members.length === 0) await Promise.all(this.replacing);
-    if (this.members.length === 0) throw new RerankError("engine_failure", `every onnx engine process exited and none could be started again: ${this.replaceFailure?.message ?? "unknown"}`);
+    if (this.members.length === 0) await Promise.allSettled(this.opening.map((o) => o.opened));
+    if (this.members.length === 0) throw new RerankError("engine_failure", `every onnx engine process exited and none could be started again: ${this.openFailure?.message ?? "unknown"}`);
     const jobs: Job[] = [];
     for (const group of groups) for (const tail of group.tails) jobs.push({ out: jobs.length, group: { ...group, tails: [tail] } });
     const logits = new Float64Array(jobs.length);
@@ -173,7 +204,14 @@ export class OnnxEnginePool implements Engine {
         }
       }
     };
-    await Promise.all([...this.members].map(work));
+    const workers = this.members.map(work);
+    this.activeCall = (member) => workers.push(work(member));
+    try {
+      // Members that join meanwhile add workers.
+      for (let settled = 0; settled < workers.length; settled++) await workers[settled];
+    } finally {
+      this.activeCall = undefined;
+    }
     if (failure) throw failure;
     return { logits, stats };
   }
@@ -211,28 +249,17 @@ export class OnnxEnginePool implements Engine {
       this.waiting.delete(id);
       waiter.reject(error);
     }
-    const replacement = openMember(this.memberOptions).then(
-      ({ member: fresh }) => {
-        if (this.closed) {
-          fresh.child.kill();
-          return;
-        }
-        this.members.push(fresh);
-        this.watch(fresh);
-      },
-      (failure: unknown) => {
-        this.replaceFailure = failure as Error;
-      },
-    );
-    this.replacing.push(replacement);
-    void replacement.finally(() => (this.replacing = this.replacing.filter((r) => r !== replacement)));
+    // Its failure is kept for the call that finds no member left.
+    this.join().catch(() => undefined);
   }
 
   async dispose(): Promise<void> {
     // The call in flight finishes first (as OnnxEngine's dispose): its members answer before they go.
     await this.queue;
     this.closed = true;
-    await Promise.all(this.replacing);
+    // Members still opening are not waited for.
+    for (const o of this.opening) o.child.kill();
+    await Promise.allSettled(this.opening.map((o) => o.opened));
     await Promise.all(
       this.members.map(
         (m) =>
