@@ -95,6 +95,26 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     assert.deepEqual([...(await pool.score(groups)).logits], [...before.logits]);
   });
 
+  test("on a rank-head file the members load no vocabulary (the pool tokenizes) and give the same bits; the pool reports the yes/no ids", async () => {
+    const rank = { ...options, model: testModel("rank") };
+    const bare = await OnnxEngine.open({ ...rank, threads: 1, tokenizer: false });
+    const full = await OnnxEngine.open({ ...rank, threads: 1 });
+    const rankPool = await OnnxEnginePool.open(rank, 2);
+    try {
+      assert.throws(() => bare.tokenizer, /opened without a tokenizer \(tokenizer: false\): it scores token ids only/);
+      assert.deepEqual([bare.info.yesTokenId, bare.info.noTokenId], [-1, -1], "unknown without a vocabulary");
+      assert.deepEqual([rankPool.info.yesTokenId, rankPool.info.noTokenId], [full.info.yesTokenId, full.info.noTokenId]);
+      const prompt = new PromptBuilder(full.tokenizer);
+      const { groups } = groupByHead(DOCUMENTS.slice(0, 4).map((document) => prompt.build({ query: QUERY_EN, document }, 160)));
+      const reference = [...(await full.score(groups)).logits];
+      // Bit equality is the point: the vocabulary plays no part in a rank file's z.
+      assert.deepEqual([...(await bare.score(groups)).logits], reference);
+      assert.deepEqual([...(await rankPool.score(groups)).logits], reference);
+    } finally {
+      await Promise.all([bare.dispose(), full.dispose(), rankPool.dispose()]);
+    }
+  });
+
   test("bad settings and files are errors in words, and no process is left behind", async () => {
     await assert.rejects(OnnxEnginePool.open(options, 1), /onnxEngines must be a whole number of 2 or more/);
     await assert.rejects(OnnxEnginePool.open({ ...options, kvCache: "int4" as never }, 2), /unknown onnx kvCache int4/);

@@ -8,7 +8,7 @@ import type { PrefixGroup } from "../../prompt/groups.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
 import type { Engine, EngineInfo, EngineSelection, ScoreRequestOptions, ScoreStats } from "../engine.js";
 import type { HeadCacheStats } from "../head-cache.js";
-import { llamaTokenizer, sharedLlama } from "../llama/runtime.js";
+import { llamaTokenizer, sharedLlama, singleToken } from "../llama/runtime.js";
 import { resolveModelSource } from "../llama/model-source.js";
 import type { OnnxEngineOptions } from "./onnx-engine.js";
 
@@ -121,7 +121,7 @@ export class OnnxEnginePool implements Engine {
     const path = await resolveModelSource(options.model, options);
     // Callbacks do not cross processes; the members' warnings reach their stderr.
     const { onWarning, ...plain } = options;
-    const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1 };
+    const memberOptions: OnnxEngineOptions = { ...plain, model: path, threads: 1, tokenizer: false };
     const vocabLoading = sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
     // The first member alone: it builds the graphs of a first start once (the others then load them), and says in words what is wrong with the file or the settings.
     const [first, vocab] = await Promise.allSettled([openMember(memberOptions).opened, vocabLoading]);
@@ -130,7 +130,8 @@ export class OnnxEnginePool implements Engine {
       if (vocab.status === "fulfilled") await vocab.value.dispose();
       throw first.status === "rejected" ? first.reason : (vocab as PromiseRejectedResult).reason;
     }
-    const pool = new OnnxEnginePool([first.value.member], first.value.info, llamaTokenizer(vocab.value), vocab.value, memberOptions);
+    const base = { ...first.value.info, yesTokenId: singleToken(vocab.value, "yes"), noTokenId: singleToken(vocab.value, "no") };
+    const pool = new OnnxEnginePool([first.value.member], base, llamaTokenizer(vocab.value), vocab.value, memberOptions);
     const warn = onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning"));
     pool.ready = Promise.all(
       Array.from({ length: engines - 1 }, () =>

@@ -111,6 +111,12 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   packedWeights?: boolean | undefined;
   /** Hears a cache that could not be written or was found damaged. Default: a process warning. */
   onWarning?: ((message: string) => void) | undefined;
+  /**
+   * false: the engine scores token ids only and has no tokenizer, and loads llama.cpp's vocabulary
+   * only where a causal file's yes/no rows need it (an engine pool's members: the pool tokenizes;
+   * their start is shorter by llama.cpp's runtime and the vocabulary, ~1.5 s at 0.6B). Default true.
+   */
+  tokenizer?: boolean | undefined;
   /** ONNX Runtime intra-op threads. Default: every core. */
   threads?: number | undefined;
   /** Evaluate each group's prompt head once and reuse its keys and values for every document; false evaluates it again for every run (for comparisons: the same bits, slower). Default true. */
@@ -138,7 +144,7 @@ async function loadOrt(): Promise<Ort> {
  * the GGUF's own (llama.cpp with the vocabulary only).
  */
 export class OnnxEngine implements Engine {
-  readonly tokenizer: PromptTokenizer;
+  private readonly ownTokenizer: PromptTokenizer | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly invFreq: Float64Array;
   private readonly heads: HeadCache<EvaluatedHead>;
@@ -148,7 +154,7 @@ export class OnnxEngine implements Engine {
     private readonly ort: Ort,
     /** One session per stage (a range of layers), run in order. */
     private readonly stages: ReadonlyArray<{ stage: GraphStage; session: Session }>,
-    private readonly vocab: LlamaModel,
+    private readonly vocab: LlamaModel | undefined,
     private readonly embeddings: TensorRows,
     private readonly shape: ModelShape,
     ropeTheta: number,
@@ -158,10 +164,15 @@ export class OnnxEngine implements Engine {
     readonly kvCacheType: KvCacheType,
     private readonly runScoreBytes: number,
   ) {
-    this.tokenizer = llamaTokenizer(vocab);
+    this.ownTokenizer = vocab && llamaTokenizer(vocab);
     this.heads = new HeadCache(prefixReuse ? prefixCacheBytes : 0);
     const half = shape.headDim / 2;
     this.invFreq = Float64Array.from({ length: half }, (_, i) => ropeTheta ** ((-2 * i) / shape.headDim));
+  }
+
+  get tokenizer(): PromptTokenizer {
+    if (!this.ownTokenizer) throw new RerankError("engine_failure", "this onnx engine was opened without a tokenizer (tokenizer: false): it scores token ids only");
+    return this.ownTokenizer;
   }
 
   selection: EngineSelection | undefined;
@@ -189,15 +200,15 @@ export class OnnxEngine implements Engine {
     const meta = info.metadata as unknown as { qwen3?: { context_length?: number; rope?: { freq_base?: number }; attention?: { layer_norm_rms_epsilon?: number } } };
     const facts = readModelFacts(info, meta.qwen3?.context_length ?? 40960);
     if (!facts.shape) throw new RerankError("model_unsupported", `${basename(path)} lacks the Qwen3 shape in its metadata`);
-    const llama = await sharedLlama(false, options.logLevel ?? "error");
     // The vocabulary loads on llama.cpp's own thread while ONNX Runtime loads the graphs on this one;
     // a causal file's head rows are its yes/no token ids, which the graph needs first.
-    const vocabLoading = llama.loadModel({ modelPath: path, vocabOnly: true });
-    let vocab: LlamaModel | undefined;
+    const needsVocab = options.tokenizer !== false || facts.flavor !== "rank";
+    const vocabLoading: Promise<LlamaModel | undefined> = needsVocab ? (await sharedLlama(false, options.logLevel ?? "error")).loadModel({ modelPath: path, vocabOnly: true }) : Promise.resolve(undefined);
     try {
+      // A rank file's head is its two rows (cls.output): its yes/no ids are only reported, -1 (unknown) without a vocabulary (a pool reports its own).
       const tokens = async () => {
-        vocab ??= await vocabLoading;
-        return { yes: singleToken(vocab, "yes"), no: singleToken(vocab, "no") };
+        const vocab = await vocabLoading;
+        return vocab ? { yes: singleToken(vocab, "yes"), no: singleToken(vocab, "no") } : { yes: -1, no: -1 };
       };
       const causal = facts.flavor === "rank" ? undefined : await tokens();
       const weights = new GgufWeights(path, info);
@@ -280,7 +291,7 @@ export class OnnxEngine implements Engine {
       return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.rows("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache, runScoreBytes);
     } catch (error) {
       await vocabLoading.then(
-        (v) => v.dispose(),
+        (v) => v?.dispose(),
         () => undefined,
       );
       throw error;
@@ -488,6 +499,6 @@ export class OnnxEngine implements Engine {
     this.heads.clear();
     await Promise.all(this.stages.map((s) => s.session.release()));
     this.embeddings.close();
-    await this.vocab.dispose();
+    await this.vocab?.dispose();
   }
 }
