@@ -325,24 +325,23 @@ export function buildQwen3Graph(
   // past is shorter than the run (P < S: a document's first run after its head) does that pay; else
   // every row falls in the last block, which reads the keys uncopied, and the others are empty.
   // Bounds from the mask's shape [S, P + S], shared by every layer.
-  const blocks = QUERY_BLOCKS as number;
   const maskShape = g.one("Shape", ["mask"]);
   const runRows = g.one("Slice", [maskShape, g.ints("qb_from0", [0]), one]);
   const pastLength = g.one("Sub", [g.one("Slice", [maskShape, one, g.ints("qb_to2", [2])]), runRows]);
   const split = g.one("Cast", [g.one("Less", [pastLength, runRows])], [intAttr("to", T.INT64)]);
   const zero = g.ints("qb_zero", [0]);
-  const bounds = Array.from({ length: blocks + 1 }, (_, i) =>
-    i === 0 ? zero : i === blocks ? runRows : g.one("Mul", [split, g.one("Div", [g.one("Mul", [runRows, g.ints(`qb_times_${i}`, [i])]), g.ints(`qb_by_${i}`, [blocks])])]),
+  const bounds = Array.from({ length: QUERY_BLOCKS + 1 }, (_, i) =>
+    i === 0 ? zero : i === QUERY_BLOCKS ? runRows : g.one("Mul", [split, g.one("Div", [g.one("Mul", [runRows, g.ints(`qb_times_${i}`, [i])]), g.ints(`qb_by_${i}`, [QUERY_BLOCKS])])]),
   );
   const keyEnds = bounds.map((b, i) => (i === 0 ? zero : g.one("Mul", [split, g.one("Add", [pastLength, b])])));
   const [axis3, axis4, axes01] = [g.ints("qb_axis3", [3]), g.ints("qb_axis4", [4]), g.ints("qb_axes01", [0, 1])];
   const attend = (queries: string, keysT: string, values: string, mask: string, lastOnly: boolean): string => {
     const probsOf = (q: string, k: string, m: string) => g.one("Softmax", [g.one("Add", [g.one("Mul", [g.one("MatMul", [q, k]), scale]), m])], [intAttr("axis", -1)]);
-    if (lastOnly || blocks === 1) return g.one("MatMul", [probsOf(queries, keysT, mask), values]);
-    const parts = Array.from({ length: blocks }, (_, i) => {
+    if (lastOnly) return g.one("MatMul", [probsOf(queries, keysT, mask), values]);
+    const parts = Array.from({ length: QUERY_BLOCKS }, (_, i) => {
       const [from, to] = [bounds[i] ?? "", bounds[i + 1] ?? ""];
       const q = g.one("Slice", [queries, from, to, axis3]);
-      if (i === blocks - 1) return g.one("MatMul", [probsOf(q, keysT, g.one("Slice", [mask, from, to, zero])), values]);
+      if (i === QUERY_BLOCKS - 1) return g.one("MatMul", [probsOf(q, keysT, g.one("Slice", [mask, from, to, zero])), values]);
       const keys = keyEnds[i + 1] ?? "";
       const k = g.one("Slice", [keysT, zero, keys, axis4]);
       const v = g.one("Slice", [values, zero, keys, axis3]);
