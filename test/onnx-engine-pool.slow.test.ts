@@ -25,6 +25,7 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     pairs = [...DOCUMENTS.slice(0, 5).map((document) => ({ query: QUERY_EN, document })), ...DOCUMENTS.slice(0, 2).map((document) => ({ query: QUERY_ZH, document })), { query: QUERY_EN, document: LONG_DOCUMENT }].map((p) => prompt.build(p, 160));
     // The pool returns with its first engine (a start costs one engine's) and scores with it while the second opens.
     assert.equal(pool.info.memberProcesses?.count, 1);
+    // A count of scores, not their values.
     assert.equal((await pool.score(groupByHead(pairs.slice(0, 2)).groups)).logits.length, 2);
     await pool.ready;
     assert.equal(pool.info.memberProcesses?.count, 2);
@@ -148,7 +149,7 @@ describe("the default layout: onnx int8 as one engine a thread where the weights
     const [lone, two] = await Promise.all([cliAsync(args), cliAsync([...args, "-d", DOCUMENTS[1] ?? ""])]);
     assert.equal(lone.code, 0, lone.stderr);
     assert.equal(two.code, 0, two.stderr);
-    assert.match(lone.stderr, /engine onnx int8: .*; onnxEngines 1: one engine of 2 threads/);
+    assert.match(lone.stderr, /engine onnx int8: .*; one engine of 2 threads \(--onnx-engines 1, or `score` with one --doc\)/);
     assert.match(two.stderr, /engine onnx int8: .*; 2 engines of one thread each/);
     const logit = (out: string, index: number) => (JSON.parse(out) as { results: Array<{ index: number; logit: number }> }).results.find((r) => r.index === index)?.logit;
     // Bit equality is the point: one engine of two threads and a pool member of one give a pair the same z.

@@ -154,7 +154,13 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
     selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes }, measuredAt);
   // How many engines: the user's onnxEngines when given, else the layout rule for int8 (the calibration times one engine of each mode).
   if (chosen.engine !== "onnx" || chosen.onnxPrecision !== "int8") return chosen;
-  if (options.onnxEngines !== undefined) return { ...chosen, reason: `${chosen.reason}; onnxEngines ${options.onnxEngines}${options.onnxEngines === 1 ? `: one engine of ${options.threads ?? availableParallelism()} threads` : ""}` };
+  if (options.onnxEngines !== undefined) {
+    const n = options.onnxEngines;
+    const threads = options.threads ?? availableParallelism();
+    const layout = n === 1 ? `one engine of ${threads} thread${threads === 1 ? "" : "s"}` : `${n} engines of one thread each`;
+    // Said in the user's words: the flag, or the one case where the CLI asks for it (a lone --doc).
+    return { ...chosen, reason: `${chosen.reason}; ${layout} (--onnx-engines ${n}, or \`score\` with one --doc)` };
+  }
   const layout = selection.onnxLayout({ threads: options.threads ?? availableParallelism(), packedWeights: fit.packedInt8, int8Bytes: fit.bytes("int8"), memoryBytes });
   return { ...chosen, reason: `${chosen.reason}; ${layout.reason}`, ...(layout.engines > 1 ? { onnxEngines: layout.engines } : {}) };
 }
