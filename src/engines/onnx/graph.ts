@@ -105,6 +105,12 @@ class GraphBuilder {
     return this.op(opType, inputs, attributes, domain)[0] ?? "";
   }
 
+  /** A node whose output has a given name (a graph output), instead of an Identity after it: a session's start grows with the square of the nodes. */
+  named(output: string, opType: string, inputs: string[], attributes: proto.IAttributeProto[] = []): string {
+    this.nodes.push({ opType, input: inputs, output: [output], attribute: attributes, domain: "", name: output.replace(".", "_") });
+    return output;
+  }
+
   tensor(name: string, dataType: number, dims: number[], data: ArrayBufferView): string {
     if (this.names.has(name)) throw new Error(`internal: initializer ${name} defined twice`);
     this.names.add(name);
@@ -202,17 +208,17 @@ export function buildQwen3Graph(
     // TopK must still find `outlierChannels` features outside the exact ones.
     const exact = coarseFeatures([...int8.values()], Math.min(MAX_EXACT_FEATURES, K - Math.min(outlierChannels, K)));
     return groups.flatMap(({ x, matrices, tokens = tokensShape }) => {
-      const a = int8Activations(x, K, rowMax, exact);
+      const a = int8Activations(x, tokens, K, rowMax, exact);
       return matrices.map((m) => {
         const { data, scales } = int8.get(m) as Int8Matrix;
         const b = g.tensor(m.name, T.INT8, [m.cols, m.rows], data);
         const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
         // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
         let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
-        // Plus the outlier features times their rows of the weights (dequantized: [k, N]), and the
-        // exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
+        // Plus the outlier features (times their equalization) times their rows of the weights
+        // (dequantized: [k, N]), and the exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
         const rows: string[] = [];
-        if (a.outliers) rows.push(g.one("Mul", [g.one("Mul", [g.one("Cast", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)])], [intAttr("to", T.FLOAT)]), s]), a.outliers.rowScale]));
+        if (a.outliers) rows.push(g.one("DequantizeLinear", [g.one("Gather", [b, a.outliers], [intAttr("axis", 0)]), s], [intAttr("axis", 1)]));
         if (exact.length > 0) rows.push(g.tensor(`${m.name}.exact_rows`, T.FLOAT, [exact.length, m.rows], inputFeatureRows(m, exact)));
         if (a.fp32Values) y = g.one("Gemm", [a.fp32Values, rows.length > 1 ? g.one("Concat", rows, [intAttr("axis", 0)]) : (rows[0] ?? ""), y]);
         return g.one("Reshape", [y, outputShape(m.rows, tokens)]);
@@ -257,12 +263,14 @@ export function buildQwen3Graph(
   interface Int8Input {
     quantized: string;
     scale: string;
-    /** The outlier features' indices [k] and their rows' equalization [k,1]. */
-    outliers?: { index: string; rowScale: string };
-    /** The features multiplied in fp32, [T, k + e]: the outliers', then the exact ones'. */
+    /** The outlier features' indices [k]. */
+    outliers?: string;
+    /** The features multiplied in fp32, [T, k + e]: the outliers' (times their equalization, which their int8 weight rows are divided by), then the exact ones'. */
     fp32Values?: string;
   }
-  const int8Activations = (x: string, K: number, rowMax: Float32Array, exact: readonly number[]): Int8Input => {
+  const zeroPoints = new Map<string, string>();
+  /** `rows` names the rows x has (the tokens' shape it was computed over): products over the same rows share their zero points. */
+  const int8Activations = (x: string, rows: string, K: number, rowMax: Float32Array, exact: readonly number[]): Int8Input => {
     const k = Math.min(outlierChannels, K);
     const flat = g.one("Reshape", [x, g.ints(`${x}.flat`, [-1, K])]);
     // The exact features are left out of the int8 product (zero in its equalizer) and of TopK's choice (ranked below every other).
@@ -276,9 +284,8 @@ export function buildQwen3Graph(
     if (k > 0) {
       const magnitude = g.one("Mul", [g.one("ReduceMax", [g.one("Abs", [flat])], [intsAttr("axes", [0]), intAttr("keepdims", 0)]), exact.length > 0 ? g.tensor(`${x}.rank`, T.FLOAT, [K], rank) : equalize]);
       const index = g.op("TopK", [magnitude, g.ints(`${x}.k`, [k])], [], "", 2)[1] ?? "";
-      const rowScale = g.one("Unsqueeze", [g.one("Gather", [equalize, index], [intAttr("axis", 0)]), g.ints(`${x}.axis1k`, [1])]);
-      outliers = { index, rowScale };
-      fp32Values.push(g.one("Gather", [flat, index], [intAttr("axis", 1)]));
+      outliers = index;
+      fp32Values.push(g.one("Mul", [g.one("Gather", [flat, index], [intAttr("axis", 1)]), g.one("Gather", [equalize, index], [intAttr("axis", 0)])]));
       // Equalized, with the outlier features zeroed: one multiplication.
       rest = g.one("Mul", [flat, g.one("ScatterElements", [equalize, index, g.tensor(`${x}.zeros`, T.FLOAT, [k], new Float32Array(k))], [intAttr("axis", 0)])]);
     } else {
@@ -288,7 +295,9 @@ export function buildQwen3Graph(
     const values = fp32Values.length > 1 ? g.one("Concat", fp32Values, [intAttr("axis", 1)]) : fp32Values[0];
     const reduce = [intsAttr("axes", [1]), intAttr("keepdims", 0)];
     const perToken = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [rest], reduce), g.one("Neg", [g.one("ReduceMin", [rest], reduce)]), tiny]), inv127]);
-    const points = g.one("Expand", [zeroPoint, g.one("Shape", [perToken])]);
+    // QuantizeLinear wants a zero point per scale: one Expand for every product over these rows.
+    const points = zeroPoints.get(rows) ?? g.one("Expand", [zeroPoint, g.one("Shape", [perToken])]);
+    zeroPoints.set(rows, points);
     const quantized = g.one("QuantizeLinear", [rest, perToken, points], [intAttr("axis", 0)]);
     return { quantized, scale: g.one("Unsqueeze", [perToken, g.ints(`${x}.axis1`, [1])]), ...(outliers ? { outliers } : {}), ...(values ? { fp32Values: values } : {}) };
   };
@@ -335,18 +344,23 @@ export function buildQwen3Graph(
   );
   const keyEnds = bounds.map((b, i) => (i === 0 ? zero : g.one("Mul", [split, g.one("Add", [pastLength, b])])));
   const [axis3, axis4, axes01] = [g.ints("qb_axis3", [3]), g.ints("qb_axis4", [4]), g.ints("qb_axes01", [0, 1])];
+  // What every layer's blocks share, computed once (every node costs the session's start): the
+  // blocks' row counts, for one Split of the queries, and each block's rows and keys of the mask.
+  const blockRows = g.one("Concat", bounds.slice(1).map((to, i) => g.one("Sub", [to, bounds[i] ?? ""])), [intAttr("axis", 0)]);
+  const blockMasks = bounds.slice(1).map((to, i) => {
+    const from = bounds[i] ?? "";
+    if (i === QUERY_BLOCKS - 1) return g.one("Slice", ["mask", from, to, zero]);
+    return g.one("Slice", ["mask", g.one("Concat", [from, zero], [intAttr("axis", 0)]), g.one("Concat", [to, keyEnds[i + 1] ?? ""], [intAttr("axis", 0)]), axes01]);
+  });
   const attend = (queries: string, keysT: string, values: string, mask: string, lastOnly: boolean): string => {
     const probsOf = (q: string, k: string, m: string) => g.one("Softmax", [g.one("Add", [g.one("Mul", [g.one("MatMul", [q, k]), scale]), m])], [intAttr("axis", -1)]);
     if (lastOnly) return g.one("MatMul", [probsOf(queries, keysT, mask), values]);
-    const parts = Array.from({ length: QUERY_BLOCKS }, (_, i) => {
-      const [from, to] = [bounds[i] ?? "", bounds[i + 1] ?? ""];
-      const q = g.one("Slice", [queries, from, to, axis3]);
-      if (i === QUERY_BLOCKS - 1) return g.one("MatMul", [probsOf(q, keysT, g.one("Slice", [mask, from, to, zero])), values]);
+    const blockQueries = g.op("Split", [queries, blockRows], [intAttr("axis", 3)], "", QUERY_BLOCKS);
+    const parts = blockQueries.map((q, i) => {
+      const m = blockMasks[i] ?? "";
+      if (i === QUERY_BLOCKS - 1) return g.one("MatMul", [probsOf(q, keysT, m), values]);
       const keys = keyEnds[i + 1] ?? "";
-      const k = g.one("Slice", [keysT, zero, keys, axis4]);
-      const v = g.one("Slice", [values, zero, keys, axis3]);
-      const m = g.one("Slice", [mask, g.one("Concat", [from, zero], [intAttr("axis", 0)]), g.one("Concat", [to, keys], [intAttr("axis", 0)]), axes01]);
-      return g.one("MatMul", [probsOf(q, k, m), v]);
+      return g.one("MatMul", [probsOf(q, g.one("Slice", [keysT, zero, keys, axis4]), m), g.one("Slice", [values, zero, keys, axis3])]);
     });
     return g.one("Concat", parts, [intAttr("axis", 3)]);
   };
@@ -376,10 +390,8 @@ export function buildQwen3Graph(
     const q = rope(g.one("Transpose", [rmsNorm(g.one("Reshape", [qLin, qShape]), qNorm)], [intsAttr("perm", [0, 2, 1, 3])]), queryPositions);
     // The mask's rows of the queries: [S,T], or each sequence's last row as [B,1,1,1,T].
     const mask = lastOnly ? g.one("Reshape", [g.one("Gather", ["mask", "last"], [intAttr("axis", 0)]), g.ints(`mask_rows_${l}`, [0, 1, 1, 1, -1])]) : "mask";
-    const kTokens = g.one("Reshape", [rope(g.one("Reshape", [rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm), tokensFlat])), kvShape]);
-    const vTokens = g.one("Reshape", [vLin, kvShape]);
-    g.nodes.push({ opType: "Identity", input: [kTokens], output: [`new_k.${l}`], name: `new_k_${l}` });
-    g.nodes.push({ opType: "Identity", input: [vTokens], output: [`new_v.${l}`], name: `new_v_${l}` });
+    const kTokens = g.named(`new_k.${l}`, "Reshape", [rope(g.one("Reshape", [rmsNorm(g.one("Reshape", [kLin, kvShape]), kNorm), tokensFlat])), kvShape]);
+    const vTokens = g.named(`new_v.${l}`, "Reshape", [vLin, kvShape]);
     const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
     const grouped = g.one("Reshape", [q, groupShape]);
@@ -393,17 +405,15 @@ export function buildQwen3Graph(
       // multiplied by the gain instead, so q·k loses only q·center, the same for every key of a
       // query row, which softmax does not see.
       const keyRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
-      const perTokenScale = (x: string) => g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
-      const toInt8 = (x: string, xScale: string) => g.one("Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
-      const [keyScale, valueScale] = [perTokenScale(keyRelative), perTokenScale(vTokens)];
-      const keyInt8 = toInt8(keyRelative, keyScale);
-      // The run's keys and values as the cache keeps them: the engine appends these bytes (only a
-      // run with no past, whose center and gain are not known yet, is quantized from new_k in JS).
-      for (const [output, input] of [[`new_k8.${l}`, keyInt8], [`new_k_scale.${l}`, keyScale], [`new_v8.${l}`, toInt8(vTokens, valueScale)], [`new_v_scale.${l}`, valueScale]] as const) {
-        g.nodes.push({ opType: "Identity", input: [input], output: [output], name: output.replace(".", "_") });
-      }
+      // The run's keys and values as the cache keeps them (graph outputs): the engine appends these
+      // bytes (only a run with no past, whose center and gain are not known yet, is quantized from new_k in JS).
+      const perTokenScale = (x: string, output: string) => g.named(output, "Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
+      const toInt8 = (x: string, xScale: string, output: string) => g.named(output, "Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
+      const [keyScale, valueScale] = [perTokenScale(keyRelative, `new_k_scale.${l}`), perTokenScale(vTokens, `new_v_scale.${l}`)];
+      const keyInt8 = toInt8(keyRelative, keyScale, `new_k8.${l}`);
+      toInt8(vTokens, valueScale, `new_v8.${l}`);
       const queries = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
-      const dequantized = (kind: "k" | "v") => g.one("Mul", [g.one("Cast", [headMajor(`past_${kind}.${l}`)], [intAttr("to", T.FLOAT)]), headMajor(`past_${kind}_scale.${l}`)]);
+      const dequantized = (kind: "k" | "v") => headMajor(g.one("Mul", [g.one("Cast", [`past_${kind}.${l}`], [intAttr("to", T.FLOAT)]), `past_${kind}_scale.${l}`]));
       if (int8Attention) {
         // QK^T as an int8 product over the cache (SageAttention): the run's keys in int8 after the
         // past's (the transposes move int8), the queries quantized per row, and
