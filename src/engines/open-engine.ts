@@ -135,7 +135,15 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
     import("./memory-room.js"),
   ]);
   const llamaOnlySettings = LLAMA_ONLY.filter(([, given]) => given(options)).map(([flag]) => flag);
-  const gpu = options.gpu === false ? false : (await sharedLlama(options.gpu, options.logLevel ?? "error")).gpu;
+  // The llama.cpp runtime loads natively (~0.6 s) while this thread reads the model file, whose
+  // facts the rule needs unless a GPU or a llama-only setting decides first.
+  const runtime = options.gpu === false ? undefined : sharedLlama(options.gpu, options.logLevel ?? "error");
+  const fileFacts = (async () => {
+    const path = await resolveModelSource(options.model, options);
+    return { path, fit: await onnxFit(path, onnxPackedWeights) };
+  })();
+  fileFacts.catch(() => undefined);
+  const gpu = runtime ? (await runtime).gpu : false;
   let onnxRuntimeMissing: string | undefined;
   if (gpu === false && llamaOnlySettings.length === 0) {
     try {
@@ -146,8 +154,7 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
   }
   const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
   if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
-  const path = await resolveModelSource(options.model, options);
-  const fit = await onnxFit(path, onnxPackedWeights);
+  const { path, fit } = await fileFacts;
   const memoryBytes = memoryRoom().bytes;
   const chosen =
     selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads)) ??

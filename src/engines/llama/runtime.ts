@@ -13,7 +13,20 @@ const llamaInstances = new Map<string, Promise<Llama>>();
 
 /** One llama.cpp runtime per GPU setting and process; loading it twice wastes seconds and memory. */
 export function sharedLlama(gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<LlamaEngineOptions["logLevel"]>): Promise<Llama> {
-  const key = `${String(gpu)}:${logLevel}`;
+  const key = `${String(gpu ?? "auto")}:${logLevel}`;
+  // A CPU runtime asked for after the engine choice's "auto" one found no GPU is that one: loading a
+  // second costs ~0.6 s of a start (the onnx engine's vocabulary asks for the CPU's).
+  const auto = llamaInstances.get(`auto:${logLevel}`);
+  if (gpu === false && auto && !llamaInstances.has(key)) {
+    return auto.then(
+      (found) => (found.gpu === false ? found : startLlama(key, gpu, logLevel)),
+      () => startLlama(key, gpu, logLevel),
+    );
+  }
+  return startLlama(key, gpu, logLevel);
+}
+
+function startLlama(key: string, gpu: LlamaEngineOptions["gpu"], logLevel: NonNullable<LlamaEngineOptions["logLevel"]>): Promise<Llama> {
   let llama = llamaInstances.get(key);
   if (!llama) {
     // build "never": a missing prebuilt binary is an error, never a download or a compile.

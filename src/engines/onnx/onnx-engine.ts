@@ -191,19 +191,32 @@ export class OnnxEngine implements Engine {
     }
     const ort = await loadOrt();
     const path = await resolveModelSource(options.model, options);
+    // The vocabulary starts loading first and is loaded before ONNX Runtime's session, which holds
+    // this thread for seconds: llama.cpp's load needs this thread between its native steps, so
+    // after the session it took 0.7-1.1 s more, while before it its native steps overlap this
+    // reading the file and preparing the graphs. A causal file's head rows are its yes/no token
+    // ids, which the graph needs too.
+    const loadVocab = () => sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
+    const early = options.tokenizer === false ? undefined : loadVocab();
+    const dropVocab = (loading: Promise<LlamaModel | undefined> | undefined) =>
+      loading?.then(
+        (v) => v?.dispose(),
+        () => undefined,
+      );
     let info;
     try {
       info = await readGgufFileInfo(path, { readTensorInfo: true });
     } catch (error) {
+      await dropVocab(early);
       throw new RerankError("model_unsupported", `cannot read ${path} as GGUF: ${(error as Error).message}`, { cause: error });
     }
     const meta = info.metadata as unknown as { qwen3?: { context_length?: number; rope?: { freq_base?: number }; attention?: { layer_norm_rms_epsilon?: number } } };
     const facts = readModelFacts(info, meta.qwen3?.context_length ?? 40960);
-    if (!facts.shape) throw new RerankError("model_unsupported", `${basename(path)} lacks the Qwen3 shape in its metadata`);
-    // The vocabulary loads on llama.cpp's own thread while ONNX Runtime loads the graphs on this one;
-    // a causal file's head rows are its yes/no token ids, which the graph needs first.
-    const needsVocab = options.tokenizer !== false || facts.flavor !== "rank";
-    const vocabLoading: Promise<LlamaModel | undefined> = needsVocab ? (await sharedLlama(false, options.logLevel ?? "error")).loadModel({ modelPath: path, vocabOnly: true }) : Promise.resolve(undefined);
+    if (!facts.shape) {
+      await dropVocab(early);
+      throw new RerankError("model_unsupported", `${basename(path)} lacks the Qwen3 shape in its metadata`);
+    }
+    const vocabLoading: Promise<LlamaModel | undefined> = early ?? (facts.flavor === "rank" ? Promise.resolve(undefined) : loadVocab());
     try {
       // A rank file's head is its two rows (cls.output): its yes/no ids are only reported, -1 (unknown) without a vocabulary (a pool reports its own).
       const tokens = async () => {
@@ -255,6 +268,7 @@ export class OnnxEngine implements Engine {
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
+      await vocabLoading;
       const loaded = await loadStages(ort, request, sessionOptions, basename(path));
       let yes: number;
       let no: number;
@@ -290,10 +304,7 @@ export class OnnxEngine implements Engine {
       };
       return new OnnxEngine(engineInfo, ort, loaded.stages, await vocabLoading, weights.rows("token_embd.weight"), facts.shape, qwen.ropeTheta, options.prefixReuse ?? true, Math.max(0, options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES), kvCache, runScoreBytes);
     } catch (error) {
-      await vocabLoading.then(
-        (v) => v?.dispose(),
-        () => undefined,
-      );
+      await dropVocab(vocabLoading);
       throw error;
     }
   }
