@@ -215,10 +215,10 @@ export function buildQwen3Graph(
         const s = g.tensor(`${m.name}.scales`, T.FLOAT, [m.rows], scales);
         // The int8 product; its epilogue applies each token's scale ([T,1]) and each column's.
         let y = g.one("MatMulIntegerToFloat", [a.quantized, b, a.scale, s, zeroPoint], [], "com.microsoft");
-        // Plus the outlier features (times their equalization) times their rows of the weights
-        // (dequantized: [k, N]), and the exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
+        // Plus the outlier features times their rows of the weights (dequantized: [k, N]), and the
+        // exact features times theirs (fp32: [e, N]), in one Gemm (it adds C).
         const rows: string[] = [];
-        if (a.outliers) rows.push(g.one("DequantizeLinear", [g.one("Gather", [b, a.outliers], [intAttr("axis", 0)]), s], [intAttr("axis", 1)]));
+        if (a.outliers) rows.push(g.one("Mul", [g.one("DequantizeLinear", [g.one("Gather", [b, a.outliers.index], [intAttr("axis", 0)]), s], [intAttr("axis", 1)]), a.outliers.rowScale]));
         if (exact.length > 0) rows.push(g.tensor(`${m.name}.exact_rows`, T.FLOAT, [exact.length, m.rows], inputFeatureRows(m, exact)));
         if (a.fp32Values) y = g.one("Gemm", [a.fp32Values, rows.length > 1 ? g.one("Concat", rows, [intAttr("axis", 0)]) : (rows[0] ?? ""), y]);
         return g.one("Reshape", [y, outputShape(m.rows, tokens)]);
@@ -263,9 +263,9 @@ export function buildQwen3Graph(
   interface Int8Input {
     quantized: string;
     scale: string;
-    /** The outlier features' indices [k]. */
-    outliers?: string;
-    /** The features multiplied in fp32, [T, k + e]: the outliers' (times their equalization, which their int8 weight rows are divided by), then the exact ones'. */
+    /** The outlier features' indices [k] and their rows' equalization [k,1]. */
+    outliers?: { index: string; rowScale: string };
+    /** The features multiplied in fp32, [T, k + e]: the outliers', then the exact ones'. */
     fp32Values?: string;
   }
   const zeroPoints = new Map<string, string>();
@@ -284,8 +284,9 @@ export function buildQwen3Graph(
     if (k > 0) {
       const magnitude = g.one("Mul", [g.one("ReduceMax", [g.one("Abs", [flat])], [intsAttr("axes", [0]), intAttr("keepdims", 0)]), exact.length > 0 ? g.tensor(`${x}.rank`, T.FLOAT, [K], rank) : equalize]);
       const index = g.op("TopK", [magnitude, g.ints(`${x}.k`, [k])], [], "", 2)[1] ?? "";
-      outliers = index;
-      fp32Values.push(g.one("Mul", [g.one("Gather", [flat, index], [intAttr("axis", 1)]), g.one("Gather", [equalize, index], [intAttr("axis", 0)])]));
+      const rowScale = g.one("Unsqueeze", [g.one("Gather", [equalize, index], [intAttr("axis", 0)]), g.ints(`${x}.axis1k`, [1])]);
+      outliers = { index, rowScale };
+      fp32Values.push(g.one("Gather", [flat, index], [intAttr("axis", 1)]));
       // Equalized, with the outlier features zeroed: one multiplication.
       rest = g.one("Mul", [flat, g.one("ScatterElements", [equalize, index, g.tensor(`${x}.zeros`, T.FLOAT, [k], new Float32Array(k))], [intAttr("axis", 0)])]);
     } else {
