@@ -17,21 +17,11 @@ export function runLength(past: number, batchSize: number, heads: number, scoreB
   return Math.max(Math.min(MIN_RUN, batchSize), Math.min(batchSize, fits));
 }
 
-/**
- * A document's last piece of at most `batchSize / TAIL_FOLD` tokens joins the run before it (when
- * their scores stay within the budget): every run costs a pass over every weight matrix and each of
- * the graph's ~5,000 nodes, however short it is, and a 512-token chunk with its prompt's end was
- * 512 + 13 tokens, two runs. Measured as 4.6% more pairs/s on the rag workload (docs/benchmarks.md).
- */
-export const TAIL_FOLD = 4;
-
 /** The runs `tokens` tokens after `past` cached positions are evaluated in, in order: their lengths (the last one scores). */
 export function runPlan(past: number, tokens: number, batchSize: number, heads: number, scoreBytes: number): number[] {
   const runs: number[] = [];
   for (let done = 0; done < tokens; ) {
-    let length = Math.min(tokens - done, runLength(past + done, batchSize, heads, scoreBytes));
-    const rest = tokens - done - length;
-    if (rest > 0 && rest <= Math.floor(batchSize / TAIL_FOLD) && 4 * heads * (length + rest) * (past + done + length + rest) <= scoreBytes) length += rest;
+    const length = Math.min(tokens - done, runLength(past + done, batchSize, heads, scoreBytes));
     runs.push(length);
     done += length;
   }
