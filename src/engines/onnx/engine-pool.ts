@@ -258,8 +258,11 @@ export class OnnxEnginePool implements Engine {
     // The call in flight finishes first (as OnnxEngine's dispose): its members answer before they go.
     await this.queue;
     this.closed = true;
-    // Members still opening are not waited for.
-    for (const o of this.opening) o.child.kill();
+    // Members still opening are not waited for. SIGKILL: such a member is inside ONNX Runtime's
+    // session create, which holds its main thread, and a SIGTERM there waits for it (node-llama-cpp's
+    // lock files handle SIGTERM in JS): measured 2.5 s more of a two-document `score`. It holds
+    // nothing to save (the first member built the graphs; the cache survives a killed writer anyway).
+    for (const o of this.opening) o.child.kill("SIGKILL");
     await Promise.allSettled(this.opening.map((o) => o.opened));
     await Promise.all(
       this.members.map(
