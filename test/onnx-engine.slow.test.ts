@@ -185,6 +185,27 @@ describe("onnx engine on F16 and Q8_0 files, every precision", { skip }, () => {
 });
 
 describe("the graph's last layer", { skip }, () => {
+  test("every initializer is read by a node, also in a stage of the last layer alone and with int8 QK^T (ONNX Runtime warns of unused ones)", async () => {
+    const { default: onnxProto } = await import("onnx-proto");
+    const model = testModel("causal");
+    const info = await readGgufFileInfo(model, { readTensorInfo: true });
+    const { shape } = readModelFacts(info, MAX_LENGTH);
+    if (!shape) throw new Error("the tiny test model has no Qwen3 shape");
+    const facts = { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: "token_embd.weight" };
+    const layers = shape.layers;
+    const builds = [
+      { int8Attention: false, stage: { first: 0, end: layers } },
+      { int8Attention: false, stage: { first: layers - 1, end: layers } },
+      { int8Attention: true, stage: { first: 0, end: layers } },
+    ];
+    for (const { int8Attention, stage } of builds) {
+      const graph = onnxProto.onnx.ModelProto.decode(buildQwen3Graph(new GgufWeights(model, info), facts, { precision: "int8", outlierChannels: 4, signedActivations: !hasUnsignedDotProduct(), kvCache: "int8", int8Attention }, stage)).graph;
+      const read = new Set((graph?.node ?? []).flatMap((n) => n.input ?? []));
+      const unused = (graph?.initializer ?? []).map((t) => t.name ?? "").filter((name) => !read.has(name));
+      assert.deepEqual(unused, [], `int8Attention ${int8Attention}, layers ${stage.first}-${stage.end}`);
+    }
+  });
+
   test("computes queries, attention and the MLP for each sequence's last row only (z reads nothing else), every other layer for every token", async () => {
     const [ort, { default: onnxProto }] = await Promise.all([import("onnxruntime-node"), import("onnx-proto")]);
     const model = testModel("causal");

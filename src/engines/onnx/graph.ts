@@ -334,28 +334,36 @@ export function buildQwen3Graph(
   // scores instead of S·(P + S), for a copy of each earlier block's keys and values. Only where the
   // past is shorter than the run (P < S: a document's first run after its head) does that pay; else
   // every row falls in the last block, which reads the keys uncopied, and the others are empty.
-  // Bounds from the mask's shape [S, P + S], shared by every layer.
-  const maskShape = g.one("Shape", ["mask"]);
-  const runRows = g.one("Slice", [maskShape, g.ints("qb_from0", [0]), one]);
-  const pastLength = g.one("Sub", [g.one("Slice", [maskShape, one, g.ints("qb_to2", [2])]), runRows]);
-  const split = g.one("Cast", [g.one("Less", [pastLength, runRows])], [intAttr("to", T.INT64)]);
-  const zero = g.ints("qb_zero", [0]);
-  const bounds = Array.from({ length: QUERY_BLOCKS + 1 }, (_, i) =>
-    i === 0 ? zero : i === QUERY_BLOCKS ? runRows : g.one("Mul", [split, g.one("Div", [g.one("Mul", [runRows, g.ints(`qb_times_${i}`, [i])]), g.ints(`qb_by_${i}`, [QUERY_BLOCKS])])]),
-  );
-  const keyEnds = bounds.map((b, i) => (i === 0 ? zero : g.one("Mul", [split, g.one("Add", [pastLength, b])])));
-  const [axis3, axis4, axes01] = [g.ints("qb_axis3", [3]), g.ints("qb_axis4", [4]), g.ints("qb_axes01", [0, 1])];
-  // What every layer's blocks share, computed once (every node costs the session's start): the
-  // blocks' row counts, for one Split of the queries, and each block's rows and keys of the mask.
-  const blockRows = g.one("Concat", bounds.slice(1).map((to, i) => g.one("Sub", [to, bounds[i] ?? ""])), [intAttr("axis", 0)]);
-  const blockMasks = bounds.slice(1).map((to, i) => {
-    const from = bounds[i] ?? "";
-    if (i === QUERY_BLOCKS - 1) return g.one("Slice", ["mask", from, to, zero]);
-    return g.one("Slice", ["mask", g.one("Concat", [from, zero], [intAttr("axis", 0)]), g.one("Concat", [to, keyEnds[i + 1] ?? ""], [intAttr("axis", 0)]), axes01]);
-  });
+  // Bounds from the mask's shape [S, P + S], and what every layer's blocks share, made once (every
+  // node costs the session's start) and only in a graph with a layer that uses them (a stage of the
+  // last layer alone, or int8 QK^T, has none: ONNX Runtime warns of unused initializers).
+  let shared: { zero: string; axis3: string; axis4: string; keyEnds: string[]; blockRows: string; blockMasks: string[] } | undefined;
+  const queryBlocks = () => {
+    if (shared) return shared;
+    const maskShape = g.one("Shape", ["mask"]);
+    const runRows = g.one("Slice", [maskShape, g.ints("qb_from0", [0]), one]);
+    const pastLength = g.one("Sub", [g.one("Slice", [maskShape, one, g.ints("qb_to2", [2])]), runRows]);
+    const split = g.one("Cast", [g.one("Less", [pastLength, runRows])], [intAttr("to", T.INT64)]);
+    const zero = g.ints("qb_zero", [0]);
+    const bounds = Array.from({ length: QUERY_BLOCKS + 1 }, (_, i) =>
+      i === 0 ? zero : i === QUERY_BLOCKS ? runRows : g.one("Mul", [split, g.one("Div", [g.one("Mul", [runRows, g.ints(`qb_times_${i}`, [i])]), g.ints(`qb_by_${i}`, [QUERY_BLOCKS])])]),
+    );
+    const keyEnds = bounds.map((b, i) => (i === 0 ? zero : g.one("Mul", [split, g.one("Add", [pastLength, b])])));
+    const axes01 = g.ints("qb_axes01", [0, 1]);
+    // The blocks' row counts, for one Split of the queries, and each block's rows and keys of the mask.
+    const blockRows = g.one("Concat", bounds.slice(1).map((to, i) => g.one("Sub", [to, bounds[i] ?? ""])), [intAttr("axis", 0)]);
+    const blockMasks = bounds.slice(1).map((to, i) => {
+      const from = bounds[i] ?? "";
+      if (i === QUERY_BLOCKS - 1) return g.one("Slice", ["mask", from, to, zero]);
+      return g.one("Slice", ["mask", g.one("Concat", [from, zero], [intAttr("axis", 0)]), g.one("Concat", [to, keyEnds[i + 1] ?? ""], [intAttr("axis", 0)]), axes01]);
+    });
+    shared = { zero, axis3: g.ints("qb_axis3", [3]), axis4: g.ints("qb_axis4", [4]), keyEnds, blockRows, blockMasks };
+    return shared;
+  };
   const attend = (queries: string, keysT: string, values: string, mask: string, lastOnly: boolean): string => {
     const probsOf = (q: string, k: string, m: string) => g.one("Softmax", [g.one("Add", [g.one("Mul", [g.one("MatMul", [q, k]), scale]), m])], [intAttr("axis", -1)]);
     if (lastOnly) return g.one("MatMul", [probsOf(queries, keysT, mask), values]);
+    const { zero, axis3, axis4, keyEnds, blockRows, blockMasks } = queryBlocks();
     const blockQueries = g.op("Split", [queries, blockRows], [intAttr("axis", 3)], "", QUERY_BLOCKS);
     const parts = blockQueries.map((q, i) => {
       const m = blockMasks[i] ?? "";
