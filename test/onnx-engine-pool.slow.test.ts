@@ -155,4 +155,15 @@ describe("the default layout: onnx int8 as one engine a thread where the weights
     // Bit equality is the point: one engine of two threads and a pool member of one give a pair the same z.
     assert.equal(logit(lone.stdout, 0), logit(two.stdout, 0));
   });
+
+  test("the onnx engine asked for by name runs as the default runs it: 2 engines, said in the reason", async () => {
+    const engine = await openEngine({ model: shaped, engine: "onnx", gpu: false, threads: 2, contextSize: 512, logLevel: "error" });
+    try {
+      await engine.ready;
+      assert.deepEqual([engine.info.selection?.source, engine.info.selection?.onnxPrecision, engine.info.selection?.onnxEngines, engine.info.memberProcesses?.count], ["asked", "int8", 2, 2]);
+      assert.match(engine.info.selection?.reason ?? "", /^onnx int8: asked for \(engine onnx\); 2 engines of one thread each, side by side/);
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

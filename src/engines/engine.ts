@@ -144,7 +144,7 @@ export interface EngineSelection extends ConcreteEngine {
   source: "asked" | "rule" | "measured";
   /**
    * The onnx engine as this many engines of one thread each, side by side (`onnxEngines`), when the
-   * default chose it (onnxLayout in src/engines/engine-selection.ts); absent: one engine.
+   * layout rule chose it for onnx int8 (onnxLayout in src/engines/engine-selection.ts); absent: one engine.
    */
   onnxEngines?: number | undefined;
   /** The candidates measured (empty unless measured). */

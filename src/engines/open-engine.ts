@@ -43,8 +43,8 @@ export interface EngineChoice {
    * whole pairs of a call side by side (src/engines/onnx/engine-pool.ts): the same bits, more pairs
    * a second where ONNX Runtime's threads do not scale (measured 1.85-2x with 2 on 2 cores,
    * docs/benchmarks.md), each engine's memory, and one thread's time for a lone pair. Default:
-   * with `engine: "auto"` choosing onnx int8, the layout rule (onnxLayout in
-   * src/engines/engine-selection.ts: `threads` engines for a model with packed weights, the 0.6B
+   * for onnx int8, whether `engine: "auto"` chose it or it was asked for, the layout rule (onnxLayout
+   * in src/engines/engine-selection.ts: `threads` engines for a model with packed weights, the 0.6B
    * shape, when their memory fits); otherwise 1, one engine of `threads` threads.
    */
   onnxEngines?: number | undefined;
@@ -123,7 +123,12 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
       );
     }
     const precision = onnxPrecision ?? "int8";
-    return { engine: "onnx", onnxPrecision: precision, reason: `onnx ${precision}: asked for (${kind === "onnx" ? "engine onnx" : "an onnx precision"})`, source: "asked", trials: [], key: "", measuredAt };
+    const asked: EngineSelection = { engine: "onnx", onnxPrecision: precision, reason: `onnx ${precision}: asked for (${kind === "onnx" ? "engine onnx" : "an onnx precision"})`, source: "asked", trials: [], key: "", measuredAt };
+    // The engine the default picks, asked for by name, runs as the default runs it.
+    if (precision !== "int8") return asked;
+    const [{ resolveModelSource }, { onnxFit }, { memoryRoom }] = await Promise.all([import("./llama/model-source.js"), import("./onnx/onnx-fit.js"), import("./memory-room.js")]);
+    const fit = await onnxFit(await resolveModelSource(options.model, options), onnxPackedWeights);
+    return withLayout(asked, options, fit, memoryRoom().bytes);
   }
   const [{ sharedLlama }, { resolveModelSource }, { ggufFingerprint }, cpu, selection, { onnxFit }, { memoryRoom }] = await Promise.all([
     import("./llama/runtime.js"),
@@ -140,7 +145,8 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
   const runtime = options.gpu === false ? undefined : sharedLlama(options.gpu, options.logLevel ?? "error");
   const fileFacts = (async () => {
     const path = await resolveModelSource(options.model, options);
-    return { path, fit: await onnxFit(path, onnxPackedWeights) };
+    // The onnx engine reads the same header and fingerprint next (both kept for it): here they fill the runtime's load.
+    return { fit: await onnxFit(path, onnxPackedWeights), fingerprint: ggufFingerprint(path) };
   })();
   fileFacts.catch(() => undefined);
   const gpu = runtime ? (await runtime).gpu : false;
@@ -154,21 +160,34 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
   }
   const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
   if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
-  const { path, fit } = await fileFacts;
+  const { fit, fingerprint } = await fileFacts;
   const memoryBytes = memoryRoom().bytes;
   const chosen =
-    selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(ggufFingerprint(path), cpu.kernelFlagsLine(), options.threads)) ??
+    selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(fingerprint, cpu.kernelFlagsLine(), options.threads)) ??
     selection.selectByRule({ ...ruleFacts, unreadableTensor: fit.unreadable, int8Bytes: fit.bytes("int8"), memoryBytes }, measuredAt);
-  // How many engines: the user's onnxEngines when given, else the layout rule for int8 (the calibration times one engine of each mode).
   if (chosen.engine !== "onnx" || chosen.onnxPrecision !== "int8") return chosen;
+  return withLayout(chosen, options, fit, memoryBytes);
+}
+
+/**
+ * How many onnx int8 engines run side by side: the user's onnxEngines when given, else the layout
+ * rule (onnxLayout; the calibration times one engine of each mode), said in the reason.
+ */
+async function withLayout(
+  chosen: EngineSelection,
+  options: Pick<EngineChoice, "onnxEngines"> & { threads?: number | undefined },
+  fit: { packedInt8: boolean; bytes: (precision: OnnxPrecision) => number },
+  memoryBytes: number,
+): Promise<EngineSelection> {
+  const threads = options.threads ?? availableParallelism();
   if (options.onnxEngines !== undefined) {
     const n = options.onnxEngines;
-    const threads = options.threads ?? availableParallelism();
     const layout = n === 1 ? `one engine of ${threads} thread${threads === 1 ? "" : "s"}` : `${n} engines of one thread each`;
     // Said in the user's words: the flag, or the one case where the CLI asks for it (a lone --doc).
     return { ...chosen, reason: `${chosen.reason}; ${layout} (--onnx-engines ${n}, or \`score\` with one --doc)` };
   }
-  const layout = selection.onnxLayout({ threads: options.threads ?? availableParallelism(), packedWeights: fit.packedInt8, int8Bytes: fit.bytes("int8"), memoryBytes });
+  const { onnxLayout } = await import("./engine-selection.js");
+  const layout = onnxLayout({ threads, packedWeights: fit.packedInt8, int8Bytes: fit.bytes("int8"), memoryBytes });
   return { ...chosen, reason: `${chosen.reason}; ${layout.reason}`, ...(layout.engines > 1 ? { onnxEngines: layout.engines } : {}) };
 }
 

@@ -6,10 +6,26 @@ import type { KeyStats } from "./kv-quant.js";
 import { keyStats, quantizeRows } from "./kv-quant.js";
 import type { KvCacheType } from "./precision.js";
 
-/** Tokens evaluated so far: the graph's past inputs for the next run, position-major ([1, P, kv heads, ...]). */
+/**
+ * A run's loan of a pair's cache to the session's thread (session-thread.ts): the buffers move
+ * there for the run and back after it, never copied (a 32k-token pair's cache weighs 2.4 GB on the
+ * 8B shape). While lent they are detached here, which is safe because the engine runs one run at a
+ * time and nothing else reads a cache meanwhile.
+ */
+export interface CacheLoan {
+  buffers: ArrayBuffer[];
+  /** Takes the buffers back, in the same order, after the run. */
+  restore(buffers: ArrayBuffer[]): void;
+}
+
+/** Tokens evaluated so far, position-major ([1, P, kv heads, ...]). */
 export interface EvaluatedHead {
   length: number;
-  past: Record<string, TensorType>;
+  /** The graph's past inputs for the next run: views of the first `length` positions, made anew each run (a loan replaces the buffers). */
+  inputs(): Record<string, TensorType>;
+  loan: CacheLoan;
+  /** The bytes it holds (the prefix cache's budget). */
+  bytes: number;
 }
 
 type Ort = typeof OrtModule;
@@ -80,8 +96,9 @@ export class GrowingCache {
   ) {
     const row = shape.kvHeads * shape.headDim;
     this.length = past?.length ?? 0;
+    const given = past?.inputs();
     for (let l = 0; l < shape.layers; l++) {
-      const data = (name: string) => past?.past[`${name}.${l}`]?.data;
+      const data = (name: string) => given?.[`${name}.${l}`]?.data;
       if (type === "fp32") {
         const [k, v] = [new Float32Array(total * row), new Float32Array(total * row)];
         const [pk, pv] = [data("past_k"), data("past_v")];
@@ -147,9 +164,37 @@ export class GrowingCache {
 
   /** The positions appended so far as the graph's past inputs (views of the buffers, no copy). */
   view(): EvaluatedHead {
+    const n = this.length;
+    const layers = this.layers;
+    const owned = (layer: LayerBuffers) => [layer.k, layer.v, ...(layer.kScale && layer.vScale ? [layer.kScale, layer.vScale] : [])];
+    return {
+      length: n,
+      inputs: () => this.inputs(n),
+      bytes: layers.reduce((sum, layer) => sum + owned(layer).reduce((b, a) => b + a.byteLength, 0) + (layer.stats ? layer.stats.center.byteLength + layer.stats.gain.byteLength : 0), 0),
+      loan: {
+        get buffers() {
+          return layers.flatMap((layer) => owned(layer).map((a) => a.buffer as ArrayBuffer));
+        },
+        restore(buffers: ArrayBuffer[]) {
+          let i = 0;
+          const next = () => buffers[i++] ?? new ArrayBuffer(0);
+          for (const layer of layers) {
+            layer.k = layer.k instanceof Float32Array ? new Float32Array(next()) : new Int8Array(next());
+            layer.v = layer.v instanceof Float32Array ? new Float32Array(next()) : new Int8Array(next());
+            if (layer.kScale && layer.vScale) {
+              layer.kScale = new Float32Array(next());
+              layer.vScale = new Float32Array(next());
+            }
+          }
+        },
+      },
+    };
+  }
+
+  /** The first `n` positions as the graph's past inputs. */
+  private inputs(n: number): Record<string, TensorType> {
     const { Tensor } = this.ort;
     const { kvHeads, headDim } = this.shape;
-    const n = this.length;
     const row = kvHeads * headDim;
     const past: Record<string, TensorType> = {};
     this.layers.forEach((layer, l) => {
@@ -166,7 +211,7 @@ export class GrowingCache {
       past[`k_center.${l}`] = new Tensor("float32", layer.stats.center, [1, 1, kvHeads, headDim]);
       past[`k_gain.${l}`] = new Tensor("float32", layer.stats.gain, [1, 1, kvHeads, headDim]);
     });
-    return { length: n, past };
+    return past;
   }
 
   get tokens(): number {

@@ -1,11 +1,11 @@
 import { availableParallelism, totalmem } from "node:os";
 import { basename } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
-import { readGgufFileInfo } from "node-llama-cpp";
 import type * as OrtModule from "onnxruntime-node";
-import type { InferenceSession as Session, Tensor as TensorType } from "onnxruntime-node";
+import type { Tensor as TensorType } from "onnxruntime-node";
 import { RerankError } from "../../errors/errors.js";
 import { ggufFingerprint } from "../../gguf/fingerprint.js";
+import { ggufFileInfo } from "../../gguf/file-info.js";
 import type { PrefixGroup } from "../../prompt/groups.js";
 import { DEFAULT_MAX_LENGTH } from "../../prompt/template.js";
 import type { PromptTokenizer } from "../../prompt/tokens.js";
@@ -31,6 +31,7 @@ import type { TensorRows } from "./weights.js";
 import { GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate, packsWeights } from "./onnx-fit.js";
 import { DEFAULT_RUN_SCORE_BYTES, runPlan } from "./run-plan.js";
+import type { ThreadSession } from "./session-thread.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
 import { emptyPast, GrowingCache, newOutputs, pastInputs } from "./kv-cache.js";
@@ -153,7 +154,7 @@ export class OnnxEngine implements Engine {
     private readonly base: Omit<EngineInfo, "prefixCache">,
     private readonly ort: Ort,
     /** One session per stage (a range of layers), run in order. */
-    private readonly stages: ReadonlyArray<{ stage: GraphStage; session: Session }>,
+    private readonly stages: ReadonlyArray<{ stage: GraphStage; session: ThreadSession }>,
     private readonly vocab: LlamaModel | undefined,
     private readonly embeddings: TensorRows,
     private readonly shape: ModelShape,
@@ -191,11 +192,10 @@ export class OnnxEngine implements Engine {
     }
     const ort = await loadOrt();
     const path = await resolveModelSource(options.model, options);
-    // The vocabulary starts loading first and is loaded before ONNX Runtime's session, which holds
-    // this thread for seconds: llama.cpp's load needs this thread between its native steps, so
-    // after the session it took 0.7-1.1 s more, while before it its native steps overlap this
-    // reading the file and preparing the graphs. A causal file's head rows are its yes/no token
-    // ids, which the graph needs too.
+    // The vocabulary starts loading first, and loads while ONNX Runtime creates the session on its
+    // own thread (session-thread.ts): llama.cpp's load needs this thread between its native steps,
+    // which a session created here held for seconds. A causal file's head rows are its yes/no
+    // token ids, which the graph needs too.
     const loadVocab = () => sharedLlama(false, options.logLevel ?? "error").then((llama) => llama.loadModel({ modelPath: path, vocabOnly: true }));
     const early = options.tokenizer === false ? undefined : loadVocab();
     const dropVocab = (loading: Promise<LlamaModel | undefined> | undefined) =>
@@ -205,7 +205,7 @@ export class OnnxEngine implements Engine {
       );
     let info;
     try {
-      info = await readGgufFileInfo(path, { readTensorInfo: true });
+      info = await ggufFileInfo(path);
     } catch (error) {
       await dropVocab(early);
       throw new RerankError("model_unsupported", `cannot read ${path} as GGUF: ${(error as Error).message}`, { cause: error });
@@ -268,11 +268,13 @@ export class OnnxEngine implements Engine {
         log,
         warn: options.onWarning ?? ((message: string) => process.emitWarning(message, "QwenRerankWarning")),
       };
-      await vocabLoading;
-      const loaded = await loadStages(ort, request, sessionOptions, basename(path));
+      const [stagesLoaded, vocabLoaded] = await Promise.allSettled([loadStages(ort, request, sessionOptions, basename(path)), vocabLoading]);
+      if (stagesLoaded.status === "rejected") throw stagesLoaded.reason;
+      const loaded = stagesLoaded.value;
       let yes: number;
       let no: number;
       try {
+        if (vocabLoaded.status === "rejected") throw vocabLoaded.reason;
         ({ yes, no } = await tokens());
       } catch (error) {
         await Promise.all(loaded.stages.map((s) => s.session.release()));
@@ -384,9 +386,7 @@ export class OnnxEngine implements Engine {
     const cached = this.heads.get(prefix);
     if (cached) return cached;
     const head = await this.evaluateHead(prefix, stats);
-    let bytes = 0;
-    for (const t of Object.values(head.past)) bytes += (t.data as Float32Array | Int8Array).byteLength;
-    this.heads.set(prefix, head, bytes);
+    this.heads.set(prefix, head, head.bytes);
     return head;
   }
 
@@ -480,10 +480,11 @@ export class OnnxEngine implements Engine {
       const stageFeeds: Record<string, TensorType> = { ...feeds };
       if (!isLast) delete stageFeeds.last;
       const fetches = [isLast ? "z" : "hidden_out"];
+      const past = head?.inputs();
       for (let l = stage.first; l < stage.end; l++) {
         const empty = head ? undefined : emptyPast(this.ort, this.shape, this.kvCacheType, l);
         for (const name of pastInputs(this.kvCacheType, l)) {
-          const tensor = head?.past[name] ?? empty?.[name];
+          const tensor = past?.[name] ?? empty?.[name];
           if (!tensor) throw new RerankError("engine_failure", `internal: no ${name} for the run`);
           stageFeeds[name] = tensor;
         }
@@ -491,7 +492,7 @@ export class OnnxEngine implements Engine {
       }
       let result: Record<string, TensorType>;
       try {
-        result = await session.run(stageFeeds, fetches);
+        result = await session.run(stageFeeds, fetches, head?.loan);
       } catch (error) {
         throw new RerankError("engine_failure", `ONNX Runtime failed: ${(error as Error).message}`, { cause: error });
       }

@@ -1,4 +1,4 @@
-import { readGgufFileInfo } from "node-llama-cpp";
+import { ggufFileInfo } from "../../gguf/file-info.js";
 import { readModelFacts } from "../llama/metadata.js";
 import type { ModelShape } from "../../model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
@@ -58,7 +58,7 @@ export const DEFAULT_STAGE_BYTES = 1.5e9;
  * int8's weights are packed, and a tensor type it cannot read, if any.
  */
 export async function onnxFit(path: string, packedWeights?: boolean): Promise<{ bytes: (precision: OnnxPrecision) => number; packedInt8: boolean; unreadable: string | undefined }> {
-  const info = await readGgufFileInfo(path, { readTensorInfo: true });
+  const info = await ggufFileInfo(path);
   const weights = new GgufWeights(path, info);
   const layers = readModelFacts(info, 40960).shape?.layers ?? 0;
   return {
