@@ -442,10 +442,12 @@ describe("onnx engine: bad input", { skip }, () => {
 
   test("from the CLI: --engine onnx scores, an unknown precision and a file that is not a GGUF are clear errors", async () => {
     const model = testModel("causal");
-    const [ok, badPrecision, notGguf] = await Promise.all([
+    const notAModel = new URL("../package.json", import.meta.url).pathname;
+    const [ok, badPrecision, notGguf, notGgufDefault] = await Promise.all([
       cliAsync(["score", "--engine", "onnx", "--onnx-precision", "int8", "--threads", "1", "--model", model, "--query", "what is a river", "--doc", "A river is a stream of water.", "--doc", "Cats sleep.", "--json"]),
       cliAsync(["score", "--engine", "onnx", "--onnx-precision", "int4", "--model", model, "--query", "q", "--doc", "d"]),
-      cliAsync(["score", "--engine", "onnx", "--model", new URL("../package.json", import.meta.url).pathname, "--query", "q", "--doc", "d"]),
+      cliAsync(["score", "--engine", "onnx", "--model", notAModel, "--query", "q", "--doc", "d"]),
+      cliAsync(["score", "--model", notAModel, "--query", "q", "--doc", "d"]),
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     const results = (JSON.parse(ok.stdout) as { results: Array<{ score: number }> }).results;
@@ -455,5 +457,9 @@ describe("onnx engine: bad input", { skip }, () => {
     assert.match(badPrecision.stderr, /--onnx-precision.*int4.*fp32, block8, int8/s);
     assert.notEqual(notGguf.code, 0);
     assert.match(notGguf.stderr, /cannot read .*package\.json as GGUF/);
+    // With no engine named the choice reads the file first: still the user's words, no stack trace.
+    assert.equal(notGgufDefault.code, 2, notGgufDefault.stderr);
+    assert.match(notGgufDefault.stderr, /cannot load .*package\.json: Invalid GGUF magic/);
+    assert.doesNotMatch(notGgufDefault.stderr, /unexpected error| {4}at /);
   });
 });

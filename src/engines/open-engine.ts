@@ -127,7 +127,13 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
     // The engine the default picks, asked for by name, runs as the default runs it.
     if (precision !== "int8") return asked;
     const [{ resolveModelSource }, { onnxFit }, { memoryRoom }] = await Promise.all([import("./llama/model-source.js"), import("./onnx/onnx-fit.js"), import("./memory-room.js")]);
-    const fit = await onnxFit(await resolveModelSource(options.model, options), onnxPackedWeights);
+    let fit;
+    try {
+      fit = await onnxFit(await resolveModelSource(options.model, options), onnxPackedWeights);
+    } catch {
+      // A file the engine cannot read: its open says so in the user's words.
+      return asked;
+    }
     return withLayout(asked, options, fit, memoryRoom().bytes);
   }
   const [{ sharedLlama }, { resolveModelSource }, { ggufFingerprint }, cpu, selection, { onnxFit }, { memoryRoom }] = await Promise.all([
@@ -146,7 +152,12 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
   const fileFacts = (async () => {
     const path = await resolveModelSource(options.model, options);
     // The onnx engine reads the same header and fingerprint next (both kept for it): here they fill the runtime's load.
-    return { fit: await onnxFit(path, onnxPackedWeights), fingerprint: ggufFingerprint(path) };
+    try {
+      return { fit: await onnxFit(path, onnxPackedWeights), fingerprint: ggufFingerprint(path) };
+    } catch (error) {
+      // Not a GGUF file: the llama.cpp engine's open says so in the user's words (a found file that is not a model).
+      return { unreadable: (error as Error).message.split("\n")[0] ?? "" };
+    }
   })();
   fileFacts.catch(() => undefined);
   const gpu = runtime ? (await runtime).gpu : false;
@@ -160,7 +171,9 @@ async function selectEngine(options: LlamaEngineOptions & Pick<EngineChoice, "on
   }
   const ruleFacts = { gpu, llamaOnlySettings, onnxRuntimeMissing, vnni: cpu.hasUnsignedDotProduct(), kernelFlags: cpu.kernelFlagsLine() };
   if (gpu !== false || llamaOnlySettings.length > 0 || onnxRuntimeMissing) return selection.selectByRule({ ...ruleFacts, unreadableTensor: undefined, int8Bytes: 0, memoryBytes: 0 }, measuredAt);
-  const { fit, fingerprint } = await fileFacts;
+  const facts = await fileFacts;
+  if ("unreadable" in facts) return { engine: "llama", reason: `llama: the model file cannot be read as GGUF (${facts.unreadable})`, source: "rule", trials: [], key: "", measuredAt };
+  const { fit, fingerprint } = facts;
   const memoryBytes = memoryRoom().bytes;
   const chosen =
     selection.cachedSelection(selection.selectionCachePath(options.modelsDirectory), measurementKey(fingerprint, cpu.kernelFlagsLine(), options.threads)) ??

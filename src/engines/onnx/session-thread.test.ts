@@ -59,6 +59,41 @@ describe("ThreadSession: an ONNX Runtime session on a worker thread", () => {
     }
   });
 
+  test("this thread's event loop keeps turning while a run is in flight (a session on this thread holds it for the whole run)", async () => {
+    // One product of 768 x 768 matrices, repeated by a chain of 8: tens of milliseconds of kernels.
+    const n = 768;
+    const square: proto.IValueInfoProto = { name: "x", type: { tensorType: { elemType: T.FLOAT, shape: { dim: [{ dimValue: n }, { dimValue: n }] } } } };
+    const chain = onnx.ModelProto.encode({
+      irVersion: 8,
+      opsetImport: [{ domain: "", version: 17 }],
+      graph: {
+        name: "chain",
+        node: Array.from({ length: 8 }, (_, i) => ({ opType: "MatMul", input: [i === 0 ? "x" : `m${i - 1}`, "x"], output: [i === 7 ? "y" : `m${i}`], name: `mm${i}` })),
+        input: [square],
+        output: [{ ...square, name: "y" }],
+      },
+    }).finish();
+    const session = await ThreadSession.create(ort, chain.slice(), { intraOpNumThreads: 1 });
+    try {
+      let turns = 0;
+      let done = false;
+      const spin = () => {
+        if (done) return;
+        turns++;
+        setImmediate(spin);
+      };
+      const run = session.run({ x: new ort.Tensor("float32", new Float32Array(n * n).fill(1 / n), [n, n]) }, ["y"]);
+      setImmediate(spin);
+      const out = await run;
+      done = true;
+      assert.ok(turns > 0, "the event loop turned during the run");
+      // x·x = x for x = 1/n everywhere: every product in the chain gives back 1/n.
+      assert.ok(Math.abs(((out.y?.data as Float32Array)[0] ?? 0) - 1 / n) < 1e-6);
+    } finally {
+      await session.release();
+    }
+  });
+
   test("ONNX Runtime's error comes back as a rejection, with the lent buffer", async () => {
     const session = await ThreadSession.create(ort, model.slice(), {});
     try {

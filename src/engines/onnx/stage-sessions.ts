@@ -22,23 +22,24 @@ export async function loadStages(ort: Ort, request: StageModelsRequest, sessionO
       (error: unknown) => error as Error,
     );
     let damage: Error | undefined;
-    try {
-      for (const { stage, model: source } of found.models) {
-        try {
-          // A file path lets ONNX Runtime memory-map the weights (no copy in memory).
-          const session = await ThreadSession.create(ort, source, sessionOptions);
-          stages.push({ stage, session });
-        } catch (error) {
-          if (found.source !== "cache") throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${model} (layers ${stage.first}-${stage.end - 1}): ${(error as Error).message}`, { cause: error });
-          damage = error as Error;
-          break;
-        }
+    // Each on its own thread, so the stages' sessions (graphs built in memory: several) are created side by side.
+    // A file path lets ONNX Runtime memory-map the weights (no copy in memory).
+    const created = await Promise.allSettled(found.models.map(({ model: source }) => ThreadSession.create(ort, source, sessionOptions)));
+    created.forEach((c, i) => {
+      const stage = found.models[i]?.stage;
+      if (c.status === "fulfilled" && stage) stages.push({ stage, session: c.value });
+    });
+    const refused = created.findIndex((c) => c.status === "rejected");
+    const failure = created[refused];
+    if (failure?.status === "rejected") {
+      const stage = found.models[refused]?.stage;
+      if (found.source !== "cache") {
+        await Promise.all(stages.map((s) => s.session.release()));
+        throw new RerankError("engine_unavailable", `ONNX Runtime refused the graph built from ${model} (layers ${stage?.first}-${(stage?.end ?? 0) - 1}): ${(failure.reason as Error).message}`, { cause: failure.reason });
       }
-      damage ??= await verified;
-    } catch (error) {
-      await Promise.all(stages.map((s) => s.session.release()));
-      throw error;
+      damage = failure.reason as Error;
     }
+    damage ??= await verified;
     if (!damage) return { stages, source: found.source };
     await Promise.all(stages.map((s) => s.session.release()));
     if (attempt > 0 || !request.dir) throw new RerankError("engine_failure", `the onnx graphs of ${model} could not be loaded: ${damage.message}`, { cause: damage });
