@@ -5,6 +5,9 @@ import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 const SAMPLE_BYTES = 1024 * 1024;
 const SAMPLES = 64;
 
+/** Fingerprints this process computed, by path, with the size and modification time they were computed at. */
+const recent = new Map<string, { size: number; mtimeMs: number; fingerprint: string }>();
+
 /**
  * A fingerprint of a GGUF file's content, the same on every machine that holds the same file
  * whatever its path or name: SHA-256 of the size and of the whole file when it is small (up to
@@ -23,9 +26,6 @@ export function ggufFingerprint(path: string): string {
   if (recent.size > 16) recent.delete(recent.keys().next().value ?? "");
   return fingerprint;
 }
-
-/** Fingerprints this process computed, by path, with the size and modification time they were computed at. */
-const recent = new Map<string, { size: number; mtimeMs: number; fingerprint: string }>();
 
 function computeFingerprint(path: string): string {
   const fd = openSync(path, "r");

@@ -258,10 +258,10 @@ export class OnnxEnginePool implements Engine {
     // The call in flight finishes first (as OnnxEngine's dispose): its members answer before they go.
     await this.queue;
     this.closed = true;
-    // Members still opening are not waited for. SIGKILL: such a member is inside ONNX Runtime's
-    // session create, which holds its main thread, and a SIGTERM there waits for it (node-llama-cpp's
-    // lock files handle SIGTERM in JS): measured 2.5 s more of a two-document `score`. It holds
-    // nothing to save (the first member built the graphs; the cache survives a killed writer anyway).
+    // Members still opening are not waited for. SIGKILL: such a member holds nothing to save (the
+    // first member built the graphs; the cache survives a killed writer anyway), and a SIGTERM is
+    // handled in JS (node-llama-cpp's lock files), which waited ~2.5 s for ONNX Runtime's session
+    // create when that ran on the member's main thread (now on a worker thread: session-thread.ts).
     for (const o of this.opening) o.child.kill("SIGKILL");
     await Promise.allSettled(this.opening.map((o) => o.opened));
     await Promise.all(
