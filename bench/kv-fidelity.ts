@@ -1,9 +1,10 @@
 // How far the onnx engine's faster modes are from its exact one on long documents (not part of `npm test`):
-//   node --import tsx bench/kv-fidelity.ts --model FILE.gguf [--lengths 256,4096,16384] [--docs 8,2,1] [--threads 2] [--int8-attention]
+//   node --import tsx bench/kv-fidelity.ts --model FILE.gguf [--lengths 256,4096,16384] [--docs 8,2,1] [--threads 2] [--modes int8-fp32-cache,int8-cache,int8-qk]
 // For each document length, scores the bench workload's documents (bench's own generator, sized
-// with the model's tokenizer) with onnx fp32 and its fp32 cache (the reference), int8 products with
-// the fp32 cache, int8 products with the int8 cache (int8 precision's default) and, with
-// --int8-attention, the same with QK^T in int8, each engine in turn (timed), and prints max |dz|, Kendall tau and the top-10 overlap against the reference, with the
+// with the model's tokenizer) with onnx fp32 and its fp32 cache (the reference), then each of
+// `--modes` (default all): int8 products with the fp32 cache, with the int8 cache and QK^T in fp32,
+// and with the int8 cache and QK^T in int8 (int8's default depends on the CPU: int8AttentionPays),
+// each engine in turn (timed), and prints max |dz|, Kendall tau and the top-10 overlap against the reference, with the
 // bars of src/measure/agreement.ts. Prints the CPU flags and the model's name beside the numbers.
 import { parseArgs } from "node:util";
 import { kernelFlagsLine } from "../src/engines/cpu-features.js";
@@ -21,19 +22,21 @@ const { values } = parseArgs({
     lengths: { type: "string", default: "256,4096,16384" },
     docs: { type: "string", default: "8,2,1" },
     threads: { type: "string", default: "2" },
-    "int8-attention": { type: "boolean", default: false },
+    modes: { type: "string", default: "int8-fp32-cache,int8-cache,int8-qk" },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
 const model = values.model;
 const lengths = values.lengths.split(",").map(Number);
 const docCounts = values.docs.split(",").map(Number);
-const modes: Array<{ precision: OnnxPrecision; kvCache: KvCacheType; int8Attention?: boolean }> = [
-  { precision: "fp32", kvCache: "fp32" },
-  { precision: "int8", kvCache: "fp32" },
-  { precision: "int8", kvCache: "int8" },
-  ...(values["int8-attention"] ? [{ precision: "int8" as const, kvCache: "int8" as const, int8Attention: true }] : []),
-];
+const MODES = {
+  "int8-fp32-cache": { precision: "int8", kvCache: "fp32" },
+  "int8-cache": { precision: "int8", kvCache: "int8", int8Attention: false },
+  "int8-qk": { precision: "int8", kvCache: "int8", int8Attention: true },
+} as const satisfies Record<string, { precision: OnnxPrecision; kvCache: KvCacheType; int8Attention?: boolean }>;
+const asked = values.modes.split(",").map((m) => m.trim());
+for (const m of asked) if (!(m in MODES)) throw new Error(`unknown mode ${m}: use ${Object.keys(MODES).join(", ")}`);
+const modes: Array<{ precision: OnnxPrecision; kvCache: KvCacheType; int8Attention?: boolean }> = [{ precision: "fp32", kvCache: "fp32" }, ...asked.map((m) => MODES[m as keyof typeof MODES])];
 
 async function score(mode: (typeof modes)[number], length: number, count: number): Promise<{ z: number[]; seconds: number; name: string }> {
   const contextSize = length + 512;
@@ -72,8 +75,17 @@ for (const [i, length] of lengths.entries()) {
     }
     const a = agreement(z, reference);
     const missed = missedBars(a, z.length);
+    // Which orderings changed, and how far apart the reference had them: a swap of near-ties is what any rounding does.
+    let [swapped, widest] = [0, 0];
+    for (let x = 0; x < z.length; x++) {
+      for (let y = x + 1; y < z.length; y++) {
+        const gap = (reference[x] ?? 0) - (reference[y] ?? 0);
+        if (Math.sign(gap) * Math.sign((z[x] ?? 0) - (z[y] ?? 0)) < 0) [swapped, widest] = [swapped + 1, Math.max(widest, Math.abs(gap))];
+      }
+    }
+    const swaps = swapped === 0 ? "" : `, ${swapped} pair${swapped === 1 ? "" : "s"} swapped (the widest ${widest.toFixed(3)} apart in the reference)`;
     console.log(
-      `  onnx ${mode.precision}, ${mode.kvCache} cache${mode.int8Attention ? ", int8 QK" : ""}: max |dz| ${a.maxAbsDz.toFixed(4)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, z.length)}, ${missed.length === 0 ? "meets the bars" : `misses: ${missed.join("; ")}`} (${seconds.toFixed(1)} s)`,
+      `  onnx ${mode.precision}, ${mode.kvCache} cache${mode.int8Attention ? ", int8 QK" : ""}: max |dz| ${a.maxAbsDz.toFixed(4)}, tau ${a.kendallTau.toFixed(3)}, top-10 ${a.top10Overlap}/${Math.min(10, z.length)}${swaps}, ${missed.length === 0 ? "meets the bars" : `misses: ${missed.join("; ")}`} (${seconds.toFixed(1)} s)`,
     );
   }
 }

@@ -9,7 +9,7 @@ import type { KvCacheType, OnnxPrecision } from "../src/engines/onnx/precision.j
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 import { buildQwen3Graph } from "../src/engines/onnx/graph.js";
 import { kvCacheOf } from "../src/engines/onnx/precision.js";
-import { hasUnsignedDotProduct } from "../src/engines/cpu-features.js";
+import { hasUnsignedDotProduct, int8AttentionPays } from "../src/engines/cpu-features.js";
 import { readModelFacts } from "../src/engines/llama/metadata.js";
 import { coarseFeatures, decodeRow, GgufWeights, inputRowMax, toInt8PerColumn } from "../src/engines/onnx/weights.js";
 import { runPlan } from "../src/engines/onnx/run-plan.js";
@@ -163,6 +163,8 @@ describe("onnx engine on F16 and Q8_0 files, every precision", { skip }, () => {
           const engine = await open("causal", precision, { type });
           try {
             pairs = buildPairs(engine).slice(0, 6);
+            // int8's default QK^T follows the CPU (int8AttentionPays): on this one, the path it takes is the one scored here.
+            if (precision === "int8") assert.equal(/ qk=int8 /.test(engine.info.numerics), int8AttentionPays(), engine.info.numerics);
             zs[precision] = await scoreInOrder(engine, pairs);
           } finally {
             await engine.dispose();
@@ -335,7 +337,7 @@ describe("int8's 8-bit cache (and int8 QK) against planted key outliers", { skip
     const score = async (model: string, mode: Mode) => {
       const engine = await OnnxEngine.open({ model, ...mode, threads: 1, sequences: 1, batchSize: 24, contextSize: MAX_LENGTH, logLevel: "error" });
       try {
-        assert.match(engine.info.numerics, new RegExp(` kv=${mode.kvCache}${mode.int8Attention ? " qk=int8" : ""} `));
+        assert.match(engine.info.numerics, new RegExp(` kv=${mode.kvCache}${mode.int8Attention ? " qk=int8" : ""} docs`));
         const pairs = buildPairs(engine);
         return { pairs, z: await scoreInOrder(engine, pairs) };
       } finally {
@@ -409,7 +411,7 @@ describe("onnx engine: bad input", { skip }, () => {
   test("a cache type it does not know, or int8 QK without the 8-bit cache, is refused in words", async () => {
     const model = testModel("causal");
     await assert.rejects(OnnxEngine.open({ model, kvCache: "int4" as KvCacheType, logLevel: "error" }), /unknown onnx kvCache int4: use fp32, int8/);
-    await assert.rejects(OnnxEngine.open({ model, precision: "fp32", int8Attention: true, logLevel: "error" }), /needs kvCache int8/);
+    await assert.rejects(OnnxEngine.open({ model, precision: "fp32", int8Attention: true, logLevel: "error" }), /int8 QK\^T \(--onnx-int8-attention, onnxInt8Attention\) reads the 8-bit cache of keys and values: it needs --onnx-precision int8/);
     for (const runScoreBytes of [0, -1, Number.NaN]) {
       await assert.rejects(OnnxEngine.open({ model, runScoreBytes, logLevel: "error" }), /runScoreBytes must be a positive number of bytes/);
     }
@@ -440,11 +442,15 @@ describe("onnx engine: bad input", { skip }, () => {
     }
   });
 
-  test("from the CLI: --engine onnx scores, an unknown precision and a file that is not a GGUF are clear errors", async () => {
+  test("from the CLI: --engine onnx scores (also with QK^T forced to either path), an unknown precision, int8 QK^T without the 8-bit cache and a file that is not a GGUF are clear errors", async () => {
     const model = testModel("causal");
     const notAModel = new URL("../package.json", import.meta.url).pathname;
-    const [ok, badPrecision, notGguf, notGgufDefault] = await Promise.all([
-      cliAsync(["score", "--engine", "onnx", "--onnx-precision", "int8", "--threads", "1", "--model", model, "--query", "what is a river", "--doc", "A river is a stream of water.", "--doc", "Cats sleep.", "--json"]),
+    const scoreTwo = ["score", "--engine", "onnx", "--onnx-precision", "int8", "--threads", "1", "--model", model, "--query", "what is a river", "--doc", "A river is a stream of water.", "--doc", "Cats sleep.", "--json"];
+    const [ok, int8Qk, fp32Qk, qkWithoutCache, badPrecision, notGguf, notGgufDefault] = await Promise.all([
+      cliAsync(scoreTwo),
+      cliAsync([...scoreTwo, "--onnx-int8-attention"]),
+      cliAsync([...scoreTwo, "--no-onnx-int8-attention"]),
+      cliAsync(["score", "--onnx-precision", "fp32", "--onnx-int8-attention", "--model", model, "--query", "q", "--doc", "d"]),
       cliAsync(["score", "--engine", "onnx", "--onnx-precision", "int4", "--model", model, "--query", "q", "--doc", "d"]),
       cliAsync(["score", "--engine", "onnx", "--model", notAModel, "--query", "q", "--doc", "d"]),
       cliAsync(["score", "--model", notAModel, "--query", "q", "--doc", "d"]),
@@ -453,6 +459,16 @@ describe("onnx engine: bad input", { skip }, () => {
     const results = (JSON.parse(ok.stdout) as { results: Array<{ score: number }> }).results;
     assert.equal(results.length, 2);
     assert.ok(results.every((r) => r.score > 0 && r.score < 1));
+    // Both QK^T paths score, each near the other (int8 rounding); the default is one of them, bit for bit.
+    const [int8Scores, fp32Scores] = [int8Qk, fp32Qk].map((r) => {
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { results: Array<{ logit: number }> }).results.map((x) => x.logit);
+    }) as [number[], number[]];
+    int8Scores.forEach((z, i) => assert.ok(Math.abs(z - (fp32Scores[i] ?? Number.NaN)) < 0.5, `${z} vs ${fp32Scores[i]}`));
+    const defaultScores = (JSON.parse(ok.stdout) as { results: Array<{ logit: number }> }).results.map((x) => x.logit);
+    assert.deepEqual(defaultScores, int8AttentionPays() ? int8Scores : fp32Scores);
+    assert.equal(qkWithoutCache.code, 2, qkWithoutCache.stderr);
+    assert.match(qkWithoutCache.stderr, /int8 QK\^T \(--onnx-int8-attention, onnxInt8Attention\) reads the 8-bit cache of keys and values: it needs --onnx-precision int8/);
     assert.equal(badPrecision.code, 2);
     assert.match(badPrecision.stderr, /--onnx-precision.*int4.*fp32, block8, int8/s);
     assert.notEqual(notGguf.code, 0);

@@ -43,6 +43,8 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--no-onnx-cache", "onnx engine: build its graphs in memory at every start instead of keeping them on disk (--models-dir or ~/.cache/qwen-rerank/onnx, about the model file's size)")
     .option("--onnx-packed-weights", "onnx engine: let ONNX Runtime keep a packed copy of the weights: faster scoring (without it, 17-30% longer on the 8B shape), twice the weights' memory, a slower start (default: on up to 2 GiB of weights, the 0.6B shape)")
     .option("--no-onnx-packed-weights", "onnx engine: keep the weights memory-mapped only (default above 2 GiB of weights: the 4B and 8B shapes)")
+    .option("--onnx-int8-attention", "onnx engine, int8: compute the attention's QK^T as an int8 product over the 8-bit cache (default: on x86 CPUs with AVX-512 VNNI and no AMX, where it was measured faster)")
+    .option("--no-onnx-int8-attention", "onnx engine, int8: compute QK^T in fp32 over the dequantized keys (default on other CPUs)")
     .option("--onnx-engines <n>", "onnx engine: this many engines of one thread each, in their own processes, scoring a call's pairs side by side: the same scores, more pairs a second where ONNX Runtime's threads do not scale, each engine's memory, one thread's time for a lone pair (default: for onnx int8, chosen by default or with --engine onnx, --threads engines for a model with packed weights (the 0.6B shape) when memory holds them, one for a lone --doc; else 1, one engine of --threads threads)", intArg(1, 256))
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))
@@ -102,6 +104,7 @@ export interface EngineFlagValues {
   onnxPrecision?: OnnxPrecision;
   onnxCache?: boolean;
   onnxPackedWeights?: boolean;
+  onnxInt8Attention?: boolean;
   onnxEngines?: number;
   threads?: number;
   sequences?: number;
@@ -135,6 +138,7 @@ export function engineOptionsFrom(flags: EngineFlagValues): Omit<RerankerOptions
     onnxPrecision: flags.onnxPrecision,
     onnxCache: flags.onnxCache === false ? false : undefined,
     onnxPackedWeights: flags.onnxPackedWeights,
+    onnxInt8Attention: flags.onnxInt8Attention,
     onnxEngines: flags.onnxEngines,
     threads: flags.threads,
     sequences: flags.sequences,

@@ -38,3 +38,15 @@ export function kernelFlagsLine(features: CpuFeatures = cpuFeatures()): string {
 export function hasUnsignedDotProduct(features: CpuFeatures = cpuFeatures()): boolean {
   return arch() === "x64" && (features.flags.has("avx512_vnni") || features.flags.has("avx_vnni") || features.flags.has("amx_int8"));
 }
+
+/**
+ * Whether the onnx engine's int8 QK^T beats fp32 here (OnnxEngineOptions.int8Attention). Measured
+ * on two CPUs (docs/benchmarks.md): on a Zen 4 with AVX-512 VNNI and no AMX, the last run of a
+ * 4,096-token document took 22% less kernel time with it (5.7-5.8 s against 7.3-7.5 s on one
+ * thread, 0.6B shape, at 4,012, 4,096 and 4,175 keys) and 256-token runs the same; on an AMX Xeon
+ * ONNX Runtime's int8 GEMM over a non-constant B was 1.5-2.3x slower at most key counts, and whole
+ * documents 5% longer. Other CPUs (AVX-VNNI, AVX2, Arm) are unmeasured: fp32, as before.
+ */
+export function int8AttentionPays(features: CpuFeatures = cpuFeatures()): boolean {
+  return arch() === "x64" && features.flags.has("avx512_vnni") && !features.flags.has("amx_int8");
+}

@@ -39,6 +39,12 @@ export interface EngineChoice {
    */
   onnxPackedWeights?: boolean | undefined;
   /**
+   * The onnx engine in int8 computes the attention's QK^T as an int8 product over its 8-bit cache
+   * (OnnxEngineOptions.int8Attention). Default: on x86 CPUs with AVX-512 VNNI and no AMX, where it
+   * was measured faster (int8AttentionPays in src/engines/cpu-features.ts); fp32 elsewhere.
+   */
+  onnxInt8Attention?: boolean | undefined;
+  /**
    * The onnx engine as this many engines of one thread each, in their own processes, each scoring
    * whole pairs of a call side by side (src/engines/onnx/engine-pool.ts): the same bits, more pairs
    * a second where ONNX Runtime's threads do not scale (measured 1.85-2x with 2 on 2 cores,
@@ -72,7 +78,7 @@ export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
 }
 
 async function openConcrete(options: Concrete): Promise<Engine> {
-  const { engine: kind, onnxPrecision, onnxCache, onnxPackedWeights, onnxEngines, onWarning, ...rest } = options;
+  const { engine: kind, onnxPrecision, onnxCache, onnxPackedWeights, onnxInt8Attention, onnxEngines, onWarning, ...rest } = options;
   // Loaded here, not at the top: node-llama-cpp costs ~0.7 s of startup, which a command that fails validation need not pay.
   if (kind === "llama") return (await import("./llama/llama-engine.js")).LlamaEngine.open(rest);
   const { OnnxEngine } = await import("./onnx/onnx-engine.js");
@@ -91,6 +97,7 @@ async function openConcrete(options: Concrete): Promise<Engine> {
     precision: onnxPrecision,
     graphCache: onnxCache,
     packedWeights: onnxPackedWeights,
+    int8Attention: onnxInt8Attention,
     onWarning,
   };
   if (onnxEngines !== undefined && onnxEngines !== 1) return (await import("./onnx/engine-pool.js")).OnnxEnginePool.open(onnxOptions, onnxEngines);

@@ -360,18 +360,35 @@ export function buildQwen3Graph(
     shared = { zero, axis3: g.ints("qb_axis3", [3]), axis4: g.ints("qb_axis4", [4]), keyEnds, blockRows, blockMasks };
     return shared;
   };
-  const attend = (queries: string, keysT: string, values: string, mask: string, lastOnly: boolean): string => {
-    const probsOf = (q: string, k: string, m: string) => g.one("Softmax", [g.one("Add", [g.one("Mul", [g.one("MatMul", [q, k]), scale]), m])], [intAttr("axis", -1)]);
-    if (lastOnly) return g.one("MatMul", [probsOf(queries, keysT, mask), values]);
-    const { zero, axis3, axis4, keyEnds, blockRows, blockMasks } = queryBlocks();
-    const blockQueries = g.op("Split", [queries, blockRows], [intAttr("axis", 3)], "", QUERY_BLOCKS);
-    const parts = blockQueries.map((q, i) => {
-      const m = blockMasks[i] ?? "";
-      if (i === QUERY_BLOCKS - 1) return g.one("MatMul", [probsOf(q, keysT, m), values]);
+  /**
+   * Attention of the queries over the keys [0, end) (every key when `end` is undefined), before
+   * the mask: `queries` are tensors split by query row alike (the fp32 queries, or the int8
+   * queries and their row scales), a block of each at a time.
+   */
+  type Scores = (queries: string[], end: string | undefined) => string;
+  const attend = (queries: string[], scoresOf: Scores, values: string, mask: string, lastOnly: boolean): string => {
+    const probsOf = (q: string[], end: string | undefined, m: string) => g.one("Softmax", [g.one("Add", [scoresOf(q, end), m])], [intAttr("axis", -1)]);
+    if (lastOnly) return g.one("MatMul", [probsOf(queries, undefined, mask), values]);
+    const { zero, axis3, keyEnds, blockRows, blockMasks } = queryBlocks();
+    const blocks = queries.map((q) => g.op("Split", [q, blockRows], [intAttr("axis", 3)], "", QUERY_BLOCKS));
+    const parts = blockMasks.map((m, i) => {
+      const q = blocks.map((b) => b[i] ?? "");
+      if (i === QUERY_BLOCKS - 1) return g.one("MatMul", [probsOf(q, undefined, m), values]);
       const keys = keyEnds[i + 1] ?? "";
-      return g.one("MatMul", [probsOf(q, g.one("Slice", [keysT, zero, keys, axis4]), m), g.one("Slice", [values, zero, keys, axis3])]);
+      return g.one("MatMul", [probsOf(q, keys, m), g.one("Slice", [values, zero, keys, axis3])]);
     });
     return g.one("Concat", parts, [intAttr("axis", 3)]);
+  };
+  /** The first `end` columns of [..., T] (all when `end` is undefined). */
+  const firstKeys = (x: string, end: string | undefined): string => {
+    if (end === undefined) return x;
+    const { zero, axis4 } = queryBlocks();
+    return g.one("Slice", [x, zero, end, axis4]);
+  };
+  /** QK^T in fp32 of grouped queries [B,kvH,rep,S,D] and head-major keys [B,kvH,T,D], scaled by 1/sqrt(D). */
+  const fp32Scores = (queries: string, keys: string): { queries: string[]; scores: Scores } => {
+    const keysT = g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]);
+    return { queries: [queries], scores: ([q], end) => g.one("Mul", [g.one("MatMul", [q ?? "", firstKeys(keysT, end)]), scale]) };
   };
 
   // z reads only each sequence's last row of the last layer, so that layer computes everything but
@@ -404,10 +421,8 @@ export function buildQwen3Graph(
     const headMajor = (x: string) => g.one("Transpose", [x], [intsAttr("perm", [0, 2, 1, 3])]);
     // GQA: query head h uses key/value head h / rep, so the queries are grouped [B,kvH,rep,S,D].
     const grouped = g.one("Reshape", [q, groupShape]);
-    let scores = "";
     let values: string;
-    // The fp32 QK^T path's queries and transposed keys (the int8 QK^T path makes its scores itself).
-    let attention: { queries: string; keysT: string } | undefined;
+    let attention: { queries: string[]; scores: Scores };
     if (kvCache === "int8") {
       // The 8-bit cache (kv-quant.ts). Keys are stored as (k - center) / gain, int8 per token and
       // head with their scales; the run's own keys are taken the same way and the queries
@@ -425,9 +440,9 @@ export function buildQwen3Graph(
       const dequantized = (kind: "k" | "v") => headMajor(g.one("Mul", [g.one("Cast", [`past_${kind}.${l}`], [intAttr("to", T.FLOAT)]), `past_${kind}_scale.${l}`]));
       if (int8Attention) {
         // QK^T as an int8 product over the cache (SageAttention): the run's keys in int8 after the
-        // past's (the transposes move int8), the queries quantized per row, and
-        // MatMulIntegerToFloat applying each key's scale per column in its epilogue and each
-        // query's (times 1/sqrt(D)) after it.
+        // past's (the transposes move int8), the queries quantized per row (a row's scale is its
+        // own: the same bits whatever else the run holds), and MatMulIntegerToFloat applying each
+        // key's scale per column in its epilogue and each query's (times 1/sqrt(D)) after it.
         const allKeys = g.one("Concat", [g.one("Expand", [`past_k.${l}`, pastShapeByPosition]), keyInt8], [intAttr("axis", 1)]);
         const allScales = g.one("Concat", [g.one("Expand", [`past_k_scale.${l}`, pastScaleShape]), keyScale], [intAttr("axis", 1)]);
         // [B,P+S,kvH,D] -> [B,kvH,1,D,P+S]; scales [B,P+S,kvH,1] -> [B,kvH,1,1,P+S] (one per column).
@@ -437,19 +452,22 @@ export function buildQwen3Graph(
         const rounded = g.one("Round", [g.one("Div", [queries, queryScale])]);
         // The queries in the form the CPU multiplies fast and exactly (as the int8 products' activations).
         const queryInt8 = signedActivations ? g.one("Cast", [rounded], [intAttr("to", T.INT8)]) : g.one("Cast", [g.one("Add", [rounded, g.scalar(`u8_offset_${l}`, 128)])], [intAttr("to", T.UINT8)]);
-        scores = g.one("Add", [g.one("MatMulIntegerToFloat", [queryInt8, keysT, g.one("Mul", [queryScale, scale]), keyScalesT, zeroPoint], [], "com.microsoft"), mask]);
+        attention = {
+          queries: [queryInt8, g.one("Mul", [queryScale, scale])],
+          scores: ([q, qScale], end) => g.one("MatMulIntegerToFloat", [q ?? "", firstKeys(keysT, end), qScale ?? "", firstKeys(keyScalesT, end), zeroPoint], [], "com.microsoft"),
+        };
       } else {
         const keys = g.op("Concat", [g.one("Expand", [dequantized("k"), pastShape]), headMajor(keyRelative)], [intAttr("axis", 2)])[0] ?? "";
-        attention = { queries, keysT: g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]) };
+        attention = fp32Scores(queries, keys);
       }
       values = g.op("Concat", [g.one("Expand", [dequantized("v"), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
     } else {
       const keys = g.op("Concat", [g.one("Expand", [headMajor(`past_k.${l}`), pastShape]), headMajor(kTokens)], [intAttr("axis", 2)])[0] ?? "";
       values = g.op("Concat", [g.one("Expand", [headMajor(`past_v.${l}`), pastShape]), headMajor(vTokens)], [intAttr("axis", 2)])[0] ?? "";
-      attention = { queries: grouped, keysT: g.one("Transpose", [g.one("Unsqueeze", [keys, unsqueeze2])], [intsAttr("perm", [0, 1, 2, 4, 3])]) };
+      attention = fp32Scores(grouped, keys);
     }
     const valuesGrouped = g.one("Unsqueeze", [values, unsqueeze2]);
-    const context = attention ? attend(attention.queries, attention.keysT, valuesGrouped, mask, lastOnly) : g.one("MatMul", [g.one("Softmax", [scores], [intAttr("axis", -1)]), valuesGrouped]);
+    const context = attend(attention.queries, attention.scores, valuesGrouped, mask, lastOnly);
     const merged = g.one("Reshape", [g.one("Transpose", [g.one("Reshape", [context, headsShape])], [intsAttr("perm", [0, 2, 1, 3])]), flatShape]);
     x = g.one("Add", [lastOnly ? lastRows(x) : x, linear(merged, [w("attn_output")], rows)[0] ?? ""]);
     const h2 = rmsNorm(x, vector(`blk.${l}.ffn_norm.weight`));

@@ -15,7 +15,7 @@ import { llamaTokenizer, sharedLlama, singleToken } from "../llama/runtime.js";
 import { readModelFacts } from "../llama/metadata.js";
 import type { ConvertType } from "../../hf/convert.js";
 import { resolveModelSource } from "../llama/model-source.js";
-import { hasUnsignedDotProduct, kernelFlagsLine } from "../cpu-features.js";
+import { hasUnsignedDotProduct, int8AttentionPays, kernelFlagsLine } from "../cpu-features.js";
 import { memoryRoom } from "../memory-room.js";
 import type { LlamaEngineOptions } from "../llama/options.js";
 import { DEFAULT_PREFIX_CACHE_BYTES, HeadCache } from "../head-cache.js";
@@ -86,11 +86,11 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   kvCache?: KvCacheType | undefined;
   /**
    * With the int8 cache, compute QK^T as an int8 product over it (per-row query scales, each key's
-   * scale applied in MatMulIntegerToFloat's epilogue) instead of fp32 on the dequantized keys. Off
-   * by default because it did not pay: on a 2-core AMX Xeon (0.6B shape, 512 queries a run) its QK
-   * kernels took 646 ms a run against 691 in fp32 at 4,096 keys and 1,847 against 999 at 4,175
-   * (ONNX Runtime's int8 GEMM is slow at such sizes), and whole 4,096-token documents 5% longer
-   * (docs/benchmarks.md). Default false.
+   * scale applied in MatMulIntegerToFloat's epilogue) instead of fp32 on the dequantized keys. It
+   * pays where ONNX Runtime's u8×s8 GEMM runs on AVX-512 VNNI without AMX (22% off a 4,096-token
+   * document's late runs on a Zen 4) and not on an AMX Xeon (slower at most key counts):
+   * int8AttentionPays in src/engines/cpu-features.ts, docs/benchmarks.md. Default: with the int8
+   * cache, int8AttentionPays(); true with another cache is an error.
    */
   int8Attention?: boolean | undefined;
   /** int8 precision: input features per matrix product multiplied in fp32 (the batch's largest, the activation outliers); 0 = none. Default 16. */
@@ -238,8 +238,8 @@ export class OnnxEngine implements Engine {
       const threads = options.threads ?? availableParallelism();
       const signedActivations = !hasUnsignedDotProduct();
       const kvCache = options.kvCache ?? kvCacheOf(precision);
-      const int8Attention = options.int8Attention === true;
-      if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8Attention reads the 8-bit cache: it needs kvCache int8 (the default with int8 precision)");
+      const int8Attention = options.int8Attention ?? (kvCache === "int8" && int8AttentionPays());
+      if (int8Attention && kvCache !== "int8") throw new RerankError("invalid_request", "int8 QK^T (--onnx-int8-attention, onnxInt8Attention) reads the 8-bit cache of keys and values: it needs --onnx-precision int8 (kvCache int8)");
       const layerBytes = layerWeightBytes(weights, precision);
       const packed = packsWeights(layerBytes * facts.shape.layers, options.packedWeights);
       const needed = onnxMemoryEstimate(weights, facts.shape.layers, precision, options.stageBytes, packed);
@@ -257,7 +257,17 @@ export class OnnxEngine implements Engine {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
       };
       // Without prepacking ONNX Runtime reads each matrix from the mapped file at every run (packing panels as it goes).
-      const sessionOptions: OrtModule.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: "sequential", graphOptimizationLevel: "all", ...(packed ? {} : { extra: { session: { disable_prepacking: "1" } } }) };
+      // ONNX Runtime's own warnings are about its optimizer's rewrites of our graph (e.g. "Removing
+      // initializer" after its transpose optimizer re-made a Slice's axes), nothing a user can act
+      // on: shown at logLevel "debug" only. Its errors still fail the call.
+      const sessionOptions: OrtModule.InferenceSession.SessionOptions = {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+        graphOptimizationLevel: "all",
+        logSeverityLevel: options.logLevel === "debug" ? 2 : 3,
+        ...(packed ? {} : { extra: { session: { disable_prepacking: "1" } } }),
+      };
       const plans = stagePlans(facts.shape.layers, layerBytes, options.stageBytes, DEFAULT_STAGE_BYTES);
       const request = {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
