@@ -15,9 +15,9 @@ const work = mkdtempSync(join(tmpdir(), "qr-graphs-"));
 const model = testModel("causal");
 
 /** Opens the int8 engine over `dir`, scores the fixture pairs, and says where the graphs came from. */
-async function scoreWith(dir: string, graphCache = true): Promise<{ z: number[]; graphs: string | undefined; warnings: string[] }> {
+async function scoreWith(dir: string, graphCache = true, threads = 1): Promise<{ z: number[]; graphs: string | undefined; warnings: string[] }> {
   const warnings: string[] = [];
-  const engine = await OnnxEngine.open({ model, precision: "int8", threads: 1, contextSize: 256, modelsDirectory: dir, graphCache, onWarning: (m) => warnings.push(m), logLevel: "error" });
+  const engine = await OnnxEngine.open({ model, precision: "int8", threads, contextSize: 256, modelsDirectory: dir, graphCache, onWarning: (m) => warnings.push(m), logLevel: "error" });
   try {
     const prompt = new PromptBuilder(engine.tokenizer);
     const { groups } = groupByHead(DOCUMENTS.slice(0, 6).map((document) => prompt.build({ query: QUERY_EN, document }, 256)));
@@ -49,6 +49,18 @@ describe("the onnx engine's graph cache", { skip: onnxRuntimeInstalled ? false :
     assert.equal(memory.graphs, "memory");
     assert.deepEqual(memory.z, first.z);
     assert.deepEqual([...first.warnings, ...second.warnings, ...memory.warnings], []);
+  });
+
+  test("an engine of two threads keeps the graphs as two halves, created side by side; the same bits as one graph (bit-equality is the point: the same nodes, split)", async () => {
+    const one = await scoreWith(join(work, "one-graph"));
+    const dir = join(work, "halves");
+    const first = await scoreWith(dir, true, 2);
+    assert.equal(first.graphs, "built");
+    assert.deepEqual(readdirSync(cacheFolder(dir)).sort(), ["manifest.json", "stage-0.data", "stage-0.onnx", "stage-1.data", "stage-1.onnx"]);
+    const second = await scoreWith(dir, true, 2);
+    assert.equal(second.graphs, "cache");
+    assert.deepEqual(second.z, first.z);
+    assert.deepEqual(first.z, one.z);
   });
 
   test("a truncated or damaged cache file is found, reported and rebuilt; the scores do not change", async () => {

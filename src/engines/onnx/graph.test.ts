@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planStages, stagePlans } from "./graph.js";
+import { cachedPartsFor, planStages, stagePlans } from "./graph.js";
 
 test("stages: as many layers as fit the byte budget, at least one each, covering every layer once", () => {
   assert.deepEqual(planStages(28, 10, 1000), [{ first: 0, end: 28 }]);
@@ -20,11 +20,22 @@ test("stages: as many layers as fit the byte budget, at least one each, covering
   assert.ok(eightB.every((s) => s.end - s.first <= 7 && (s.end - s.first) * 193e6 <= 1.5e9));
 });
 
-test("stage plans: the cache holds every layer in one graph unless stageBytes is set; memory splits by bytes", () => {
+test("stage plans: the cache holds every layer in one graph (two halves from two threads) unless stageBytes is set; memory splits by bytes", () => {
   // The 8B shape in int8: one session from the cache, 6 graphs of at most 1.5e9 bytes in memory.
   const eightB = stagePlans(36, 193e6, undefined, 1.5e9);
   assert.deepEqual(eightB.cached, [{ first: 0, end: 36 }]);
   assert.equal(eightB.inMemory.length, 6);
+  // Two halves for an engine of two threads or more (created side by side), one graph for one thread.
+  assert.deepEqual(stagePlans(36, 193e6, undefined, 1.5e9, cachedPartsFor(2)).cached, [
+    { first: 0, end: 18 },
+    { first: 18, end: 36 },
+  ]);
+  assert.deepEqual(stagePlans(3, 10, undefined, 1e9, 2).cached, [
+    { first: 0, end: 2 },
+    { first: 2, end: 3 },
+  ]);
+  assert.deepEqual(stagePlans(1, 10, undefined, 1e9, 2).cached, [{ first: 0, end: 1 }]);
+  assert.deepEqual([1, 2, 16].map(cachedPartsFor), [1, 2, 2]);
   // A stageBytes the user set splits both alike.
   const set = stagePlans(36, 193e6, 1e9, 1.5e9);
   assert.deepEqual(set.cached, set.inMemory);

@@ -50,16 +50,28 @@ export function planStages(layers: number, layerBytes: number, maxBytes: number)
 
 /**
  * The stages of a model kept in the graph cache and of one built in memory. Cached graphs keep
- * their weights in a data file, so by default every layer is one graph: one ONNX Runtime session,
- * whose memory arena keeps a long document's largest tensors once (each session keeps its own).
- * In memory the weights are inside each graph, under protobuf's 2 GB: `stageBytes` or `memoryBytes`.
+ * their weights in a data file, so by default they are `cachedParts` graphs of consecutive layers
+ * (one, or two halves: cachedPartsFor). Fewer graphs, fewer sessions, and each
+ * session's memory arena keeps a long document's largest tensors once. In memory the weights are
+ * inside each graph, under protobuf's 2 GB: `stageBytes` or `memoryBytes`.
  */
-export function stagePlans(layers: number, layerBytes: number, stageBytes: number | undefined, memoryBytes: number): { cached: GraphStage[]; inMemory: GraphStage[] } {
+export function stagePlans(layers: number, layerBytes: number, stageBytes: number | undefined, memoryBytes: number, cachedParts = 1): { cached: GraphStage[]; inMemory: GraphStage[] } {
   return {
-    cached: stageBytes === undefined ? [{ first: 0, end: layers }] : planStages(layers, layerBytes, stageBytes),
+    cached: stageBytes === undefined ? planStages(layers, 1, Math.ceil(layers / Math.max(1, Math.min(layers, cachedParts)))) : planStages(layers, layerBytes, stageBytes),
     inMemory: planStages(layers, layerBytes, stageBytes ?? memoryBytes),
   };
 }
+
+/**
+ * The cached graphs an engine of `threads` threads loads: two halves from two threads up, else one
+ * graph. ONNX Runtime's session creation grows with the square of a graph's nodes (its allocation
+ * planner), and one session is created on one thread: two halves, created side by side, took 2.1 s
+ * against 4.0 s for the 0.6B shape's one graph, with the same bits. A run through two sessions
+ * costs a little more (measured 0.5-5% on 128-512-token documents), and each session keeps its own
+ * arena: so an engine of one thread (each of a pool's), which could not create them side by side,
+ * keeps one graph. docs/benchmarks.md has the figures.
+ */
+export const cachedPartsFor = (threads: number): number => (threads >= 2 ? 2 : 1);
 
 /** How the graph's matrix products are built. */
 export interface GraphPrecision {

@@ -24,7 +24,7 @@ import { PACKAGE_VERSION } from "../../version.js";
 import type { GraphStage, Qwen3Facts } from "./graph.js";
 import { GRAPH_FORMAT, graphCacheFolder } from "./graph-cache.js";
 import type { InitializerSink } from "./initializers.js";
-import { buildQwen3Graph, stagePlans } from "./graph.js";
+import { buildQwen3Graph, cachedPartsFor, stagePlans } from "./graph.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { TensorRows } from "./weights.js";
@@ -251,7 +251,8 @@ export class OnnxEngine implements Engine {
         );
       }
       const fingerprint = ggufFingerprint(path);
-      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes: options.stageBytes ?? "every layer", cpu: kernelFlagsLine() };
+      const cachedParts = cachedPartsFor(threads);
+      const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes: options.stageBytes ?? (cachedParts === 1 ? "every layer" : `${cachedParts} graphs`), cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
         if (options.logLevel === "info" || options.logLevel === "debug" || process.stderr.isTTY) process.stderr.write(`qwen-rerank: ${message}\n`);
@@ -268,7 +269,7 @@ export class OnnxEngine implements Engine {
         logSeverityLevel: options.logLevel === "debug" ? 2 : 3,
         ...(packed ? {} : { extra: { session: { disable_prepacking: "1" } } }),
       };
-      const plans = stagePlans(facts.shape.layers, layerBytes, options.stageBytes, DEFAULT_STAGE_BYTES);
+      const plans = stagePlans(facts.shape.layers, layerBytes, options.stageBytes, DEFAULT_STAGE_BYTES, cachedParts);
       const request = {
         dir: options.graphCache === false ? undefined : graphCacheFolder(cacheDir("onnx", options.modelsDirectory), `${basename(path, ".gguf")}-${precision}`, graphKey),
         key: graphKey,
