@@ -63,15 +63,17 @@ export function stagePlans(layers: number, layerBytes: number, stageBytes: numbe
 }
 
 /**
- * The cached graphs an engine of `threads` threads loads: two halves from two threads up, else one
- * graph. ONNX Runtime's session creation grows with the square of a graph's nodes (its allocation
- * planner), and one session is created on one thread: two halves, created side by side, took 2.1 s
- * against 4.0 s for the 0.6B shape's one graph, with the same bits. A run through two sessions
- * costs a little more (measured 0.5-5% on 128-512-token documents), and each session keeps its own
- * arena: so an engine of one thread (each of a pool's), which could not create them side by side,
- * keeps one graph. docs/benchmarks.md has the figures.
+ * The cached graphs an engine loads: two halves where it has two threads or more and its weights are
+ * packed, else one graph. ONNX Runtime creates a session on one thread, in a time that grows faster
+ * than the graph: two halves of the 0.6B shape, created side by side, opened in 2.1 s against 3.9 s
+ * for its one graph (1.7-2.0 s against 3.1-3.2 s with the weights mapped), with the same bits. A run
+ * through two sessions costs a little more (0.5-5% measured on 128-512-token documents), and each
+ * session keeps its own arena. So an engine of one thread (each of a pool's), which could not create
+ * them side by side, keeps one graph, and so do mapped weights (the 4B and 8B shapes): the 8B's open
+ * is bound by the sha256 of its 6.6 GB of weights beside the sessions (6.5-8.2 s as halves against
+ * 6.1-8.1 s as one graph), and one arena holds a long pair's attention once. docs/benchmarks.md.
  */
-export const cachedPartsFor = (threads: number): number => (threads >= 2 ? 2 : 1);
+export const cachedPartsFor = (threads: number, packedWeights: boolean): number => (threads >= 2 && packedWeights ? 2 : 1);
 
 /** How the graph's matrix products are built. */
 export interface GraphPrecision {
