@@ -7,8 +7,8 @@
 // times, alternating (cached graphs: the first open of a new build builds them), then each scores
 // the same synthetic documents after an 80-token head, in alternating order; prints open seconds,
 // ms a document, the ratio and the largest |dz| between the builds. Prints the CPU flags.
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { kernelFlagsLine } from "../src/engines/cpu-features.js";
 import type { OnnxEngineOptions } from "../src/engines/onnx/onnx-engine.js";
 import { OnnxEngine } from "../src/engines/onnx/onnx-engine.js";
 
@@ -35,7 +35,6 @@ const open = async (name: "a" | "b"): Promise<OnnxEngine> => {
 };
 for (let i = 0; i < opens - 1; i++) for (const name of ["a", "b"] as const) await (await open(name)).dispose();
 const engines = { a: await open("a"), b: await open("b") };
-const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").split(" ").filter((f) => /^(avx2|fma|f16c|avx512f|avx512bw|avx512_vnni|avx_vnni|avx512_bf16|amx_int8)$/.test(f));
 const head = Array.from({ length: 80 }, (_, i) => 1000 + i);
 const doc = (d: number) => Array.from({ length: tokens }, (_, i) => 2000 + ((i * 7919 + d * 31) % 50000));
 for (const e of Object.values(engines)) await e.score([{ prefix: head, tails: [doc(-1).slice(0, 16)] }]);
@@ -50,6 +49,6 @@ for (let d = 0; d < docs; d++) {
   }
   maxDz = Math.max(maxDz, Math.abs(z.a - z.b));
 }
-console.log(`${model}: ${docs} documents of ${tokens} tokens after an 80-token head, ${threads} thread(s); CPU flags: ${flags.join(" ")}`);
+console.log(`${model}: ${docs} documents of ${tokens} tokens after an 80-token head, ${threads} thread(s); CPU: ${kernelFlagsLine()}`);
 console.log(`a ${(ms.a / docs).toFixed(0)} ms a document, b ${(ms.b / docs).toFixed(0)} ms: b at ${(ms.a / ms.b).toFixed(3)}x a's speed; max |dz| ${maxDz}`);
 await Promise.all(Object.values(engines).map((e) => e.dispose()));
