@@ -67,8 +67,8 @@ export function stagePlans(layers: number, layerBytes: number, stageBytes: numbe
  * packed, else one graph. ONNX Runtime creates a session on one thread, in a time that grows faster
  * than the graph: two halves of the 0.6B shape, created side by side, opened in 2.1 s against 3.9 s
  * for its one graph (1.7-2.0 s against 3.1-3.2 s with the weights mapped), with the same bits. A run
- * through two sessions costs a little more (0.5-5% measured on 128-512-token documents), and each
- * session keeps its own arena. So an engine of one thread (each of a pool's), which could not create
+ * through two sessions costs a little more (0.5-5% measured on 128-512-token documents, 6% on a lone
+ * 4,096-token one), and each session keeps its own arena (that document: 2.63 GB peak against 2.20). So an engine of one thread (each of a pool's), which could not create
  * them side by side, keeps one graph, and so do mapped weights (the 4B and 8B shapes): the 8B's open
  * is bound by the sha256 of its 6.6 GB of weights beside the sessions (6.5-8.2 s as halves against
  * 6.1-8.1 s as one graph), and one arena holds a long pair's attention once. docs/benchmarks.md.
