@@ -25,8 +25,8 @@ test("stage plans: the cache holds every layer in one graph (two halves from two
   const eightB = stagePlans(36, 193e6, undefined, 1.5e9);
   assert.deepEqual(eightB.cached, [{ first: 0, end: 36 }]);
   assert.equal(eightB.inMemory.length, 6);
-  // Two halves for an engine of two threads or more with packed weights (created side by side), one graph for one thread or mapped weights.
-  assert.deepEqual(stagePlans(36, 193e6, undefined, 1.5e9, cachedPartsFor(2, true)).cached, [
+  // Two halves for an engine of two threads or more (created side by side) up to 5 GB of weights; one graph for one thread or the 8B's 6.6 GB.
+  assert.deepEqual(stagePlans(36, 100e6, undefined, 1.5e9, cachedPartsFor(2, 36 * 100e6)).cached, [
     { first: 0, end: 18 },
     { first: 18, end: 36 },
   ]);
@@ -35,8 +35,8 @@ test("stage plans: the cache holds every layer in one graph (two halves from two
     { first: 2, end: 3 },
   ]);
   assert.deepEqual(stagePlans(1, 10, undefined, 1e9, 2).cached, [{ first: 0, end: 1 }]);
-  assert.deepEqual([1, 2, 16].map((t) => cachedPartsFor(t, true)), [1, 2, 2]);
-  assert.deepEqual([1, 2, 16].map((t) => cachedPartsFor(t, false)), [1, 1, 1]);
+  assert.deepEqual([1, 2, 16].map((t) => cachedPartsFor(t, 0.45e9)), [1, 2, 2]);
+  assert.deepEqual([1, 2, 16].map((t) => cachedPartsFor(t, 36 * 193e6)), [1, 1, 1]);
   // A stageBytes the user set splits both alike.
   const set = stagePlans(36, 193e6, 1e9, 1.5e9);
   assert.deepEqual(set.cached, set.inMemory);

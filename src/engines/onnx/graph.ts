@@ -62,18 +62,23 @@ export function stagePlans(layers: number, layerBytes: number, stageBytes: numbe
   };
 }
 
+/** Weights up to which an engine of two threads or more keeps its cached graphs as two halves (cachedPartsFor). */
+const HALVES_UP_TO_BYTES = 5e9;
+
 /**
- * The cached graphs an engine loads: two halves where it has two threads or more and its weights are
- * packed, else one graph. ONNX Runtime creates a session on one thread, in a time that grows faster
- * than the graph: two halves of the 0.6B shape, created side by side, opened in 2.1 s against 3.9 s
- * for its one graph (1.7-2.0 s against 3.1-3.2 s with the weights mapped), with the same bits. A run
- * through two sessions costs a little more (0.5-5% measured on 128-512-token documents, 6% on a lone
- * 4,096-token one), and each session keeps its own arena (that document: 2.63 GB peak against 2.20). So an engine of one thread (each of a pool's), which could not create
- * them side by side, keeps one graph, and so do mapped weights (the 4B and 8B shapes): the 8B's open
- * is bound by the sha256 of its 6.6 GB of weights beside the sessions (6.5-8.2 s as halves against
- * 6.1-8.1 s as one graph), and one arena holds a long pair's attention once. docs/benchmarks.md.
+ * The cached graphs an engine loads: two halves where it has two threads or more and at most
+ * HALVES_UP_TO_BYTES of weights in its graphs, else one graph. ONNX Runtime creates a session on
+ * one thread, in a time that grows faster than the graph: as two halves created side by side the
+ * 0.6B shape's sessions opened in 2.1 s against 3.9 s (1.7-2.0 s against 3.1-3.2 s with its weights
+ * mapped), the 4B's (3.6 GB of int8, mapped) in 3.9-4.1 s against 6.0-6.6 s, with the same bits. A
+ * run through two sessions costs a little more (0.5-5% measured on 128-512-token documents, 6% on a
+ * lone 4,096-token one), and each session keeps its own arena (that document: 2.63 GB peak against
+ * 2.20). An engine of one thread (each of a pool's) could not create them side by side; the 8B's
+ * open (6.6 GB) is bound by the sha256 of its data file beside the sessions (6.5-8.2 s as halves
+ * against 6.1-8.1 s as one graph), and one graph keeps one arena for its long pairs (a 32k-token
+ * pair: 11.3 GiB peak). Both keep one graph. docs/benchmarks.md.
  */
-export const cachedPartsFor = (threads: number, packedWeights: boolean): number => (threads >= 2 && packedWeights ? 2 : 1);
+export const cachedPartsFor = (threads: number, weightBytes: number): number => (threads >= 2 && weightBytes <= HALVES_UP_TO_BYTES ? 2 : 1);
 
 /** How the graph's matrix products are built. */
 export interface GraphPrecision {

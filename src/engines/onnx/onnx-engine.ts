@@ -251,7 +251,7 @@ export class OnnxEngine implements Engine {
         );
       }
       const fingerprint = ggufFingerprint(path);
-      const cachedParts = cachedPartsFor(threads, packed);
+      const cachedParts = cachedPartsFor(threads, layerBytes * facts.shape.layers);
       const graphKey = { format: GRAPH_FORMAT, qwenRerank: PACKAGE_VERSION, onnxruntime: ort.env.versions.common, model: fingerprint, precision, kvCache, int8Attention, outlierChannels, signedActivations, stageBytes: options.stageBytes ?? (cachedParts === 1 ? "every layer" : `${cachedParts} graphs`), cpu: kernelFlagsLine() };
       // A first start at 8B builds for minutes: a person at a terminal is told what it waits for.
       const log = (message: string) => {
