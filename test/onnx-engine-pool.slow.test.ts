@@ -38,7 +38,8 @@ describe("onnx engines of one thread each, side by side (onnxEngines)", { skip }
     const { groups } = groupByHead(pairs);
     const done: number[] = [];
     const pooled = await pool.score(groups, { onProgress: (n) => done.push(n) });
-    // Bit equality is the point: a pair's z must not depend on which engine scored it or beside what.
+    // Bit equality is the point: a pair's z must not depend on which engine scored it or beside what
+    // (the pool's engines run one graph of one thread; one engine of two threads runs the same nodes as two halves).
     for (const threads of [1, 2]) {
       const single = await OnnxEngine.open({ ...options, threads });
       try {

@@ -70,12 +70,14 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   /**
    * Most weight bytes in one ONNX graph, each a range of layers run one after the other. Graphs
    * kept in the cache hold their weights in a data file beside them and are by default one graph
-   * of every layer: each graph is an ONNX Runtime session with its own memory arena, which keeps
+   * of every layer, or two halves for an engine of two threads or more with at most 5 GB of weights
+   * (cachedPartsFor in graph.ts: created side by side, a faster start). Each graph is an ONNX
+   * Runtime session with its own memory arena, which keeps
    * the largest attention tensors that session has seen, so several graphs hold them several times
    * (a 4,096-token document on the 8B shape: 13.2 GB of anonymous memory in 6 graphs, 8.3 GB in
    * one). Graphs built in memory (`graphCache: false`, or a cache that cannot be written) hold
    * their weights inside, which protobuf caps at 2 GB: there the default is 1.5e9 (the 4B and 8B
-   * shapes run as several graphs). Default: one graph in the cache, 1.5e9 in memory.
+   * shapes run as several graphs). Default: in the cache one graph, or two halves as above; 1.5e9 in memory.
    */
   stageBytes?: number | undefined;
   /**

@@ -48,7 +48,7 @@ export function onnxMemoryEstimate(weights: Pick<GgufWeights, "shapeOf">, layers
   return perLayer * layers * copies + inFlight;
 }
 
-/** The default `stageBytes` of graphs built in memory: most weight bytes in one graph (protobuf caps one at 2 GB; cached graphs are one graph by default). */
+/** The default `stageBytes` of graphs built in memory: most weight bytes in one graph (protobuf caps one at 2 GB; cached graphs are one graph, or two halves, by default: graph.ts cachedPartsFor). */
 export const DEFAULT_STAGE_BYTES = 1.5e9;
 
 /**
