@@ -1,9 +1,10 @@
 // Where the onnx engine's time goes, per operator type (not part of `npm test`):
-//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2] [--int8-attention]
+//   node --import tsx bench/onnx-profile.ts --model FILE.gguf [--precision int8] [--docs 2] [--tokens 256] [--past 0] [--threads 2] [--int8-attention] [--nodes 40]
 // Builds the engine's graph (src/engines/onnx/graph.ts) for the file, runs one batch of `--docs`
 // sequences of `--tokens` tokens after `--past` cached positions (the last run of a long document
 // is `--docs 1 --tokens 512 --past 3584`) three times with ONNX Runtime's profiler on, and prints
-// each operator type's kernel time per run and share. Prints the CPU flags next to the numbers.
+// each operator type's kernel time per run and share (with --nodes N, first the N costliest
+// operator-and-input-shape pairs: which product or pass it is). Prints the CPU flags next to the numbers.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     past: { type: "string", default: "0" },
     threads: { type: "string", default: "2" },
     "int8-attention": { type: "boolean", default: false },
+    nodes: { type: "string", default: "0" },
   },
 });
 if (!values.model) throw new Error("--model FILE.gguf is required");
@@ -70,16 +72,22 @@ session.endProfiling();
 await session.release();
 const file = readdirSync(dir).find((f) => f.startsWith("run"));
 if (!file) throw new Error("ONNX Runtime wrote no profile");
-const events = JSON.parse(readFileSync(join(dir, file), "utf8")) as Array<{ cat: string; name: string; dur: number; args?: { op_name?: string } }>;
+const events = JSON.parse(readFileSync(join(dir, file), "utf8")) as Array<{ cat: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: unknown } }>;
 rmSync(dir, { recursive: true, force: true });
 const byOp = new Map<string, number>();
+const byShape = new Map<string, number>();
 let total = 0;
 for (const e of events) {
   if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
   const op = e.args?.op_name ?? "?";
   byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
+  // input_type_shape is [{"float":[512,1024]}, ...]: the shapes say which product or pass a node is.
+  const shapes = (Array.isArray(e.args?.input_type_shape) ? e.args.input_type_shape : []).map((t) => JSON.stringify(Object.values(t as object)[0] ?? []));
+  const key = `${op} ${shapes.join(" ")}`;
+  byShape.set(key, (byShape.get(key) ?? 0) + e.dur);
   total += e.dur;
 }
 const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").split(" ").filter((f) => /^(avx2|avx512f|avx512_vnni|avx512_bf16|avx_vnni|amx_int8)$/.test(f));
 console.log(`${values.model}: ${values.precision}, ${B} x ${S} tokens after ${P} cached, ${threads} threads; CPU flags: ${flags.join(" ")}; ${(total / runs / 1000).toFixed(0)} ms of kernels a run`);
+for (const [key, us] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, Number(values.nodes))) console.log(`${key.padEnd(72)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms`);
 for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${op.padEnd(24)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);

@@ -48,7 +48,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--onnx-engines <n>", "onnx engine: this many engines of one thread each, in their own processes, scoring a call's pairs side by side: the same scores, more pairs a second where ONNX Runtime's threads do not scale, each engine's memory, one thread's time for a lone pair (default: for onnx int8, chosen by default or with --engine onnx, --threads engines for a model with packed weights (the 0.6B shape) when memory holds them, one for a lone --doc; else 1, one engine of --threads threads)", intArg(1, 256))
     .option("--threads <n>", "CPU threads (default: all math cores)", intArg(1, 1024))
     .option("--sequences <n>", "pairs evaluated in parallel (default: 1 on CPU, 8 on GPU; onnx: documents per run, 1; above 1 a pair's last bits depend on its batch)", intArg(1, 256))
-    .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (default: 512)", intArg(1, 65536))
+    .option("--batch-size <n>", "tokens per llama.cpp batch, or per onnx run, padding included (onnx: a document's last piece of up to a quarter of it joins the run before) (default: 512)", intArg(1, 65536))
     .option("--flash-attention", "llama.cpp engine only (picks it under --engine auto): enable flash attention (default: on)")
     .option("--no-flash-attention", "llama.cpp engine only (picks it under --engine auto): disable flash attention (exact F32 numerics with --kv-cache-type f32)")
     .addOption(new Option("--kv-cache-type <type>", "llama.cpp engine only (picks it under --engine auto): KV cache element type (default: f16)").choices(["f32", "f16", "bf16", "q8_0", "q4_0"]))

@@ -30,7 +30,7 @@ import { KV_CACHE_TYPES, kvCacheOf, ONNX_PRECISIONS } from "./precision.js";
 import type { TensorRows } from "./weights.js";
 import { GgufWeights } from "./weights.js";
 import { DEFAULT_STAGE_BYTES, layerWeightBytes, longPairBytes, onnxMemoryEstimate, packsWeights } from "./onnx-fit.js";
-import { DEFAULT_RUN_SCORE_BYTES, runPlan } from "./run-plan.js";
+import { DEFAULT_RUN_SCORE_BYTES, runPlan, TAIL_FOLD } from "./run-plan.js";
 import type { ThreadSession } from "./session-thread.js";
 import { loadStages } from "./stage-sessions.js";
 import type { EvaluatedHead } from "./kv-cache.js";
@@ -57,7 +57,8 @@ export interface OnnxEngineOptions extends Pick<LlamaEngineOptions, "prefixCache
   /**
    * Tokens in one run (documents × the longest of them, padding included): a batch of 256-token
    * documents holds 2. Small runs keep the attention tensors small; on the 0.6B shape 512 ran 1.2-1.5x
-   * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone).
+   * faster than 2048 (docs/benchmarks.md). Default 512 (a longer document runs alone, in runs of it,
+   * and its last piece of up to a quarter of it joins the run before: run-plan.ts).
    */
   batchSize?: number | undefined;
   /**
@@ -311,7 +312,7 @@ export class OnnxEngine implements Engine {
         // go through fp32: the batching is part of what the last bits depend on.
         // The graph's build, a long document's runs and packed or unpacked weights (ONNX Runtime's
         // kernels round differently) decide the last bits too (a shared cache must not mix them).
-        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize} scores<=${runScoreBytes / 2 ** 20}MiB weights=${packed ? "packed" : "mapped"} graph=${GRAPH_FORMAT}`,
+        numerics: `onnx cpu ${precision}${precision === "int8" ? ` outliers=${outlierChannels} acts=${signedActivations ? "s8" : "u8"}` : ""} kv=${kvCache}${int8Attention ? " qk=int8" : ""} docs<=${sequences} tokens<=${batchSize}+${Math.floor(batchSize / TAIL_FOLD)} scores<=${runScoreBytes / 2 ** 20}MiB weights=${packed ? "packed" : "mapped"} graph=${GRAPH_FORMAT}`,
         shape: facts.shape,
         graphs: loaded.source,
         yesTokenId: yes,
@@ -363,7 +364,7 @@ export class OnnxEngine implements Engine {
         if (options.signal?.aborted) throw new RerankError("cancelled", "cancelled");
         const head = group.prefix.length === 0 ? undefined : this.prefixReuse ? await this.headOf(group.prefix, stats) : await this.evaluateHead(group.prefix, stats);
         const first = sequences[batch[0] ?? 0] ?? [];
-        const z = batch.length === 1 && first.length > this.base.capacity.batchSize ? [await this.evaluateLong(first, head)] : await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
+        const z = batch.length === 1 && this.runPlan(head?.length ?? 0, first.length).length > 1 ? [await this.evaluateLong(first, head)] : await this.evaluateBatch(batch.map((i) => sequences[i] ?? []), head);
         for (const [j, i] of batch.entries()) {
           logits[k + i] = z[j] ?? Number.NaN;
           stats.evaluatedTokens += sequences[i]?.length ?? 0;

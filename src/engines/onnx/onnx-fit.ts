@@ -3,7 +3,7 @@ import { readModelFacts } from "../llama/metadata.js";
 import type { ModelShape } from "../../model/facts.js";
 import type { KvCacheType, OnnxPrecision } from "./precision.js";
 import { cacheBytes } from "./kv-quant.js";
-import { runLength } from "./run-plan.js";
+import { runPlan } from "./run-plan.js";
 import { GgufWeights } from "./weights.js";
 
 /** Bytes of one layer's matrices in the graph (every layer has the same shapes). */
@@ -87,7 +87,7 @@ const ARENA_SLACK = 2;
  */
 export function longPairBytes(shape: ModelShape, tokens: number, step: number, kvCache: KvCacheType, scoreBytes: number, sessions = 1): number {
   const fp32Layer = 2 * shape.kvHeads * shape.headDim * 4 * tokens;
-  const lastRun = Math.min(tokens, runLength(Math.max(0, tokens - step), step, shape.heads, scoreBytes));
+  const lastRun = runPlan(0, tokens, step, shape.heads, scoreBytes).at(-1) ?? tokens;
   const scores = 3 * shape.heads * lastRun * tokens * 4;
   return cacheBytes(shape, kvCache, tokens) + sessions * ARENA_SLACK * (4 * fp32Layer + scores);
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_RUN_SCORE_BYTES, MIN_RUN, runLength, runPlan } from "./run-plan.js";
+import { DEFAULT_RUN_SCORE_BYTES, MIN_RUN, runLength, runPlan, TAIL_FOLD } from "./run-plan.js";
 
 test("a long document's runs: batchSize tokens until one run's scores would pass the budget, then shorter, never under 64", () => {
   const budget = DEFAULT_RUN_SCORE_BYTES;
@@ -24,4 +24,18 @@ test("a long document's runs: batchSize tokens until one run's scores would pass
   assert.equal(runLength(100_000, 512, 32, 1), MIN_RUN);
   assert.equal(runLength(100_000, 16, 32, 1), 16);
   assert.deepEqual(runPlan(0, 100, 512, 16, budget), [100]);
+});
+
+test("a document's last piece of at most a quarter of a run joins the run before it, within the budget", () => {
+  const budget = DEFAULT_RUN_SCORE_BYTES;
+  assert.equal(TAIL_FOLD, 4);
+  // A 512-token chunk with its prompt's end: one run, not 512 + 13.
+  assert.deepEqual(runPlan(80, 525, 512, 16, budget), [525]);
+  assert.deepEqual(runPlan(80, 512 + 128, 512, 16, budget), [640]);
+  assert.deepEqual(runPlan(80, 512 + 129, 512, 16, budget), [512, 129]);
+  // A long document: only its last piece folds.
+  assert.deepEqual(runPlan(80, 4096 + 13, 512, 16, budget), [512, 512, 512, 512, 512, 512, 512, 525]);
+  // Not past the budget: a tail whose run would hold more scores than it stays a run of its own.
+  const tight = 4 * 16 * 512 * (80 + 512);
+  assert.deepEqual(runPlan(80, 525, 512, 16, tight), [512, 13]);
 });

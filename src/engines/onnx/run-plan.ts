@@ -17,11 +17,24 @@ export function runLength(past: number, batchSize: number, heads: number, scoreB
   return Math.max(Math.min(MIN_RUN, batchSize), Math.min(batchSize, fits));
 }
 
+/**
+ * A document's last piece of at most `batchSize / TAIL_FOLD` tokens joins the run before it (when
+ * their scores stay within the budget): every run costs a pass over every weight matrix and each of
+ * the graph's ~5,000 nodes, however short it is, and a 512-token chunk with its prompt's end was
+ * 512 + 12 tokens, two runs: 524 tokens after an 80-token head ran 1.051x faster as one (0.6B
+ * shape, int8, one thread, bench/onnx-ab.ts). Its log-odds move by int8 rounding (the outlier
+ * features are picked over one run of 524 tokens instead of 512 and 12; max |dz| 0.17 on those
+ * documents), within the agreement bars against the llama.cpp engine (docs/benchmarks.md).
+ */
+export const TAIL_FOLD = 4;
+
 /** The runs `tokens` tokens after `past` cached positions are evaluated in, in order: their lengths (the last one scores). */
 export function runPlan(past: number, tokens: number, batchSize: number, heads: number, scoreBytes: number): number[] {
   const runs: number[] = [];
   for (let done = 0; done < tokens; ) {
-    const length = Math.min(tokens - done, runLength(past + done, batchSize, heads, scoreBytes));
+    let length = Math.min(tokens - done, runLength(past + done, batchSize, heads, scoreBytes));
+    const rest = tokens - done - length;
+    if (rest > 0 && rest <= Math.floor(batchSize / TAIL_FOLD) && 4 * heads * (length + rest) * (past + done + length + rest) <= scoreBytes) length += rest;
     runs.push(length);
     done += length;
   }
