@@ -61,6 +61,21 @@ test("bench --engine onnx --rounds 2 interleaves the engines and checks the mode
   assert.match(r.stdout, /agreement with qwen-rerank llama \(\w+ head, prefix reuse\)[^\n]*\n {2}qwen-rerank onnx int8[^\n]*top-10 overlap \d+\/10; (meets the bars|misses the bars: .+)/);
 });
 
+test("bench --rounds 2 runs every row once a round and gives each row's median ratio to rankAll within a round (tiny model)", () => {
+  const r = cli(["bench", "--rounds", "2", "--shape", "tiny", "--type", "f32", "--docs", "6", "--doc-tokens", "16", "--threads", "1", "--cache-dir", join(repoRoot, ".cache", "models")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 rounds, engines interleaved; pairs\/s per round \(ratio to rankAll in that round\)/);
+  assert.match(r.stdout, /node-llama-cpp LlamaRankingContext\.rankAll \(rank head\): [\d.]+ \(1\.00x\), [\d.]+ \(1\.00x\); median ratio 1\.00x/);
+  const round = /^ {2}(qwen-rerank default: [^:]+): [\d.]+ \(([\d.]+)x\), [\d.]+ \(([\d.]+)x\); median ratio ([\d.]+)x$/m.exec(r.stdout);
+  assert.ok(round, r.stdout);
+  const [, engine = "", first = "", second = "", median = ""] = round;
+  // The median of two rounds is their mean (to the printed digits).
+  assert.ok(Math.abs(Number(median) - (Number(first) + Number(second)) / 2) <= 0.011, round[0]);
+  // The table's "vs baseline" column is that median, not one round's ratio.
+  const row = r.stdout.split("\n").find((l) => l.startsWith(engine) && !l.includes("median ratio"));
+  assert.ok(row?.trimEnd().endsWith(` ${median}x`), `${row ?? "no row"} / ${median}`);
+});
+
 test("the README's code examples run against the built package (library, AI SDK, LangChain)", () => {
   for (const [example, lines] of [["rerank.mjs", 3], ["ai-sdk.mjs", 2], ["langchain.mjs", 2]] as const) {
     const r = spawnSync(process.execPath, [join(repoRoot, "examples", example), model], { encoding: "utf8", timeout: 120_000, cwd: repoRoot });

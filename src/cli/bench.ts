@@ -105,33 +105,37 @@ function medianOfRounds(rounds: PhaseResult[][]): PhaseResult[] {
   });
 }
 
-/** Each engine's median (over rounds) of its pairs/s divided by the llama.cpp engine's in the same round. */
-function medianRatios(rounds: PhaseResult[][]): Map<string, number> {
+/** Each engine's median (over rounds) of its pairs/s divided by the pairs/s of the round's row `reference` (default the first, the llama.cpp engine). */
+function medianRatios(rounds: PhaseResult[][], reference = 0): Map<string, number> {
   const ratios = new Map<string, number>();
   (rounds[0] ?? []).forEach((r, i) => {
-    const each = rounds.map((round) => (round[i]?.pairsPerSecond ?? Number.NaN) / (round[0]?.pairsPerSecond ?? Number.NaN)).sort((a, b) => a - b);
+    const each = rounds.map((round) => (round[i]?.pairsPerSecond ?? Number.NaN) / (round[reference]?.pairsPerSecond ?? Number.NaN)).sort((a, b) => a - b);
     const mid = each.length / 2;
     ratios.set(r.engine, each.length % 2 === 1 ? (each[Math.floor(mid)] ?? Number.NaN) : ((each[mid - 1] ?? Number.NaN) + (each[mid] ?? Number.NaN)) / 2);
   });
   return ratios;
 }
 
-/** Each engine's pairs/s per round, and its ratio to the llama.cpp engine's of the same round. */
-function printRounds(rounds: PhaseResult[][]): void {
-  const ratios = medianRatios(rounds);
+/** Each engine's pairs/s per round, and its ratio to the pairs/s of the round's row `reference`, named `against`. */
+function printRounds(rounds: PhaseResult[][], reference = 0, against = "the llama.cpp engine"): void {
+  const ratios = medianRatios(rounds, reference);
   const first = rounds[0] ?? [];
-  process.stdout.write(`\n${rounds.length} rounds, engines interleaved; pairs/s per round (ratio to the llama.cpp engine in that round):\n`);
+  process.stdout.write(`\n${rounds.length} rounds, engines interleaved; pairs/s per round (ratio to ${against} in that round):\n`);
   first.forEach((r, i) => {
     const cells = rounds.map((round) => {
       const mine = round[i]?.pairsPerSecond ?? Number.NaN;
-      const llama = round[0]?.pairsPerSecond ?? Number.NaN;
-      return `${mine.toFixed(2)} (${(mine / llama).toFixed(2)}x)`;
+      const theirs = round[reference]?.pairsPerSecond ?? Number.NaN;
+      return `${mine.toFixed(2)} (${(mine / theirs).toFixed(2)}x)`;
     });
     process.stdout.write(`  ${r.engine}: ${cells.join(", ")}; median ratio ${(ratios.get(r.engine) ?? Number.NaN).toFixed(2)}x\n`);
   });
 }
 
-function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>, named?: string): void {
+/**
+ * `ratios`: each onnx row's median ratio to the llama.cpp engine over interleaved rounds;
+ * `baselineRatios`: each row's median ratio to rankAll over rounds (the "vs baseline" column).
+ */
+function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<string, number>, named?: string, baselineRatios?: Map<string, number>): void {
   const base = results.find((r) => r.engine.startsWith("node-llama-cpp"));
   const queries = spec.queries ?? 1;
   process.stdout.write(`workload: ${queries} ${queries === 1 ? "query" : "queries"} x ${spec.count} documents of ~${spec.tokens} tokens${(spec.pages ?? 1) > 1 ? `, in ${spec.pages} pages a query, interleaved` : ""}, default instruction${named ? ` (${named})` : ""}\n`);
@@ -147,7 +151,7 @@ function printTable(results: PhaseResult[], spec: WorkloadSpec, ratios?: Map<str
     fmt(r.effectiveTokensPerSecond),
     fmt(r.gflops),
     fmt(r.peakRssMB, 0),
-    base ? `${(r.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x` : "n/a",
+    base ? `${(baselineRatios?.get(r.engine) ?? r.pairsPerSecond / base.pairsPerSecond).toFixed(2)}x` : "n/a",
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
@@ -214,7 +218,7 @@ export function registerBench(program: Command): void {
     .option("--json", "print the results as JSON")
     .option("--cache-dir <dir>", "where generated models go", ".cache/models")
     .option("--server", "also run the workload through `qwen-rerank serve` over loopback HTTP (server overhead)")
-    .option("--rounds <n>", "with --engine onnx: run every engine this many times, interleaved, and report the median (a shared machine's speed drifts)", intArg(1, 100), 1)
+    .option("--rounds <n>", "run every row (engine, rankAll, server) this many times, interleaved, and report each one's median pairs/s and its median ratio within a round (a shared machine's speed drifts)", intArg(1, 100), 1)
     .addOption(new Option("--phase <phase>").choices(["ours", "baseline", "server"]).hideHelp());
   addEngineFlags(cmd).action(async (flags: BenchFlags & Record<string, unknown>) => {
     const named = flags.workload ? USER_WORKLOADS[flags.workload] : undefined;
@@ -254,6 +258,7 @@ export function registerBench(program: Command): void {
     const passThrough = process.argv.slice(process.argv.indexOf("bench") + 1).filter((a, i, all) => a !== "--json" && a !== "--server" && a !== "--rounds" && all[i - 1] !== "--rounds");
     const results: PhaseResult[] = [];
     let ratios: Map<string, number> | undefined;
+    let baselineRatios: Map<string, number> | undefined;
     if (flags.engine === "onnx") {
       // The onnx engine next to the llama.cpp engine on the same GGUF, workload and threads; every
       // precision unless one is named.
@@ -272,17 +277,33 @@ export function registerBench(program: Command): void {
         ratios = medianRatios(rounds);
         if (!flags.json) printRounds(rounds);
       }
+      if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
+      if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     } else {
-      const chosen = await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]);
-      results.push(chosen);
-      // The default engine beside the llama.cpp engine on the same GGUF (its agreement reference).
-      if (flags.engine === undefined && engine.onnxPrecision === undefined && !chosen.engine.startsWith("qwen-rerank default: llama")) {
-        results.unshift(await runPhase("ours", [...passThrough, "--engine", "llama", "--model", model, "--threads", String(threads)]));
+      // Every row once a round, in the same order, so that a drifting machine's speed (10-30% between
+      // runs minutes apart on a shared VM) weighs on each row alike; ratios are taken within a round.
+      const rounds: PhaseResult[][] = [];
+      for (let round = 0; round < flags.rounds; round++) {
+        const results: PhaseResult[] = [];
+        const chosen = await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]);
+        results.push(chosen);
+        // The default engine beside the llama.cpp engine on the same GGUF (its agreement reference).
+        if (flags.engine === undefined && engine.onnxPrecision === undefined && !chosen.engine.startsWith("qwen-rerank default: llama")) {
+          results.unshift(await runPhase("ours", [...passThrough, "--engine", "llama", "--model", model, "--threads", String(threads)]));
+        }
+        if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
+        if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
+        rounds.push(results);
+      }
+      results.push(...medianOfRounds(rounds));
+      if (rounds.length > 1) {
+        const baseline = results.findIndex((r) => r.engine.startsWith("node-llama-cpp"));
+        if (baseline >= 0) baselineRatios = medianRatios(rounds, baseline);
+        if (results[0]?.engine.startsWith("qwen-rerank llama (")) ratios = medianRatios(rounds);
+        if (!flags.json) printRounds(rounds, Math.max(0, baseline), baseline >= 0 ? "rankAll" : "the first row");
       }
     }
-    if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
-    if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
-    if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results, ...(ratios ? { medianRatioToLlama: Object.fromEntries(ratios) } : {}) }, null, 2)}\n`);
-    else printTable(results, spec, ratios, flags.workload);
+    if (flags.json) process.stdout.write(`${JSON.stringify({ workload: spec, results, ...(ratios ? { medianRatioToLlama: Object.fromEntries(ratios) } : {}), ...(baselineRatios ? { medianRatioToBaseline: Object.fromEntries(baselineRatios) } : {}) }, null, 2)}\n`);
+    else printTable(results, spec, ratios, flags.workload, baselineRatios);
   });
 }
