@@ -281,19 +281,19 @@ export function registerBench(program: Command): void {
       if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     } else {
       // Every row once a round, in the same order, so that a drifting machine's speed (10-30% between
-      // runs minutes apart on a shared VM) weighs on each row alike; ratios are taken within a round.
+      // runs minutes apart on a shared VM) weighs on each inRound alike; ratios are taken within a round.
       const rounds: PhaseResult[][] = [];
       for (let round = 0; round < flags.rounds; round++) {
-        const results: PhaseResult[] = [];
+        const inRound: PhaseResult[] = [];
         const chosen = await runPhase("ours", [...passThrough, "--model", model, "--threads", String(threads)]);
-        results.push(chosen);
+        inRound.push(chosen);
         // The default engine beside the llama.cpp engine on the same GGUF (its agreement reference).
         if (flags.engine === undefined && engine.onnxPrecision === undefined && !chosen.engine.startsWith("qwen-rerank default: llama")) {
-          results.unshift(await runPhase("ours", [...passThrough, "--engine", "llama", "--model", model, "--threads", String(threads)]));
+          inRound.unshift(await runPhase("ours", [...passThrough, "--engine", "llama", "--model", model, "--threads", String(threads)]));
         }
-        if (flags.server) results.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
-        if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
-        rounds.push(results);
+        if (flags.server) inRound.push(await runPhase("server", [...passThrough, "--model", model, "--threads", String(threads)]));
+        if (flags.baseline && baselineModel) inRound.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
+        rounds.push(inRound);
       }
       results.push(...medianOfRounds(rounds));
       if (rounds.length > 1) {
