@@ -281,7 +281,7 @@ export function registerBench(program: Command): void {
       if (flags.baseline && baselineModel) results.push(await runPhase("baseline", [...passThrough, "--baseline-model", baselineModel, "--threads", String(threads)]));
     } else {
       // Every row once a round, in the same order, so that a drifting machine's speed (10-30% between
-      // runs minutes apart on a shared VM) weighs on each inRound alike; ratios are taken within a round.
+      // runs minutes apart on a shared VM) weighs on each row alike; ratios are taken within a round.
       const rounds: PhaseResult[][] = [];
       for (let round = 0; round < flags.rounds; round++) {
         const inRound: PhaseResult[] = [];
