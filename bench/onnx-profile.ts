@@ -77,7 +77,9 @@ rmSync(dir, { recursive: true, force: true });
 const byOp = new Map<string, number>();
 const byShape = new Map<string, number>();
 let total = 0;
+let wall = 0;
 for (const e of events) {
+  if (e.cat === "Session" && e.name === "model_run") wall += e.dur;
   if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
   const op = e.args?.op_name ?? "?";
   byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
@@ -88,6 +90,6 @@ for (const e of events) {
   total += e.dur;
 }
 const flags = (/^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "").split(" ").filter((f) => /^(avx2|avx512f|avx512_vnni|avx512_bf16|avx_vnni|amx_int8)$/.test(f));
-console.log(`${values.model}: ${values.precision}, ${B} x ${S} tokens after ${P} cached, ${threads} threads; CPU flags: ${flags.join(" ")}; ${(total / runs / 1000).toFixed(0)} ms of kernels a run`);
+console.log(`${values.model}: ${values.precision}, ${B} x ${S} tokens after ${P} cached, ${threads} threads; CPU flags: ${flags.join(" ")}; ${(total / runs / 1000).toFixed(0)} ms of kernels a run (${(wall / runs / 1000).toFixed(0)} ms a run in all)`);
 for (const [key, us] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, Number(values.nodes))) console.log(`${key.padEnd(72)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms`);
-for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${op.padEnd(24)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
+for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`${op.padEnd(24)} ${(us / runs / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);

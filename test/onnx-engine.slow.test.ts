@@ -88,6 +88,14 @@ for (const flavor of ["causal", "rank"] as const) {
           if (runs) {
             const plans = pairs.map((p) => runPlan(p.headLength, p.tokens.length - p.headLength, runs.batchSize, SHAPES.tiny.heads, runs.runScoreBytes));
             assert.ok(plans.some((plan) => plan.length > 1 && (plan[0] ?? 0) < runs.batchSize), `a run shorter than the batch before the last: ${JSON.stringify(plans)}`);
+          } else {
+            // Runs whose past is one to four runs long split their queries into blocks that copy the
+            // past's keys (graph.ts, BLOCKED_PAST_RUNS); longer pasts keep one block: both are here.
+            const pasts = pairs.flatMap((p) => {
+              const runsOf = runPlan(p.headLength, p.tokens.length - p.headLength, 24, SHAPES.tiny.heads, Number.POSITIVE_INFINITY);
+              return runsOf.map((length, i) => [p.headLength + runsOf.slice(0, i).reduce((a, b) => a + b, 0), length] as const);
+            });
+            assert.ok(pasts.some(([past, length]) => past >= length && past < 4 * length) && pasts.some(([past, length]) => past >= 4 * length), JSON.stringify(pasts));
           }
           const z = await scoreInOrder(chunked, pairs);
           pairs.forEach((p, i) => {

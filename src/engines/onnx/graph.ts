@@ -156,12 +156,22 @@ const valueInfo = (name: string, elemType: number, dims: Array<number | string>)
 });
 
 /**
- * Query-row blocks of a run's attention where its past is shorter than it (buildQwen3Graph). Measured
- * against one block (one process, the two graphs alternating document by document, 0.6B shape,
- * int8, one thread): 1.12-1.15x at 512 tokens after an 80-token head, 1.04-1.07x at 256, 1.02-1.04x
- * at 900, 1.02x at 4,096, 0.99x at 128 (docs/benchmarks.md).
+ * Query-row blocks of a run's attention (buildQwen3Graph). Measured against one block (one process,
+ * the two graphs alternating document by document, 0.6B shape, int8, one thread): 1.12-1.15x at 512
+ * tokens after an 80-token head, 1.04-1.07x at 256, 1.02-1.04x at 900, 1.02x at 4,096, 0.99x at 128
+ * (docs/benchmarks.md).
  */
 const QUERY_BLOCKS = 4;
+/**
+ * Blocks are used where the run's past is shorter than this many times the run: each earlier block
+ * copies the keys and values it reads (the whole past and its part of the run), which a long past
+ * makes cost more than the masked scores they save. Measured (same setup as QUERY_BLOCKS, blocks
+ * where P < c·S against P < S): a 909-token document after an 80-token head (runs of 512 and 397
+ * after 592) 1.047x with blocks in every run; 4,096-token documents (runs of 512 after 80, 592, ...,
+ * 3,664) 1.027x with c = 4, 1.004x with c = 2, 0.944x with blocks in every run, and c = 5 0.993x
+ * of c = 3; z bit-identical in each.
+ */
+const BLOCKED_PAST_RUNS = 4;
 
 /**
  * The Qwen3 reranker as an ONNX graph, weights from the GGUF: every layer (RMSNorm, q/k/v, per-head
@@ -367,8 +377,8 @@ export function buildQwen3Graph(
   // only, so the zero part of the causal mask is neither multiplied nor softmaxed (FlashAttention's
   // point, in whole ONNX ops): with k blocks a run of S tokens after P computes S·P + S²(k+1)/2k
   // scores instead of S·(P + S), for a copy of each earlier block's keys and values. Only where the
-  // past is shorter than the run (P < S: a document's first run after its head) does that pay; else
-  // every row falls in the last block, which reads the keys uncopied, and the others are empty.
+  // past is short enough (P < BLOCKED_PAST_RUNS·S) does that pay; else every row falls in the last
+  // block, which reads the keys uncopied, and the others are empty.
   // Bounds from the mask's shape [S, P + S], and what every layer's blocks share, made once (every
   // node costs the session's start) and only in a graph with a layer that uses them (a stage of the
   // last layer alone, or int8 QK^T, has none: ONNX Runtime warns of unused initializers).
@@ -378,7 +388,7 @@ export function buildQwen3Graph(
     const maskShape = g.one("Shape", ["mask"]);
     const runRows = g.one("Slice", [maskShape, g.ints("qb_from0", [0]), one]);
     const pastLength = g.one("Sub", [g.one("Slice", [maskShape, one, g.ints("qb_to2", [2])]), runRows]);
-    const split = g.one("Cast", [g.one("Less", [pastLength, runRows])], [intAttr("to", T.INT64)]);
+    const split = g.one("Cast", [g.one("Less", [pastLength, g.one("Mul", [runRows, g.ints("qb_past_runs", [BLOCKED_PAST_RUNS])])])], [intAttr("to", T.INT64)]);
     const zero = g.ints("qb_zero", [0]);
     const bounds = Array.from({ length: QUERY_BLOCKS + 1 }, (_, i) =>
       i === 0 ? zero : i === QUERY_BLOCKS ? runRows : g.one("Mul", [split, g.one("Div", [g.one("Mul", [runRows, g.ints(`qb_times_${i}`, [i])]), g.ints(`qb_by_${i}`, [QUERY_BLOCKS])])]),
