@@ -167,7 +167,7 @@ const QUERY_BLOCKS = 4;
  * copies the keys and values it reads (the whole past and its part of the run), which a long past
  * makes cost more than the masked scores they save. Measured (same setup as QUERY_BLOCKS, blocks
  * where P < c·S against P < S): a 909-token document after an 80-token head (runs of 512 and 397
- * after 592) 1.047x with blocks in every run; 4,096-token documents (runs of 512 after 80, 592, ...,
+ * after 592, both under c = 4) 1.047x with blocks in every run; 4,096-token documents (runs of 512 after 80, 592, ...,
  * 3,664) 1.027x with c = 4, 1.004x with c = 2, 0.944x with blocks in every run, and c = 5 0.993x
  * of c = 3; z bit-identical in each.
  */
