@@ -12,7 +12,7 @@ import { ExternalInitializers, inlineInitializers } from "./initializers.js";
  * Bumped whenever graph.ts builds different graphs from the same GGUF and settings, so that graphs
  * kept by an older version are rebuilt rather than run.
  */
-export const GRAPH_FORMAT = 12;
+export const GRAPH_FORMAT = 13;
 
 /** What a stage's graph is loaded from: a model file (its weights in a data file beside it, memory-mapped by ONNX Runtime), or bytes in memory. */
 interface StageModel {

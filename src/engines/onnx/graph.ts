@@ -279,6 +279,34 @@ export function buildQwen3Graph(
     precision === "int8" || int8Attention ? (signedActivations ? g.tensor("zero_point", T.INT8, [], Int8Array.of(0)) : g.tensor("zero_point", T.UINT8, [], Uint8Array.of(128))) : "";
   const [inv127, tiny] = precision === "int8" || kvCache === "int8" ? [g.scalar("inv_127", 1 / 127), g.scalar("tiny", 1e-30)] : ["", ""];
   const tokensShape = precision === "int8" ? g.one("Slice", [g.one("Shape", ["hidden"]), g.ints("from0", [0]), g.ints("to2", [2])]) : "";
+  const rowShapes = new Map<string, { shape: string; scaleShape: string; zero: string }>();
+  let rowsOfD: string | undefined;
+  let int8ZeroPoint: string | undefined;
+  /** The int8 zero point (0) of the cache's keys and values (the activations' own when they are int8). */
+  const int8Zero = (): string => (int8ZeroPoint ??= signedActivations && zeroPoint ? zeroPoint : g.tensor("zero_i8", T.INT8, [], Int8Array.of(0)));
+  /**
+   * x ([..., D]) in 8 bits, each row of D with its own symmetric scale (max|row| / 127): one
+   * QuantizeLinear over the rows ([N, D], N scales) where Div, Round and Cast (and Add, for uint8)
+   * were a pass each, with the same bits (it divides and rounds half to even as they do). `zero`
+   * picks int8 (0) or uint8 (128); `rowsOf` names the tensors of one shape, which share the shapes
+   * and zero points derived from it. Returns the bytes shaped as x and the scales as [..., 1],
+   * named when they are graph outputs.
+   */
+  const int8Rows = (x: string, zero: string, rowsOf: string, output?: string, scaleOutput?: string): [string, string] => {
+    rowsOfD ??= g.ints("rows_of_d", [-1, D]);
+    const rows = g.one("Reshape", [x, rowsOfD]);
+    const scale = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [rows])], [intsAttr("axes", [1]), intAttr("keepdims", 0)]), tiny]), inv127]);
+    let known = rowShapes.get(rowsOf);
+    if (!known) {
+      const shape = g.one("Shape", [x]);
+      const leading = g.one("Slice", [shape, g.ints(`${rowsOf}.from`, [0]), g.ints(`${rowsOf}.to`, [-1])]);
+      known = { shape, scaleShape: g.one("Concat", [leading, g.ints(`${rowsOf}.one`, [1])], [intAttr("axis", 0)]), zero: g.one("Expand", [zero, g.one("ReduceProd", [leading], [intAttr("keepdims", 1)])]) };
+      rowShapes.set(rowsOf, known);
+    }
+    const quantized = g.one("QuantizeLinear", [rows, scale, known.zero], [intAttr("axis", 0)]);
+    const shaped = (name: string | undefined, y: string, to: string) => (name ? g.named(name, "Reshape", [y, to]) : g.one("Reshape", [y, to]));
+    return [shaped(output, quantized, known.shape), shaped(scaleOutput, scale, known.scaleShape)];
+  };
   const outputShapes = new Map<string, string>();
   const namedInts = new Map<number, string>();
   const widthOf = (n: number): string => {
@@ -476,11 +504,8 @@ export function buildQwen3Graph(
       const keyRelative = g.one("Div", [g.one("Sub", [kTokens, `k_center.${l}`]), `k_gain.${l}`]);
       // The run's keys and values as the cache keeps them (graph outputs): the engine appends these
       // bytes (only a run with no past, whose center and gain are not known yet, is quantized from new_k in JS).
-      const perTokenScale = (x: string, output: string) => g.named(output, "Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [x])], [intsAttr("axes", [3]), intAttr("keepdims", 1)]), tiny]), inv127]);
-      const toInt8 = (x: string, xScale: string, output: string) => g.named(output, "Cast", [g.one("Round", [g.one("Div", [x, xScale])])], [intAttr("to", T.INT8)]);
-      const [keyScale, valueScale] = [perTokenScale(keyRelative, `new_k_scale.${l}`), perTokenScale(vTokens, `new_v_scale.${l}`)];
-      const keyInt8 = toInt8(keyRelative, keyScale, `new_k8.${l}`);
-      toInt8(vTokens, valueScale, `new_v8.${l}`);
+      const [keyInt8, keyScale] = int8Rows(keyRelative, int8Zero(), "kv_rows", `new_k8.${l}`, `new_k_scale.${l}`);
+      int8Rows(vTokens, int8Zero(), "kv_rows", `new_v8.${l}`, `new_v_scale.${l}`);
       const queries = g.one("Mul", [grouped, g.one("Reshape", [`k_gain.${l}`, gainShape])]);
       const dequantized = (kind: "k" | "v") => headMajor(g.one("Mul", [g.one("Cast", [`past_${kind}.${l}`], [intAttr("to", T.FLOAT)]), `past_${kind}_scale.${l}`]));
       if (int8Attention) {
@@ -493,10 +518,8 @@ export function buildQwen3Graph(
         // [B,P+S,kvH,D] -> [B,kvH,1,D,P+S]; scales [B,P+S,kvH,1] -> [B,kvH,1,1,P+S] (one per column).
         const keysT = g.one("Unsqueeze", [g.one("Transpose", [allKeys], [intsAttr("perm", [0, 2, 3, 1])]), unsqueeze2]);
         const keyScalesT = g.one("Unsqueeze", [g.one("Transpose", [allScales], [intsAttr("perm", [0, 2, 3, 1])]), unsqueeze2]);
-        const queryScale = g.one("Mul", [g.one("Max", [g.one("ReduceMax", [g.one("Abs", [queries])], [intsAttr("axes", [4]), intAttr("keepdims", 1)]), tiny]), inv127]);
-        const rounded = g.one("Round", [g.one("Div", [queries, queryScale])]);
         // The queries in the form the CPU multiplies fast and exactly (as the int8 products' activations).
-        const queryInt8 = signedActivations ? g.one("Cast", [rounded], [intAttr("to", T.INT8)]) : g.one("Cast", [g.one("Add", [rounded, g.scalar(`u8_offset_${l}`, 128)])], [intAttr("to", T.UINT8)]);
+        const [queryInt8, queryScale] = int8Rows(queries, zeroPoint, lastOnly ? "last_query_rows" : "query_rows");
         attention = {
           queries: [queryInt8, g.one("Mul", [queryScale, scale])],
           scores: ([q, qScale], end) => g.one("MatMulIntegerToFloat", [q ?? "", firstKeys(keysT, end), qScale ?? "", firstKeys(keyScalesT, end), zeroPoint], [], "com.microsoft"),
