@@ -280,6 +280,49 @@ describe("the graph's last layer", { skip }, () => {
   });
 });
 
+describe("int8 activations as int8 or uint8", { skip }, () => {
+  // Bit-equality is the point: the two forms hold the same integers (uint8 = int8 + 128 with zero
+  // point 128), ONNX Runtime's integer sums are exact, and every rounding (QuantizeLinear's) is the
+  // same. CPUs without VNNI run the int8 form (graph.ts has why): this runs both on any machine.
+  test("give the same bits: products, the 8-bit cache's keys and values, and int8 QK^T over a past", async () => {
+    const ort = await import("onnxruntime-node");
+    const model = testModel("causal");
+    const info = await readGgufFileInfo(model, { readTensorInfo: true });
+    const { shape } = readModelFacts(info, MAX_LENGTH);
+    if (!shape) throw new Error("the tiny test model has no Qwen3 shape");
+    const facts = { shape, eps: 1e-6, ropeTheta: 1e6, yesRow: 0, noRow: 1, headTensor: "token_embd.weight" };
+    const { hidden: H, headDim: D, kvHeads } = shape;
+    const [S, P] = [7, 5];
+    const fetches = ["z", "new_k8.0", "new_k_scale.0", "new_v8.0", "new_v_scale.0"];
+    const outputs: Array<Record<string, number[]>> = [];
+    for (const signedActivations of [false, true]) {
+      const graph = buildQwen3Graph(new GgufWeights(model, info), facts, { precision: "int8", outlierChannels: 4, signedActivations, kvCache: "int8", int8Attention: true });
+      const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: 1 });
+      const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
+        hidden: new ort.Tensor("float32", Float32Array.from({ length: S * H }, (_, i) => Math.sin(i) * 0.3), [1, S, H]),
+        cos: new ort.Tensor("float32", Float32Array.from({ length: S * D }, (_, i) => Math.cos(i * 0.01)), [S, D]),
+        sin: new ort.Tensor("float32", Float32Array.from({ length: S * D }, (_, i) => Math.sin(i * 0.01)), [S, D]),
+        mask: new ort.Tensor("float32", Float32Array.from({ length: S * (P + S) }, (_, i) => (i % (P + S) > P + Math.floor(i / (P + S)) ? -Infinity : 0)), [S, P + S]),
+        last: new ort.Tensor("int64", BigInt64Array.of(BigInt(S - 1)), [1]),
+      };
+      for (let l = 0; l < shape.layers; l++) {
+        for (const kind of ["k", "v"]) {
+          feeds[`past_${kind}.${l}`] = new ort.Tensor("int8", Int8Array.from({ length: P * kvHeads * D }, (_, i) => ((i * 37 + l) % 255) - 127), [1, P, kvHeads, D]);
+          feeds[`past_${kind}_scale.${l}`] = new ort.Tensor("float32", new Float32Array(P * kvHeads).fill(0.01), [1, P, kvHeads, 1]);
+        }
+        feeds[`k_center.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D).fill(0.05), [1, 1, kvHeads, D]);
+        feeds[`k_gain.${l}`] = new ort.Tensor("float32", new Float32Array(kvHeads * D).fill(1.5), [1, 1, kvHeads, D]);
+      }
+      const out = await session.run(feeds, fetches);
+      await session.release();
+      outputs.push(Object.fromEntries(fetches.map((name) => [name, Array.from(out[name]?.data as ArrayLike<number>)])));
+    }
+    const [unsigned, signed] = outputs;
+    assert.ok(Number.isFinite(unsigned?.z?.[0]));
+    assert.deepEqual(signed, unsigned);
+  });
+});
+
 describe("the outlier generator and int8's defences", { skip }, () => {
   test("planted outliers: damped weights are undone by equalization, undamped ones need the outlier features in fp32", async (t) => {
     const damped = testModel("causal", "tiny", "f32", 1, { channels: 4, magnitude: 60 });
