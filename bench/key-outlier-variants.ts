@@ -23,9 +23,9 @@ const massive = row.findIndex((v) => v === 12);
 if (massive < 0) throw new Error("the generator's massive dimension was not found");
 const headDim = parts.shape.headDim;
 const tensors = parts.tensors.map((t) => {
-  if (/attn_(q|v)\.weight$/.test(t.name)) return { ...t, fillRow: (r: number, values: Float32Array) => { t.fillRow(r, values); values[massive] = 0; } };
+  if (/attn_(q|v)\.weight$/.test(t.name)) return { ...t, fillRow: (r: number, data: Float32Array) => { t.fillRow(r, data); data[massive] = 0; } };
   if (variant === "gain" && t.name.endsWith("attn_k_norm.weight")) {
-    return { ...t, fillRow: (r: number, values: Float32Array) => { t.fillRow(r, values); for (let c = headDim - channels; c < headDim; c++) values[c] = (values[c] ?? 0) * 30; } };
+    return { ...t, fillRow: (r: number, data: Float32Array) => { t.fillRow(r, data); for (let c = headDim - channels; c < headDim; c++) data[c] = (data[c] ?? 0) * 30; } };
   }
   return t;
 });
